@@ -1,1 +1,63 @@
-fn main(){}
+//! `ringcast`: a live-streaming server (RTMP ingest; RTMP and HTTP-FLV
+//! playback) on thread-per-core io_uring executors.
+
+mod conn;
+mod consumer;
+mod frame;
+mod http;
+mod listen;
+mod rtmp;
+mod server;
+mod shard;
+mod stream;
+mod url;
+
+use clap::Parser;
+use ringcast_conf::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Command line, in the spirit of nginx and SRS.
+#[derive(Debug, Parser)]
+#[command(name = "ringcast", version, about = "Live-streaming media server: RTMP in, RTMP and HTTP-FLV out")]
+struct Args {
+    /// Configuration file.
+    #[arg(short = 'c', long = "conf", default_value = "conf/ringcast.toml")]
+    conf: PathBuf,
+    /// Test the configuration file and exit.
+    #[arg(short = 't', long = "test")]
+    test: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match Config::load(&args.conf) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringcast: configuration error: {e}");
+            if args.test {
+                eprintln!("ringcast: configuration file {} test failed", args.conf.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.test {
+        println!("ringcast: configuration file {} syntax is ok", args.conf.display());
+        println!("ringcast: configuration file {} test is successful", args.conf.display());
+        return ExitCode::SUCCESS;
+    }
+    let filter = std::env::var("RINGCAST_LOG").unwrap_or_else(|_| cfg.server.log_level.as_str().to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    match server::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ringcast: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

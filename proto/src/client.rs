@@ -1,1 +1,1298 @@
-//! TODO
+//! Sans-IO RTMP client: drives handshake → connect → createStream →
+//! publish or play against any RTMP server, for edge pulls, forwarders, the
+//! load tool and tests.
+//!
+//! Like [`ServerSession`](crate::server::ServerSession) it never touches a
+//! socket: the caller feeds received bytes to [`ClientSession::on_bytes`],
+//! writes what lands in `out`, and reacts to [`ClientEvent`]s.
+
+use std::fmt;
+
+use bytes::BytesMut;
+
+use crate::amf0::Amf0Value;
+use crate::chunk::{self, ChunkDecoder, MessageHeader, RtmpMessage};
+use crate::handshake::ClientHandshake;
+use crate::message::{self, csid, msg_type, Command, Message, UserControl};
+use crate::server::{as_u32, command, media_parts, write_message, AckWindow, SessionError};
+
+/// The parts of an `rtmp://` URL a client needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    /// Host name or address to connect to; IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+    /// Application path (may span several segments, e.g. `live/sub`). In
+    /// the SRS form `rtmp://host/app?vhost=x/stream` the query stays on the
+    /// app, where servers look for it.
+    pub app: String,
+    /// Stream name including any `?query` (tokens travel there).
+    pub stream: String,
+    /// `rtmp://host[:port]/app`, with the authority as written in the URL,
+    /// since servers derive the vhost from it.
+    pub tc_url: String,
+}
+
+/// Why a string is not a usable `rtmp://host[:port]/app/stream` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlError {
+    NotRtmp,
+    BadHost,
+    BadPort,
+    MissingApp,
+    MissingStream,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UrlError::NotRtmp => "URL does not start with rtmp://",
+            UrlError::BadHost => "URL has no valid host",
+            UrlError::BadPort => "URL has an invalid port",
+            UrlError::MissingApp => "URL has no application",
+            UrlError::MissingStream => "URL has no stream name",
+        })
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+/// The RTMP port when the URL names none.
+const DEFAULT_PORT: u16 = 1935;
+
+fn parse_authority(authority: &str) -> Result<(String, u16), UrlError> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or(UrlError::BadHost)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(UrlError::BadHost)?),
+        };
+        (host, port)
+    } else {
+        match authority.split_once(':') {
+            Some((_, p)) if p.contains(':') => return Err(UrlError::BadHost),
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(['/', '?', '@', ' ']) {
+        return Err(UrlError::BadHost);
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 => n,
+            _ => return Err(UrlError::BadPort),
+        },
+    };
+    Ok((host.to_owned(), port))
+}
+
+/// Parses `rtmp://host[:port]/app[/...]/stream[?query]` (default port
+/// 1935, IPv6 as `[::1]`). The last path segment is the stream, everything
+/// before it the app.
+pub fn parse_rtmp_url(url: &str) -> Result<RtmpUrl, UrlError> {
+    let scheme = url.get(..7).ok_or(UrlError::NotRtmp)?;
+    if !scheme.eq_ignore_ascii_case("rtmp://") {
+        return Err(UrlError::NotRtmp);
+    }
+    let rest = url.get(7..).unwrap_or_default();
+    let (authority, path) = rest.split_once('/').ok_or(UrlError::MissingApp)?;
+    let (host, port) = parse_authority(authority)?;
+    let (path_part, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let (app, stream) = match (path_part.rsplit_once('/'), query) {
+        (Some((app, name)), None) => (app.to_owned(), name.to_owned()),
+        (Some((app, name)), Some(q)) => (app.to_owned(), format!("{name}?{q}")),
+        (None, Some(q)) => {
+            let (app_query, name) = q.rsplit_once('/').ok_or(UrlError::MissingStream)?;
+            (format!("{path_part}?{app_query}"), name.to_owned())
+        }
+        (None, None) => return Err(UrlError::MissingStream),
+    };
+    if app.is_empty() || app.starts_with('?') {
+        return Err(UrlError::MissingApp);
+    }
+    if stream.is_empty() || stream.starts_with('?') {
+        return Err(UrlError::MissingStream);
+    }
+    Ok(RtmpUrl {
+        tc_url: format!("rtmp://{authority}/{app}"),
+        host,
+        port,
+        app,
+        stream,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    Play,
+    Publish,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub url: RtmpUrl,
+    pub mode: ClientMode,
+    /// Our outgoing chunk size, e.g. 60000; clamped to 128..=65536, the
+    /// range every known server accepts.
+    pub chunk_size: u32,
+    /// Digest (Flash-style) handshake instead of the simple one; some CDNs
+    /// insist on it.
+    pub complex_handshake: bool,
+}
+
+/// Something the caller should know about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// NetStream.Play.Start or NetStream.Publish.Start received.
+    Ready,
+    /// Audio, video or AMF0 data received while playing (AMF3 data is
+    /// converted to type 18, aggregates split up).
+    Media(RtmpMessage),
+    /// Every onStatus, for logging and for codes the session does not act on.
+    Status {
+        level: String,
+        code: String,
+        description: String,
+    },
+    /// Connect refused with an RTMP 302 (`ex.code` 302).
+    Redirect {
+        tc_url: String,
+        full_url: Option<String>,
+    },
+    /// connect, createStream, publish or play refused.
+    Rejected { description: String },
+    /// NetStream.Play.UnpublishNotify or StreamEOF: the source went away
+    /// (reported once until it comes back).
+    Unpublished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    Connecting,
+    CreatingStream,
+    /// `publish` or `play` sent, awaiting its onStatus.
+    Starting,
+    Ready,
+    /// Refused or redirected; the caller closes the connection.
+    Failed,
+    Closed,
+}
+
+/// Bounds for our outgoing chunk size (see [`ClientConfig::chunk_size`]).
+const MIN_OUT_CHUNK: u32 = 128;
+const MAX_OUT_CHUNK: u32 = 65536;
+/// Buffer length a player announces, as FFmpeg does.
+const PLAY_BUFFER_MS: u32 = 3000;
+/// `start` argument of `play`: live if there is one, else recorded.
+const PLAY_START_ANY: f64 = -2.0;
+
+const NULL: Amf0Value = Amf0Value::Null;
+
+/// One client-side RTMP connection.
+#[derive(Debug)]
+pub struct ClientSession {
+    cfg: ClientConfig,
+    /// `Some` until the handshake completes.
+    handshake: Option<ClientHandshake>,
+    decoder: ChunkDecoder,
+    /// Chunk size of what we send; 128 until our Set Chunk Size goes out.
+    out_chunk: u32,
+    ack: AckWindow,
+    phase: Phase,
+    /// Last transaction id used.
+    tx: f64,
+    connect_tx: f64,
+    create_tx: f64,
+    stream_id: Option<u32>,
+    /// Whether Unpublished was reported since the source last (re)started.
+    unpublished: bool,
+}
+
+impl ClientSession {
+    pub fn new(cfg: ClientConfig) -> Self {
+        let cfg = ClientConfig {
+            chunk_size: cfg.chunk_size.clamp(MIN_OUT_CHUNK, MAX_OUT_CHUNK),
+            ..cfg
+        };
+        ClientSession {
+            handshake: Some(ClientHandshake::new(cfg.complex_handshake)),
+            cfg,
+            decoder: ChunkDecoder::new(),
+            out_chunk: chunk::DEFAULT_CHUNK_SIZE,
+            ack: AckWindow::default(),
+            phase: Phase::Handshake,
+            tx: 0.0,
+            connect_tx: 0.0,
+            create_tx: 0.0,
+            stream_id: None,
+            unpublished: false,
+        }
+    }
+
+    /// Writes C0+C1; call once, right after the TCP connection is up.
+    pub fn start(&mut self, out: &mut BytesMut) {
+        if let Some(hs) = &mut self.handshake {
+            let mut c0c1 = Vec::new();
+            hs.start(&mut c0c1);
+            out.extend_from_slice(&c0c1);
+        }
+    }
+
+    /// Feeds received bytes: finishes the handshake, then runs connect →
+    /// (publish: releaseStream, FCPublish, createStream, publish) or
+    /// (play: createStream, play, buffer length), answering pings and
+    /// acknowledging as the server asks.
+    pub fn on_bytes(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<(), SessionError> {
+        if let Some(hs) = &mut self.handshake {
+            let mut reply = Vec::new();
+            let done = hs.process(input, &mut reply)?;
+            out.extend_from_slice(&reply);
+            if !done {
+                return Ok(());
+            }
+            self.handshake = None;
+            self.send_connect(out);
+        }
+        while let Some(msg) = self.decoder.decode(input)? {
+            self.handle(msg, out, events)?;
+            if let Some(seq) = self.ack.due(self.decoder.bytes_consumed()) {
+                self.control(Message::Ack(seq), out);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// The message stream id the server gave us, once createStream answered.
+    pub fn stream_id(&self) -> Option<u32> {
+        self.stream_id
+    }
+
+    /// Publish mode, after Ready: encodes one media/data message on the
+    /// right csid with the publish stream id. Does nothing otherwise (check
+    /// [`is_ready`](Self::is_ready)), nor for payloads beyond the 24-bit
+    /// message length.
+    pub fn send_media(&mut self, type_id: u8, timestamp: u32, payload: &[u8], out: &mut BytesMut) {
+        let Some(stream_id) = self.stream_id else {
+            return;
+        };
+        if self.phase != Phase::Ready
+            || self.cfg.mode != ClientMode::Publish
+            || payload.len() > chunk::MAX_MESSAGE_SIZE as usize
+        {
+            return;
+        }
+        let cs = match type_id {
+            msg_type::AUDIO => csid::AUDIO,
+            msg_type::VIDEO => csid::VIDEO,
+            _ => csid::STREAM,
+        };
+        let header = MessageHeader {
+            csid: cs,
+            timestamp,
+            type_id,
+            stream_id,
+        };
+        chunk::encode_message(&header, payload, self.out_chunk, out);
+    }
+
+    /// Ends the stream politely: FCUnpublish (when publishing) and
+    /// deleteStream. The caller then closes the connection.
+    pub fn close(&mut self, out: &mut BytesMut) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.phase = Phase::Closed;
+        let Some(id) = self.stream_id else {
+            return;
+        };
+        if self.cfg.mode == ClientMode::Publish {
+            let name = Amf0Value::string(self.cfg.url.stream.as_str());
+            let tx = self.next_tx();
+            self.write(
+                csid::COMMAND,
+                0,
+                &command("FCUnpublish", tx, NULL, vec![name]),
+                out,
+            );
+        }
+        let tx = self.next_tx();
+        let m = command(
+            "deleteStream",
+            tx,
+            NULL,
+            vec![Amf0Value::Number(f64::from(id))],
+        );
+        self.write(csid::COMMAND, 0, &m, out);
+    }
+
+    fn next_tx(&mut self) -> f64 {
+        self.tx += 1.0;
+        self.tx
+    }
+
+    fn write(&self, cs: u32, stream_id: u32, m: &Message, out: &mut BytesMut) {
+        write_message(m, cs, stream_id, self.out_chunk, out);
+    }
+
+    fn control(&self, m: Message, out: &mut BytesMut) {
+        self.write(csid::CONTROL, 0, &m, out);
+    }
+
+    fn send_connect(&mut self, out: &mut BytesMut) {
+        self.control(Message::SetChunkSize(self.cfg.chunk_size), out);
+        self.out_chunk = self.cfg.chunk_size;
+        let url = &self.cfg.url;
+        let s = |v: &str| Amf0Value::string(v);
+        // Field sets as FFmpeg sends them, which every server accepts.
+        let object = match self.cfg.mode {
+            ClientMode::Publish => Amf0Value::object([
+                ("app", s(&url.app)),
+                ("type", s("nonprivate")),
+                ("flashVer", s("FMLE/3.0 (compatible; ringcast)")),
+                ("tcUrl", s(&url.tc_url)),
+            ]),
+            ClientMode::Play => Amf0Value::object([
+                ("app", s(&url.app)),
+                ("flashVer", s("LNX 9,0,124,2")),
+                ("tcUrl", s(&url.tc_url)),
+                ("fpad", Amf0Value::Boolean(false)),
+                ("capabilities", Amf0Value::Number(15.0)),
+                ("audioCodecs", Amf0Value::Number(4071.0)),
+                ("videoCodecs", Amf0Value::Number(252.0)),
+                ("videoFunction", Amf0Value::Number(1.0)),
+            ]),
+        };
+        self.connect_tx = self.next_tx();
+        let m = command("connect", self.connect_tx, object, vec![]);
+        self.write(csid::COMMAND, 0, &m, out);
+        self.phase = Phase::Connecting;
+    }
+
+    fn handle(
+        &mut self,
+        msg: RtmpMessage,
+        out: &mut BytesMut,
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<(), SessionError> {
+        let ours = |id: u32| self.stream_id == Some(id);
+        match message::parse(&msg)? {
+            Message::SetChunkSize(n) => self.decoder.set_chunk_size(n)?,
+            Message::Abort(cs) => self.decoder.abort(cs),
+            Message::WindowAckSize(n) => self.ack.set(n),
+            Message::UserControl(UserControl::PingRequest(ts)) => {
+                self.control(Message::UserControl(UserControl::PingResponse(ts)), out)
+            }
+            Message::UserControl(UserControl::StreamBegin(id)) if ours(id) => {
+                self.unpublished = false
+            }
+            Message::UserControl(UserControl::StreamEof(id)) if ours(id) => {
+                self.source_gone(events)
+            }
+            Message::Command(c) => self.on_command(c, out, events)?,
+            parsed @ (Message::Audio(_)
+            | Message::Video(_)
+            | Message::Data(_)
+            | Message::Aggregate(_)) => {
+                if self.cfg.mode == ClientMode::Play {
+                    media_parts(msg, parsed, |m| events.push(ClientEvent::Media(m)))?;
+                }
+            }
+            Message::Ack(_)
+            | Message::SetPeerBandwidth { .. }
+            | Message::UserControl(_)
+            | Message::Unknown { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn source_gone(&mut self, events: &mut Vec<ClientEvent>) {
+        if self.phase == Phase::Ready && !self.unpublished {
+            self.unpublished = true;
+            events.push(ClientEvent::Unpublished);
+        }
+    }
+
+    fn fail(&mut self, event: ClientEvent, events: &mut Vec<ClientEvent>) {
+        self.phase = Phase::Failed;
+        events.push(event);
+    }
+
+    fn on_command(
+        &mut self,
+        c: Command,
+        out: &mut BytesMut,
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<(), SessionError> {
+        let info = c.args.first().unwrap_or(&NULL);
+        let text = |key: &str| {
+            info.get(key)
+                .and_then(Amf0Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let tx = c.transaction_id;
+        match c.name.as_str() {
+            "_result" if self.phase == Phase::Connecting && tx == self.connect_tx => {
+                self.after_connect(out)
+            }
+            "_result" if self.phase == Phase::CreatingStream && tx == self.create_tx => {
+                let id = c
+                    .args
+                    .iter()
+                    .find_map(Amf0Value::as_f64)
+                    .and_then(as_u32)
+                    .ok_or_else(|| {
+                        SessionError::Protocol("createStream result without a stream id".into())
+                    })?;
+                self.start_stream(id, out);
+            }
+            "_error" if self.phase == Phase::Connecting && tx == self.connect_tx => {
+                let event = refusal(info);
+                self.fail(event, events);
+            }
+            "_error" if self.phase == Phase::CreatingStream && tx == self.create_tx => {
+                let description = text("description");
+                self.fail(ClientEvent::Rejected { description }, events);
+            }
+            "onStatus" => {
+                let (level, code, description) = (text("level"), text("code"), text("description"));
+                events.push(ClientEvent::Status {
+                    level: level.clone(),
+                    code: code.clone(),
+                    description: description.clone(),
+                });
+                self.on_status(info, &level, &code, description, events);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_status(
+        &mut self,
+        info: &Amf0Value,
+        level: &str,
+        code: &str,
+        description: String,
+        events: &mut Vec<ClientEvent>,
+    ) {
+        let start_code = match self.cfg.mode {
+            ClientMode::Publish => "NetStream.Publish.Start",
+            ClientMode::Play => "NetStream.Play.Start",
+        };
+        match (self.phase, code) {
+            // SRS sends its RTMP 302 as onStatus rather than _error.
+            (Phase::Connecting, "NetConnection.Connect.Rejected") => {
+                let event = refusal(info);
+                self.fail(event, events);
+            }
+            (Phase::Starting, c) if c == start_code => {
+                self.phase = Phase::Ready;
+                self.unpublished = false;
+                events.push(ClientEvent::Ready);
+            }
+            (_, "NetStream.Play.UnpublishNotify") => self.source_gone(events),
+            (_, "NetStream.Play.PublishNotify") => self.unpublished = false,
+            (Phase::Connecting | Phase::CreatingStream | Phase::Starting, _)
+                if level == "error" =>
+            {
+                self.fail(ClientEvent::Rejected { description }, events)
+            }
+            _ => {}
+        }
+    }
+
+    fn after_connect(&mut self, out: &mut BytesMut) {
+        if self.cfg.mode == ClientMode::Publish {
+            let name = Amf0Value::string(self.cfg.url.stream.as_str());
+            for cmd in ["releaseStream", "FCPublish"] {
+                let tx = self.next_tx();
+                self.write(
+                    csid::COMMAND,
+                    0,
+                    &command(cmd, tx, NULL, vec![name.clone()]),
+                    out,
+                );
+            }
+        }
+        self.create_tx = self.next_tx();
+        self.write(
+            csid::COMMAND,
+            0,
+            &command("createStream", self.create_tx, NULL, vec![]),
+            out,
+        );
+        self.phase = Phase::CreatingStream;
+    }
+
+    fn start_stream(&mut self, id: u32, out: &mut BytesMut) {
+        self.stream_id = Some(id);
+        self.phase = Phase::Starting;
+        let name = Amf0Value::string(self.cfg.url.stream.as_str());
+        let tx = self.next_tx();
+        match self.cfg.mode {
+            ClientMode::Publish => {
+                let m = command("publish", tx, NULL, vec![name, Amf0Value::string("live")]);
+                self.write(csid::STREAM, id, &m, out);
+            }
+            ClientMode::Play => {
+                let m = command(
+                    "play",
+                    tx,
+                    NULL,
+                    vec![name, Amf0Value::Number(PLAY_START_ANY)],
+                );
+                self.write(csid::STREAM, id, &m, out);
+                let buffer = UserControl::SetBufferLength {
+                    stream_id: id,
+                    millis: PLAY_BUFFER_MS,
+                };
+                self.control(Message::UserControl(buffer), out);
+            }
+        }
+    }
+}
+
+/// The event for a refused connect: a redirect when the info object
+/// carries `ex.code` 302 and a target, else a rejection.
+fn refusal(info: &Amf0Value) -> ClientEvent {
+    let ex = info.get("ex");
+    let target = ex
+        .and_then(|ex| ex.get("redirect"))
+        .and_then(Amf0Value::as_str);
+    let is_302 = ex.and_then(|ex| ex.get("code")).and_then(Amf0Value::as_f64) == Some(302.0);
+    match target {
+        Some(tc_url) if is_302 => ClientEvent::Redirect {
+            tc_url: tc_url.to_owned(),
+            full_url: ex
+                .and_then(|ex| ex.get("redirect2"))
+                .and_then(Amf0Value::as_str)
+                .map(str::to_owned),
+        },
+        _ => ClientEvent::Rejected {
+            description: info
+                .get("description")
+                .and_then(Amf0Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::ServerHandshake;
+    use crate::server::{ServerConfig, ServerEvent, ServerSession};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn url(s: &str) -> RtmpUrl {
+        parse_rtmp_url(s).unwrap()
+    }
+
+    #[test]
+    fn url_forms() {
+        assert_eq!(
+            url("rtmp://example.com/live/cam"),
+            RtmpUrl {
+                host: "example.com".into(),
+                port: 1935,
+                app: "live".into(),
+                stream: "cam".into(),
+                tc_url: "rtmp://example.com/live".into(),
+            }
+        );
+        let u = url("RTMP://10.0.0.1:19350/live/sub/cam?token=a/b&x=1");
+        assert_eq!((u.host.as_str(), u.port), ("10.0.0.1", 19350));
+        assert_eq!(
+            (u.app.as_str(), u.stream.as_str()),
+            ("live/sub", "cam?token=a/b&x=1")
+        );
+        assert_eq!(u.tc_url, "rtmp://10.0.0.1:19350/live/sub");
+        let u = url("rtmp://[::1]:1936/live/cam");
+        assert_eq!((u.host.as_str(), u.port), ("::1", 1936));
+        assert_eq!(u.tc_url, "rtmp://[::1]:1936/live");
+        assert_eq!(url("rtmp://[fe80::1]/a/b").port, 1935);
+        let u = url("rtmp://h/live?vhost=v/cam");
+        assert_eq!((u.app.as_str(), u.stream.as_str()), ("live?vhost=v", "cam"));
+        assert_eq!(u.tc_url, "rtmp://h/live?vhost=v");
+    }
+
+    #[test]
+    fn url_errors() {
+        for (s, e) in [
+            ("http://h/a/b", UrlError::NotRtmp),
+            ("rtmp:/", UrlError::NotRtmp),
+            ("rtmp://h", UrlError::MissingApp),
+            ("rtmp://h/live", UrlError::MissingStream),
+            ("rtmp://h/live/", UrlError::MissingStream),
+            ("rtmp://h/live/?x=1", UrlError::MissingStream),
+            ("rtmp://h//cam", UrlError::MissingApp),
+            ("rtmp:///live/cam", UrlError::BadHost),
+            ("rtmp://h:0/live/cam", UrlError::BadPort),
+            ("rtmp://h:99999/live/cam", UrlError::BadPort),
+            ("rtmp://h:x/live/cam", UrlError::BadPort),
+            ("rtmp://::1/live/cam", UrlError::BadHost),
+            ("rtmp://[::1/live/cam", UrlError::BadHost),
+            ("rtmp://[::1]x/live/cam", UrlError::BadHost),
+            ("rtmp://u@h/live/cam", UrlError::BadHost),
+        ] {
+            assert_eq!(parse_rtmp_url(s), Err(e), "{s}");
+        }
+    }
+
+    fn config(mode: ClientMode) -> ClientConfig {
+        ClientConfig {
+            url: url("rtmp://127.0.0.1/live/cam?k=1"),
+            mode,
+            chunk_size: 4096,
+            complex_handshake: false,
+        }
+    }
+
+    /// What the test "engine" answers.
+    #[derive(Clone)]
+    enum Answer {
+        Accept,
+        Reject,
+        Redirect,
+        /// Leave the decision for the test to make.
+        Hold,
+    }
+
+    /// A client and a server joined by in-memory pipes that deliver bytes
+    /// in pieces of the given sizes, with the test playing the engine.
+    struct Pipe {
+        client: ClientSession,
+        server: ServerSession,
+        to_server: BytesMut,
+        to_client: BytesMut,
+        server_in: BytesMut,
+        client_in: BytesMut,
+        sev: Vec<ServerEvent>,
+        cev: Vec<ClientEvent>,
+        /// Every byte the client sent, for inspection.
+        client_sent: Vec<u8>,
+        splits: Vec<usize>,
+        turn: usize,
+        connect: Answer,
+        stream: Answer,
+    }
+
+    impl Pipe {
+        fn new(mode: ClientMode, splits: Vec<usize>) -> Pipe {
+            Pipe::with(config(mode), ServerConfig::default(), splits)
+        }
+
+        fn with(cfg: ClientConfig, scfg: ServerConfig, splits: Vec<usize>) -> Pipe {
+            let mut client = ClientSession::new(cfg);
+            let mut to_server = BytesMut::new();
+            client.start(&mut to_server);
+            Pipe {
+                client,
+                server: ServerSession::new(scfg),
+                client_sent: to_server.to_vec(),
+                to_server,
+                to_client: BytesMut::new(),
+                server_in: BytesMut::new(),
+                client_in: BytesMut::new(),
+                sev: Vec::new(),
+                cev: Vec::new(),
+                splits: if splits.is_empty() {
+                    vec![usize::MAX]
+                } else {
+                    splits
+                },
+                turn: 0,
+                connect: Answer::Accept,
+                stream: Answer::Accept,
+            }
+        }
+
+        fn split(&mut self) -> usize {
+            self.turn += 1;
+            self.splits[self.turn % self.splits.len()].max(1)
+        }
+
+        /// Moves bytes both ways until neither side has anything to say.
+        fn run(&mut self) {
+            while !self.to_server.is_empty() || !self.to_client.is_empty() {
+                let n = self.split().min(self.to_server.len());
+                self.server_in
+                    .extend_from_slice(&self.to_server.split_to(n));
+                let from = self.sev.len();
+                self.server
+                    .on_bytes(&mut self.server_in, &mut self.to_client, &mut self.sev)
+                    .unwrap();
+                for i in from..self.sev.len() {
+                    let ev = self.sev[i].clone();
+                    self.engine(&ev);
+                }
+                let n = self.split().min(self.to_client.len());
+                self.client_in
+                    .extend_from_slice(&self.to_client.split_to(n));
+                let before = self.to_server.len();
+                self.client
+                    .on_bytes(&mut self.client_in, &mut self.to_server, &mut self.cev)
+                    .unwrap();
+                self.client_sent
+                    .extend_from_slice(&self.to_server[before..]);
+            }
+        }
+
+        fn engine(&mut self, ev: &ServerEvent) {
+            let out = &mut self.to_client;
+            match (ev, &self.connect, &self.stream) {
+                (ServerEvent::Connect(_), Answer::Accept, _) => self.server.accept_connect(out),
+                (ServerEvent::Connect(_), Answer::Reject, _) => {
+                    self.server.reject_connect("go away", out)
+                }
+                (ServerEvent::Connect(_), Answer::Redirect, _) => self.server.redirect_connect(
+                    "rtmp://o2:1936/live",
+                    "rtmp://o2:1936/live/cam?k=1",
+                    out,
+                ),
+                (ServerEvent::Publish { stream_id, .. }, Answer::Accept, Answer::Accept) => {
+                    self.server.accept_publish(*stream_id, out)
+                }
+                (ServerEvent::Publish { stream_id, .. }, _, Answer::Reject) => {
+                    self.server.reject_publish(
+                        *stream_id,
+                        "NetStream.Publish.BadName",
+                        "already publishing",
+                        out,
+                    )
+                }
+                (ServerEvent::Play { stream_id, .. }, Answer::Accept, Answer::Accept) => {
+                    self.server.accept_play(*stream_id, out)
+                }
+                (ServerEvent::Play { stream_id, .. }, _, Answer::Reject) => {
+                    self.server.reject_play(
+                        *stream_id,
+                        "NetStream.Play.StreamNotFound",
+                        "no such stream",
+                        out,
+                    )
+                }
+                _ => {}
+            }
+        }
+
+        /// Sends media as the engine does: shared chunks, message stream id 1.
+        fn engine_media(&mut self, type_id: u8, timestamp: u32, payload: &Bytes) {
+            let cs = if type_id == msg_type::AUDIO {
+                csid::AUDIO
+            } else {
+                csid::VIDEO
+            };
+            let h = MessageHeader {
+                csid: cs,
+                timestamp,
+                type_id,
+                stream_id: 1,
+            };
+            for seg in chunk::encode_shared(&h, payload, self.server.out_chunk_size()) {
+                self.to_client.extend_from_slice(&seg);
+            }
+        }
+
+        fn media_events(&self) -> Vec<(u8, u32, Vec<u8>)> {
+            self.sev
+                .iter()
+                .filter_map(|e| match e {
+                    ServerEvent::Media(m) => {
+                        Some((m.header.type_id, m.header.timestamp, m.payload.to_vec()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn client_media(&self) -> Vec<(u8, u32, Vec<u8>)> {
+            self.cev
+                .iter()
+                .filter_map(|e| match e {
+                    ClientEvent::Media(m) => {
+                        Some((m.header.type_id, m.header.timestamp, m.payload.to_vec()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn frames(n: usize) -> Vec<(u8, u32, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let type_id = [msg_type::VIDEO, msg_type::AUDIO, msg_type::DATA_AMF0][i % 3];
+                let len = [1, 5000, 70_000, 130, 0x1_0000][i % 5];
+                let body = (0..len).map(|j| (i * 31 + j) as u8).collect();
+                // Includes timestamps past the 24-bit extended marker.
+                (
+                    type_id,
+                    (i as u32) * 40 + if i > 6 { 0xff_ff00 } else { 0 },
+                    body,
+                )
+            })
+            .collect()
+    }
+
+    /// Compares media lists without printing megabytes on failure.
+    fn assert_same(got: &[(u8, u32, Vec<u8>)], want: &[(u8, u32, Vec<u8>)]) {
+        let summary = |v: &[(u8, u32, Vec<u8>)]| -> Vec<(u8, u32, usize)> {
+            v.iter().map(|(t, ts, b)| (*t, *ts, b.len())).collect()
+        };
+        assert_eq!(summary(got), summary(want));
+        assert!(got == want, "payloads differ");
+    }
+
+    fn publish_loop(splits: Vec<usize>) {
+        let mut p = Pipe::new(ClientMode::Publish, splits);
+        p.run();
+        assert!(p.client.is_ready());
+        assert_eq!(p.client.stream_id(), Some(1));
+        assert!(matches!(
+            &p.sev[..2],
+            [ServerEvent::Connect(i), ServerEvent::Publish { stream_id: 1, name, kind }]
+                if i.app == "live" && i.tc_url == "rtmp://127.0.0.1/live" && name == "cam?k=1" && kind == "live"
+        ));
+        assert!(p.cev.contains(&ClientEvent::Ready));
+        let sent = frames(12);
+        for (t, ts, body) in &sent {
+            p.client.send_media(*t, *ts, body, &mut p.to_server);
+        }
+        p.run();
+        assert_same(&p.media_events(), &sent);
+        p.client.close(&mut p.to_server);
+        p.run();
+        assert_eq!(p.sev.last(), Some(&ServerEvent::Unpublish { stream_id: 1 }));
+        assert_eq!(
+            p.sev
+                .iter()
+                .filter(|e| matches!(e, ServerEvent::Unpublish { .. }))
+                .count(),
+            1
+        );
+    }
+
+    fn play_loop(splits: Vec<usize>) {
+        let mut p = Pipe::new(ClientMode::Play, splits);
+        p.run();
+        assert!(p.client.is_ready());
+        assert!(matches!(
+            &p.sev[..2],
+            [ServerEvent::Connect(_), ServerEvent::Play { stream_id: 1, name, start }]
+                if name == "cam?k=1" && *start == -2.0
+        ));
+        let codes: Vec<_> = p
+            .cev
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Status { code, .. } => Some(code.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codes, ["NetStream.Play.Reset", "NetStream.Play.Start"]);
+        // |RtmpSampleAccess and NetStream.Data.Start are data messages.
+        assert_eq!(p.client_media().len(), 2);
+        p.cev.clear();
+        let sent = frames(12);
+        for (t, ts, body) in &sent {
+            p.engine_media(*t, *ts, &Bytes::from(body.clone()));
+        }
+        p.run();
+        assert_same(&p.client_media(), &sent);
+        p.client.close(&mut p.to_server);
+        p.run();
+        assert_eq!(
+            p.sev.last(),
+            Some(&ServerEvent::StreamClosed { stream_id: 1 })
+        );
+    }
+
+    #[test]
+    fn publish_loop_whole_writes() {
+        publish_loop(vec![]);
+    }
+
+    #[test]
+    fn play_loop_whole_writes() {
+        play_loop(vec![]);
+    }
+
+    #[test]
+    fn publish_loop_byte_by_byte_start() {
+        publish_loop(vec![1, 1, 1, 7, 3000, 1]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn publish_loop_random_splits(splits in proptest::collection::vec(1usize..5000, 1..16)) {
+            publish_loop(splits);
+        }
+
+        #[test]
+        fn play_loop_random_splits(splits in proptest::collection::vec(1usize..5000, 1..16)) {
+            play_loop(splits);
+        }
+    }
+
+    #[test]
+    fn play_loop_complex_handshake() {
+        let cfg = ClientConfig {
+            complex_handshake: true,
+            ..config(ClientMode::Play)
+        };
+        let mut p = Pipe::with(cfg, ServerConfig::default(), vec![700]);
+        p.run();
+        assert!(p.client.is_ready());
+        assert!(p.server.is_handshake_done());
+    }
+
+    #[test]
+    fn connect_redirect() {
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.connect = Answer::Redirect;
+        p.run();
+        assert_eq!(
+            p.cev,
+            vec![ClientEvent::Redirect {
+                tc_url: "rtmp://o2:1936/live".into(),
+                full_url: Some("rtmp://o2:1936/live/cam?k=1".into()),
+            }]
+        );
+        assert!(!p.client.is_ready());
+    }
+
+    #[test]
+    fn srs_style_on_status_redirect() {
+        let ex = Amf0Value::object([
+            ("code", Amf0Value::Number(302.0)),
+            ("redirect", Amf0Value::string("rtmp://o3/live")),
+        ]);
+        let mut info = crate::server::status(
+            "error",
+            "NetConnection.Connect.Rejected",
+            "RTMP 302 Redirect",
+        );
+        if let Amf0Value::Object(p) = &mut info {
+            p.push(("ex".into(), ex));
+        }
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.connect = Answer::Hold;
+        p.run();
+        write_message(
+            &command("onStatus", 0.0, NULL, vec![info]),
+            3,
+            0,
+            128,
+            &mut p.to_client,
+        );
+        p.run();
+        assert_eq!(
+            p.cev.last(),
+            Some(&ClientEvent::Redirect {
+                tc_url: "rtmp://o3/live".into(),
+                full_url: None
+            })
+        );
+    }
+
+    #[test]
+    fn connect_rejected() {
+        let mut p = Pipe::new(ClientMode::Publish, vec![]);
+        p.connect = Answer::Reject;
+        p.run();
+        assert_eq!(
+            p.cev,
+            vec![ClientEvent::Rejected {
+                description: "go away".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn publish_and_play_rejected() {
+        let mut p = Pipe::new(ClientMode::Publish, vec![]);
+        p.stream = Answer::Reject;
+        p.run();
+        assert!(!p.client.is_ready());
+        assert_eq!(
+            p.cev.last(),
+            Some(&ClientEvent::Rejected {
+                description: "already publishing".into()
+            })
+        );
+        // Media is refused locally until Ready.
+        let before = p.to_server.len();
+        p.client
+            .send_media(msg_type::VIDEO, 0, &[1, 2], &mut p.to_server);
+        assert_eq!(p.to_server.len(), before);
+
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.stream = Answer::Reject;
+        p.run();
+        assert!(
+            matches!(p.cev.last(), Some(ClientEvent::Rejected { description }) if description == "no such stream")
+        );
+    }
+
+    #[test]
+    fn unpublish_and_republish_notify() {
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.run();
+        p.cev.clear();
+        p.server.unpublish_notify(1, &mut p.to_client);
+        p.run();
+        // StreamEOF and UnpublishNotify together report once.
+        assert_eq!(
+            p.cev
+                .iter()
+                .filter(|e| **e == ClientEvent::Unpublished)
+                .count(),
+            1
+        );
+        p.server.publish_notify(1, &mut p.to_client);
+        p.server.unpublish_notify(1, &mut p.to_client);
+        p.run();
+        assert_eq!(
+            p.cev
+                .iter()
+                .filter(|e| **e == ClientEvent::Unpublished)
+                .count(),
+            2
+        );
+    }
+
+    /// Decodes the client's output after the handshake.
+    fn client_messages(p: &Pipe) -> Vec<RtmpMessage> {
+        let mut buf = BytesMut::from(&p.client_sent[1537 + 1536..]);
+        let mut d = ChunkDecoder::new();
+        let mut v = Vec::new();
+        while let Some(m) = d.decode(&mut buf).unwrap() {
+            if let Ok(Message::SetChunkSize(n)) = message::parse(&m) {
+                d.set_chunk_size(n).unwrap();
+            }
+            v.push(m);
+        }
+        v
+    }
+
+    #[test]
+    fn client_command_sequence() {
+        let mut p = Pipe::new(ClientMode::Publish, vec![]);
+        p.run();
+        let names: Vec<String> = client_messages(&p)
+            .iter()
+            .map(|m| match message::parse(m).unwrap() {
+                Message::Command(c) => c.name,
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "SetChunkSize(4096)",
+                "connect",
+                "releaseStream",
+                "FCPublish",
+                "createStream",
+                "publish"
+            ]
+        );
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.run();
+        let msgs: Vec<Message> = client_messages(&p)
+            .iter()
+            .map(|m| message::parse(m).unwrap())
+            .collect();
+        assert!(
+            msgs.contains(&Message::UserControl(UserControl::SetBufferLength {
+                stream_id: 1,
+                millis: 3000
+            }))
+        );
+    }
+
+    #[test]
+    fn client_answers_ping_and_acknowledges() {
+        let scfg = ServerConfig {
+            window_ack_size: 10_000,
+            ..ServerConfig::default()
+        };
+        let mut p = Pipe::with(config(ClientMode::Play), scfg, vec![]);
+        p.run();
+        write_message(
+            &Message::UserControl(UserControl::PingRequest(77)),
+            2,
+            0,
+            60000,
+            &mut p.to_client,
+        );
+        let payload = Bytes::from(vec![9u8; 4000]);
+        for ts in 0..10 {
+            p.engine_media(msg_type::VIDEO, ts, &payload);
+        }
+        p.run();
+        let msgs: Vec<Message> = client_messages(&p)
+            .iter()
+            .map(|m| message::parse(m).unwrap())
+            .collect();
+        assert!(msgs.contains(&Message::UserControl(UserControl::PingResponse(77))));
+        let acks: Vec<u32> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                Message::Ack(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        // ~40 kB received with a 10 kB window.
+        assert!((3..=4).contains(&acks.len()), "{acks:?}");
+        assert!(acks.windows(2).all(|w| w[1] - w[0] >= 10_000));
+    }
+
+    #[test]
+    fn server_chunk_size_and_results_tolerated() {
+        // A createStream result with no number is a protocol error.
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.connect = Answer::Hold;
+        p.run();
+        p.server.accept_connect(&mut p.to_client);
+        // Deliver only the connect reply; answer createStream by hand.
+        let mut input = p.to_client.split();
+        p.client
+            .on_bytes(&mut input, &mut p.to_server, &mut p.cev)
+            .unwrap();
+        let mut bad = BytesMut::new();
+        write_message(
+            &command("_result", 2.0, NULL, vec![Amf0Value::Null]),
+            3,
+            0,
+            60000,
+            &mut bad,
+        );
+        let e = p.client.on_bytes(&mut bad, &mut p.to_server, &mut p.cev);
+        assert!(matches!(e, Err(SessionError::Protocol(_))), "{e:?}");
+    }
+
+    #[test]
+    fn create_stream_error_is_rejection() {
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.connect = Answer::Hold;
+        p.run();
+        p.server.accept_connect(&mut p.to_client);
+        let mut input = p.to_client.split();
+        p.client
+            .on_bytes(&mut input, &mut p.to_server, &mut p.cev)
+            .unwrap();
+        let mut err = BytesMut::new();
+        let info = crate::server::status("error", "NetConnection.Call.Failed", "no streams");
+        write_message(
+            &command("_error", 2.0, NULL, vec![info]),
+            3,
+            0,
+            60000,
+            &mut err,
+        );
+        p.client
+            .on_bytes(&mut err, &mut p.to_server, &mut p.cev)
+            .unwrap();
+        assert_eq!(
+            p.cev,
+            vec![ClientEvent::Rejected {
+                description: "no streams".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn client_errors() {
+        let mut c = ClientSession::new(config(ClientMode::Play));
+        let mut out = BytesMut::new();
+        c.start(&mut out);
+        assert_eq!(out.len(), 1537);
+        let mut input = BytesMut::from(&[0xffu8; 3073][..]);
+        let e = c.on_bytes(&mut input, &mut out, &mut Vec::new());
+        assert!(matches!(e, Err(SessionError::Handshake(_))), "{e:?}");
+
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.run();
+        let mut bad = BytesMut::new();
+        write_message(&Message::SetChunkSize(0), 2, 0, 60000, &mut bad);
+        let e = p.client.on_bytes(&mut bad, &mut p.to_server, &mut p.cev);
+        assert!(matches!(e, Err(SessionError::Chunk(_))), "{e:?}");
+    }
+
+    #[test]
+    fn session_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<ClientSession>();
+    }
+
+    /// A client past the handshake, fed by hand.
+    fn handshaken(mode: ClientMode) -> (ClientSession, BytesMut) {
+        let mut c = ClientSession::new(config(mode));
+        let mut sh = ServerHandshake::new();
+        let mut c_out = BytesMut::new();
+        c.start(&mut c_out);
+        let mut s_out = Vec::new();
+        sh.process(&mut c_out, &mut s_out).unwrap();
+        let mut input = BytesMut::from(&s_out[..]);
+        c.on_bytes(&mut input, &mut c_out, &mut Vec::new()).unwrap();
+        sh.process(&mut c_out, &mut Vec::new()).unwrap();
+        (c, c_out)
+    }
+
+    proptest! {
+        #[test]
+        fn url_parser_never_panics(s in ".{0,64}") {
+            let _ = parse_rtmp_url(&s);
+            let _ = parse_rtmp_url(&format!("rtmp://{s}"));
+        }
+
+        #[test]
+        fn url_round_trip(host in "[a-z][a-z0-9.-]{0,20}", port in 1u16.., app in "[a-z]{1,8}(/[a-z]{1,8})?", stream in "[a-z0-9_]{1,12}(\\?[a-z=&/]{0,12})?") {
+            let u = parse_rtmp_url(&format!("rtmp://{host}:{port}/{app}/{stream}")).unwrap();
+            prop_assert_eq!(u.host, host.clone());
+            prop_assert_eq!(u.port, port);
+            prop_assert_eq!(u.app, app.clone());
+            prop_assert_eq!(u.stream, stream);
+            prop_assert_eq!(u.tc_url, format!("rtmp://{host}:{port}/{app}"));
+        }
+
+        #[test]
+        fn arbitrary_bytes_after_handshake_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..2048),
+            publish in any::<bool>(),
+            split in 1usize..512,
+        ) {
+            let mode = if publish { ClientMode::Publish } else { ClientMode::Play };
+            let (mut c, mut out) = handshaken(mode);
+            let mut events = Vec::new();
+            for piece in data.chunks(split) {
+                let mut input = BytesMut::from(piece);
+                if c.on_bytes(&mut input, &mut out, &mut events).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

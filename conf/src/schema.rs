@@ -1,0 +1,347 @@
+//! The config tables and their defaults.
+//!
+//! Every table is `#[serde(default, deny_unknown_fields)]`: an empty file is a complete
+//! config, and a misspelt key is an error that names it instead of a silently ignored line.
+//! Durations are integer milliseconds (`_ms`), sizes are bytes.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConf {
+    /// Executors (one per CPU, pinned); 0 means one per available CPU. See
+    /// [`crate::Config::shard_count`].
+    pub shards: usize,
+    /// Connections accepted by the whole process; beyond it new connections are closed
+    /// (SRS `max_connections`).
+    pub max_connections: usize,
+    /// io_uring registered buffer memory per shard, in bytes. The process needs a memlock
+    /// limit at least this large per shard, which is why it is configurable.
+    pub io_memory: usize,
+    /// Minimum level written to the log.
+    pub log_level: LogLevel,
+    /// Time allowed for the RTMP handshake (SRS hard-codes 500 ms, too short on bad links).
+    pub handshake_timeout_ms: u64,
+    /// A connection that sends nothing for this long is closed (SRS RTMP recv timeout).
+    pub idle_timeout_ms: u64,
+    /// A publisher must send its first media packet within this time.
+    pub publish_first_packet_timeout_ms: u64,
+    /// After the first packet, a publisher silent for this long is dropped.
+    pub publish_normal_timeout_ms: u64,
+    /// Where to write (and lock) the pid file; none by default.
+    pub pid_file: Option<PathBuf>,
+}
+
+impl Default for ServerConf {
+    fn default() -> Self {
+        Self {
+            shards: 0,
+            max_connections: 1000,
+            io_memory: MIB,
+            log_level: LogLevel::Info,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            publish_first_packet_timeout_ms: 20_000,
+            publish_normal_timeout_ms: 5_000,
+            pid_file: None,
+        }
+    }
+}
+
+/// Log verbosity, ordered from quietest to noisiest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub enum LogLevel {
+    /// Only failures.
+    Error,
+    /// Failures and suspicious events.
+    Warn,
+    /// Connection and stream lifecycle (the default).
+    Info,
+    /// Per-request detail.
+    Debug,
+    /// Per-message detail.
+    Trace,
+}
+
+impl LogLevel {
+    /// The lowercase name, as written in the config and as `tracing` filters spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    /// Accepts the names [`LogLevel::as_str`] gives, so a `--log-level` flag can share them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            LogLevel::Error,
+            LogLevel::Warn,
+            LogLevel::Info,
+            LogLevel::Debug,
+            LogLevel::Trace,
+        ]
+        .into_iter()
+        .find(|level| level.as_str() == s)
+        .ok_or_else(|| {
+            format!("unknown log level `{s}`, expected one of error, warn, info, debug, trace")
+        })
+    }
+}
+
+impl TryFrom<String> for LogLevel {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[rtmp]`: the RTMP listener and the chunk-stream parameters we announce.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConf {
+    /// Addresses to listen on; each entry is `"ip:port"` or a bare port (`"1935"` or `1935`),
+    /// which means every IPv4 address. A single entry may be written without the list. IPv4 and IPv6 entries never overlap: IPv6
+    /// listeners are meant to be bound `IPV6_V6ONLY`, so `[::]:1935` does not take IPv4.
+    #[serde(deserialize_with = "listen_list")]
+    pub listen: Vec<SocketAddr>,
+    /// Chunk size we send with. Large by default so most messages are one chunk and the
+    /// encoded form can be shared by every player; valid 128..=65536.
+    pub out_chunk_size: u32,
+    /// Window acknowledgement size we announce to peers (SRS `out_ack_size`).
+    pub window_ack_size: u32,
+}
+
+impl Default for RtmpConf {
+    fn default() -> Self {
+        Self {
+            listen: vec![any_v4(1935)],
+            out_chunk_size: 60_000,
+            window_ack_size: 2_500_000,
+        }
+    }
+}
+
+/// `[http_server]`: the HTTP listener serving HTTP-FLV.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpServerConf {
+    /// Whether to listen at all.
+    pub enabled: bool,
+    /// Addresses to listen on, same forms as [`RtmpConf::listen`].
+    #[serde(deserialize_with = "listen_list")]
+    pub listen: Vec<SocketAddr>,
+}
+
+impl Default for HttpServerConf {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: vec![any_v4(8080)],
+        }
+    }
+}
+
+/// `[http_api]`: the management API listener; reserved, off by default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpApiConf {
+    /// Whether to listen at all.
+    pub enabled: bool,
+    /// Addresses to listen on, same forms as [`RtmpConf::listen`].
+    #[serde(deserialize_with = "listen_list")]
+    pub listen: Vec<SocketAddr>,
+}
+
+impl Default for HttpApiConf {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: vec![any_v4(1985)],
+        }
+    }
+}
+
+/// `[vhosts.<name>]`: per-virtual-host stream behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VhostConf {
+    /// A disabled vhost rejects its clients (it does not fall back to the default vhost).
+    pub enabled: bool,
+    /// Keep the current GOP so a new player starts at a keyframe without waiting.
+    pub gop_cache: bool,
+    /// Upper bound on cached frames, so a stream with rare keyframes cannot grow the cache
+    /// without limit (SRS: 2500).
+    pub gop_cache_max_frames: usize,
+    /// A player's queue holds at most this much media time; beyond it the queue drops to
+    /// the next keyframe (SRS `queue_length`, 30 s).
+    pub queue_length_ms: u64,
+    /// A player's queue also holds at most this many bytes of media.
+    pub queue_max_bytes: usize,
+    /// A player whose queue overflows this many times within `overflow_window_ms` cannot
+    /// keep up and is disconnected; at least 1.
+    pub max_queue_overflows: u32,
+    /// The window over which overflows are counted.
+    pub overflow_window_ms: u64,
+    /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.
+    pub http_flv: HttpFlvConf,
+}
+
+impl Default for VhostConf {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            gop_cache: true,
+            gop_cache_max_frames: 2_500,
+            queue_length_ms: 30_000,
+            queue_max_bytes: 16 * MIB,
+            max_queue_overflows: 3,
+            overflow_window_ms: 60_000,
+            http_flv: HttpFlvConf::default(),
+        }
+    }
+}
+
+/// `[vhosts.<name>.http_flv]`: serving the vhost's streams as HTTP-FLV.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpFlvConf {
+    /// Whether the vhost's streams are served over HTTP-FLV.
+    pub enabled: bool,
+    /// URL path pattern, as in SRS: must contain `[app]` and `[stream]`, may contain
+    /// `[vhost]`, and ends with `.flv`. As in SRS, for the default vhost a leading
+    /// `[vhost]/` is dropped, so `/live/livestream.flv` reaches it.
+    pub mount: String,
+    /// After the publisher leaves, HTTP-FLV players stay connected this long waiting for a
+    /// republish before they are closed.
+    pub unpublish_timeout_ms: u64,
+}
+
+impl Default for HttpFlvConf {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mount: "[vhost]/[app]/[stream].flv".to_owned(),
+            unpublish_timeout_ms: 30_000,
+        }
+    }
+}
+
+fn any_v4(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+/// One `listen` entry. A newtype so each element is deserialized on its own and an error
+/// carries the element's index and position.
+struct ListenAddr(SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ListenVisitor).map(ListenAddr)
+    }
+}
+
+struct ListenVisitor;
+
+impl ListenVisitor {
+    fn port<E: de::Error>(port: i128) -> Result<SocketAddr, E> {
+        match u16::try_from(port) {
+            Ok(port) if port != 0 => Ok(any_v4(port)),
+            _ => Err(E::custom(format!("port {port} is not in 1..=65535"))),
+        }
+    }
+}
+
+impl Visitor<'_> for ListenVisitor {
+    type Value = SocketAddr;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an address \"ip:port\" or a port number")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<SocketAddr, E> {
+        Self::port(i128::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<SocketAddr, E> {
+        Self::port(i128::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<SocketAddr, E> {
+        if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            return match v.parse::<i128>() {
+                Ok(port) => Self::port(port),
+                Err(_) => Err(E::custom(format!("port {v} is not in 1..=65535"))),
+            };
+        }
+        let addr: SocketAddr = v.parse().map_err(|_| {
+            E::custom(format!(
+                "`{v}` is not an address \"ip:port\" (IPv6 as \"[::1]:1935\") or a port"
+            ))
+        })?;
+        if addr.port() == 0 {
+            return Err(E::custom(format!("`{v}`: port 0 is not in 1..=65535")));
+        }
+        Ok(addr)
+    }
+}
+
+/// A `listen` value: a list of addresses, or (as SRS writes `listen 1935;`) a single one.
+fn listen_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<SocketAddr>, D::Error> {
+    deserializer.deserialize_any(ListenListVisitor)
+}
+
+struct ListenListVisitor;
+
+impl<'de> Visitor<'de> for ListenListVisitor {
+    type Value = Vec<SocketAddr>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of addresses \"ip:port\" or port numbers")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<SocketAddr>, A::Error> {
+        let mut list = Vec::new();
+        while let Some(ListenAddr(addr)) = seq.next_element()? {
+            list.push(addr);
+        }
+        Ok(list)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Vec<SocketAddr>, E> {
+        ListenVisitor.visit_i64(v).map(|a| vec![a])
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Vec<SocketAddr>, E> {
+        ListenVisitor.visit_u64(v).map(|a| vec![a])
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<SocketAddr>, E> {
+        ListenVisitor.visit_str(v).map(|a| vec![a])
+    }
+}

@@ -1,0 +1,171 @@
+//! The I/O of a playing connection: one task that reads what the player
+//! sends and writes its queue with batched vectored writes, woken by the
+//! socket, by the stream's fan-out, or by a timer.
+
+use crate::consumer::{Consumer, Notice};
+use bytes::{Buf, BytesMut};
+use futures_lite::io::AsyncRead;
+use glommio::net::TcpStream;
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// At most this many iovecs per `sendmsg` (the kernel's IOV_MAX).
+const MAX_IOV: usize = 1024;
+/// About this many bytes per `sendmsg`.
+const WRITE_BUDGET: usize = 512 * 1024;
+
+thread_local! {
+    /// One iovec scratch array per shard: writes are synchronous within a
+    /// poll, so players need not each carry one.
+    static IOV: RefCell<Vec<libc::iovec>> = RefCell::new(Vec::with_capacity(MAX_IOV));
+}
+
+/// Why a playing connection's task woke up.
+#[derive(Debug)]
+pub enum Wake {
+    Read(io::Result<usize>),
+    Notice(Notice),
+    Kicked(String),
+    WriteFailed(io::Error),
+    Timer,
+}
+
+fn send_iov(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
+    // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers the
+    // caller keeps alive for the duration of the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: fd is an open socket; msg is initialised above.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes as much of `ctrl` and the consumer's queue as the socket takes
+/// without blocking. `Ready(Ok)` means everything queued is written;
+/// `Pending` means the socket is full and the task will be woken when it
+/// drains.
+fn poll_flush(
+    stream: &mut TcpStream,
+    consumer: &Consumer,
+    ctrl: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    let fd = stream.as_raw_fd();
+    loop {
+        if !ctrl.is_empty() && !consumer.mid_frame() {
+            match Pin::new(&mut *stream).poll_write_ctrl(cx, ctrl) {
+                Poll::Ready(Ok(n)) => {
+                    ctrl.advance(n);
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let res = IOV.with(|iov| {
+            let mut iov = iov.borrow_mut();
+            iov.clear();
+            let n = consumer.fill_iovecs(&mut iov, MAX_IOV, WRITE_BUDGET);
+            if n == 0 {
+                return None;
+            }
+            let r = send_iov(fd, &iov);
+            iov.clear();
+            Some(r)
+        });
+        match res {
+            None => return Poll::Ready(Ok(())),
+            Some(Ok(n)) => consumer.advance(n),
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Wait for room by sending the next bytes through the
+                // reactor: it registers writability and sends when it can.
+                let r = consumer
+                    .with_head_slice(|s| Pin::new(&mut *stream).poll_write_ctrl(cx, s))
+                    .unwrap_or(Poll::Ready(Ok(0)));
+                match r {
+                    Poll::Ready(Ok(n)) => consumer.advance(n),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Some(Err(e)) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// `poll_write` under a name that does not clash with the slice argument.
+trait PollWriteCtrl {
+    fn poll_write_ctrl(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+}
+
+impl PollWriteCtrl for TcpStream {
+    fn poll_write_ctrl(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        futures_lite::io::AsyncWrite::poll_write(self, cx, buf)
+    }
+}
+
+/// Runs the connection until something needs the caller's attention.
+pub struct Drive<'a, 't> {
+    pub stream: &'a mut TcpStream,
+    pub consumer: &'a Consumer,
+    pub ctrl: &'a mut BytesMut,
+    pub rbuf: &'a mut [u8],
+    pub timer: Option<Pin<&'a mut (dyn Future<Output = ()> + 't)>>,
+}
+
+impl Future for Drive<'_, '_> {
+    type Output = Wake;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Wake> {
+        let this = self.get_mut();
+        if let Some(r) = this.consumer.kicked() {
+            return Poll::Ready(Wake::Kicked(r));
+        }
+        if let Some(n) = this.consumer.take_notice() {
+            return Poll::Ready(Wake::Notice(n));
+        }
+        if let Poll::Ready(r) = Pin::new(&mut *this.stream).poll_read(cx, this.rbuf) {
+            return Poll::Ready(Wake::Read(r));
+        }
+        if let Poll::Ready(Err(e)) = poll_flush(this.stream, this.consumer, this.ctrl, cx) {
+            return Poll::Ready(Wake::WriteFailed(e));
+        }
+        this.consumer.set_waker(cx.waker());
+        if let Some(t) = this.timer.as_mut() {
+            if t.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Writes all of `buf` (connection set-up and responses, off the media path).
+pub async fn write_all(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<()> {
+    use futures_lite::AsyncWriteExt;
+    if !buf.is_empty() {
+        stream.write_all(buf).await?;
+        buf.clear();
+    }
+    Ok(())
+}
+
+/// Reads more bytes into `input`; `Ok(0)` is end of stream.
+pub async fn read_into(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<usize> {
+    use futures_lite::AsyncReadExt;
+    let start = input.len();
+    input.resize(start + 16 * 1024, 0);
+    let r = stream.read(&mut input[start..]).await;
+    let n = *r.as_ref().unwrap_or(&0);
+    input.truncate(start + n);
+    r
+}

@@ -1,0 +1,341 @@
+//! A player's bounded queue of shared frames, and the policy that keeps a
+//! slow player from costing anyone else anything: over its limit the queue
+//! drops to the next keyframe; a player that keeps overflowing is kicked.
+
+use crate::frame::{Format, Frame};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// Queue limits, from the vhost config.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_duration_ms: u32,
+    pub max_bytes: usize,
+    pub max_overflows: u32,
+    pub overflow_window: Duration,
+}
+
+/// Stream-level news a player acts on between frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    Unpublished,
+    Published,
+}
+
+#[derive(Debug)]
+struct Queue {
+    frames: VecDeque<Rc<Frame>>,
+    /// Progress into the head frame's segments: (segment, byte offset).
+    head_pos: (usize, usize),
+    bytes: usize,
+    waiting_keyframe: bool,
+    overflows: u32,
+    window_start: Instant,
+    notices: VecDeque<Notice>,
+}
+
+/// One player's queue, shared between the stream's fan-out and the
+/// player's connection task on the same shard.
+#[derive(Debug)]
+pub struct Consumer {
+    pub format: Format,
+    limits: Limits,
+    q: RefCell<Queue>,
+    waker: RefCell<Option<Waker>>,
+    kicked: RefCell<Option<String>>,
+    /// Frames dropped by the slow-consumer policy.
+    pub dropped: Cell<u64>,
+}
+
+impl Consumer {
+    pub fn new(format: Format, limits: Limits) -> Rc<Consumer> {
+        Rc::new(Consumer {
+            format,
+            limits,
+            q: RefCell::new(Queue {
+                frames: VecDeque::with_capacity(64),
+                head_pos: (0, 0),
+                bytes: 0,
+                waiting_keyframe: false,
+                overflows: 0,
+                window_start: Instant::now(),
+                notices: VecDeque::new(),
+            }),
+            waker: RefCell::new(None),
+            kicked: RefCell::new(None),
+            dropped: Cell::new(0),
+        })
+    }
+
+    fn wake(&self) {
+        let w = self.waker.borrow_mut().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// Registers the connection task to be woken by the next push.
+    pub fn set_waker(&self, w: &Waker) {
+        let mut slot = self.waker.borrow_mut();
+        match slot.as_ref() {
+            Some(old) if old.will_wake(w) => {}
+            _ => *slot = Some(w.clone()),
+        }
+    }
+
+    /// Enqueues a frame; never blocks and never waits for the player.
+    pub fn push(&self, frame: &Rc<Frame>, has_video: bool) {
+        if self.kicked.borrow().is_some() {
+            return;
+        }
+        let mut q = self.q.borrow_mut();
+        if q.waiting_keyframe && !frame.sequence_header && !frame.metadata {
+            if frame.keyframe || !has_video {
+                q.waiting_keyframe = false;
+            } else {
+                self.dropped.set(self.dropped.get() + 1);
+                return;
+            }
+        }
+        let was_empty = q.frames.is_empty();
+        q.bytes += frame.wire_len(self.format);
+        q.frames.push_back(frame.clone());
+        if self.over_limit(&q) {
+            self.overflow(&mut q);
+        }
+        drop(q);
+        if was_empty || self.kicked.borrow().is_some() {
+            self.wake();
+        }
+    }
+
+    fn over_limit(&self, q: &Queue) -> bool {
+        if q.bytes > self.limits.max_bytes {
+            return true;
+        }
+        match (q.frames.front(), q.frames.back()) {
+            (Some(a), Some(b)) => {
+                b.timestamp.wrapping_sub(a.timestamp) > self.limits.max_duration_ms
+                    && b.timestamp > a.timestamp
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops every queued frame that the player has not started writing and
+    /// skips to the next keyframe; counts the overflow and kicks a player
+    /// that overflows too often.
+    fn overflow(&self, q: &mut Queue) {
+        let keep = usize::from(q.head_pos != (0, 0));
+        let dropped = q.frames.len() - keep;
+        let format = self.format;
+        let removed: usize = q.frames.drain(keep..).map(|f| f.wire_len(format)).sum();
+        q.bytes -= removed;
+        q.waiting_keyframe = true;
+        self.dropped.set(self.dropped.get() + dropped as u64);
+        let now = Instant::now();
+        if now.duration_since(q.window_start) > self.limits.overflow_window {
+            q.window_start = now;
+            q.overflows = 0;
+        }
+        q.overflows += 1;
+        if q.overflows >= self.limits.max_overflows {
+            self.kick(format!(
+                "slow consumer: queue overflowed {} times within {} ms (limits {} ms / {} bytes), {} frames dropped",
+                q.overflows,
+                self.limits.overflow_window.as_millis(),
+                self.limits.max_duration_ms,
+                self.limits.max_bytes,
+                self.dropped.get()
+            ));
+        }
+    }
+
+    /// Asks the connection task to close the player, with the reason it logs.
+    pub fn kick(&self, reason: String) {
+        let mut k = self.kicked.borrow_mut();
+        if k.is_none() {
+            *k = Some(reason);
+        }
+        drop(k);
+        self.wake();
+    }
+
+    pub fn kicked(&self) -> Option<String> {
+        self.kicked.borrow().clone()
+    }
+
+    pub fn notify(&self, n: Notice) {
+        self.q.borrow_mut().notices.push_back(n);
+        self.wake();
+    }
+
+    pub fn take_notice(&self) -> Option<Notice> {
+        self.q.borrow_mut().notices.pop_front()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.q.borrow().frames.is_empty()
+    }
+
+    /// True while the head frame is partly written: nothing may be
+    /// interleaved with its bytes.
+    pub fn mid_frame(&self) -> bool {
+        self.q.borrow().head_pos != (0, 0)
+    }
+
+    /// Fills `iov` with the unwritten bytes of the queued frames, up to
+    /// `max_iov` segments or about `budget` bytes; returns the byte count.
+    pub fn fill_iovecs(&self, iov: &mut Vec<libc::iovec>, max_iov: usize, budget: usize) -> usize {
+        let q = self.q.borrow();
+        let mut total = 0;
+        let (mut seg0, mut off0) = q.head_pos;
+        for f in q.frames.iter() {
+            for s in f.segments(self.format).iter().skip(seg0) {
+                let bytes = &s[off0.min(s.len())..];
+                off0 = 0;
+                if bytes.is_empty() {
+                    continue;
+                }
+                iov.push(libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() });
+                total += bytes.len();
+                if iov.len() >= max_iov || total >= budget {
+                    return total;
+                }
+            }
+            seg0 = 0;
+        }
+        total
+    }
+
+    /// The first unwritten slice, for waiting on writability with a real send.
+    pub fn with_head_slice<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let q = self.q.borrow();
+        let (seg, off) = q.head_pos;
+        let frame = q.frames.front()?;
+        let s = frame.segments(self.format).get(seg)?;
+        Some(f(&s[off.min(s.len())..]))
+    }
+
+    /// Marks `n` bytes as written, releasing finished frames.
+    pub fn advance(&self, mut n: usize) {
+        let mut q = self.q.borrow_mut();
+        q.bytes = q.bytes.saturating_sub(n);
+        while n > 0 {
+            let Some(front) = q.frames.front() else { break };
+            let segs = front.segments(self.format);
+            let (mut seg, mut off) = q.head_pos;
+            while n > 0 && seg < segs.len() {
+                let left = segs[seg].len() - off;
+                if n >= left {
+                    n -= left;
+                    seg += 1;
+                    off = 0;
+                } else {
+                    off += n;
+                    n = 0;
+                }
+            }
+            // skip empty trailing segments
+            while seg < segs.len() && segs[seg].is_empty() {
+                seg += 1;
+            }
+            if seg >= segs.len() {
+                q.frames.pop_front();
+                q.head_pos = (0, 0);
+            } else {
+                q.head_pos = (seg, off);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn limits() -> Limits {
+        Limits {
+            max_duration_ms: 1000,
+            max_bytes: 1 << 20,
+            max_overflows: 2,
+            overflow_window: Duration::from_secs(60),
+        }
+    }
+
+    fn video(ts: u32, key: bool) -> Rc<Frame> {
+        let b = if key { 0x17 } else { 0x27 };
+        Rc::new(Frame::new(Kind::Video, ts, Bytes::from(vec![b, 1, 0, 0, 0, 9, 9]), 60000))
+    }
+
+    fn written(c: &Consumer) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let mut iov = Vec::new();
+            let n = c.fill_iovecs(&mut iov, 3, usize::MAX);
+            if n == 0 {
+                return out;
+            }
+            let first = &iov[0];
+            // SAFETY: iovecs point into frames held by the queue.
+            let s = unsafe { std::slice::from_raw_parts(first.iov_base as *const u8, first.iov_len) };
+            // write at most 2 bytes at a time to exercise partial progress
+            let k = s.len().min(2);
+            out.extend_from_slice(&s[..k]);
+            c.advance(k);
+        }
+    }
+
+    #[test]
+    fn partial_writes_yield_exact_bytes() {
+        let c = Consumer::new(Format::HttpFlv, limits());
+        let a = video(0, true);
+        let b = video(40, false);
+        c.push(&a, true);
+        c.push(&b, true);
+        let mut expect = a.segments(Format::HttpFlv).concat();
+        expect.extend(b.segments(Format::HttpFlv).concat());
+        assert_eq!(written(&c), expect);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn overflow_drops_to_next_keyframe_then_kicks() {
+        let c = Consumer::new(Format::Rtmp, limits());
+        c.push(&video(0, true), true);
+        for ts in (40..=1040).step_by(40) {
+            c.push(&video(ts, false), true);
+        }
+        // the 1040 frame overflowed the 1000 ms window: everything dropped
+        assert!(c.is_empty());
+        assert!(c.kicked().is_none());
+        c.push(&video(1080, false), true);
+        assert!(c.is_empty(), "non-keyframes are skipped after an overflow");
+        c.push(&video(1120, true), true);
+        assert!(!c.is_empty(), "a keyframe resumes the queue");
+        for ts in (1160..=2200).step_by(40) {
+            c.push(&video(ts, false), true);
+        }
+        let reason = c.kicked().expect("second overflow kicks");
+        assert!(reason.contains("slow consumer"));
+    }
+
+    #[test]
+    fn overflow_keeps_a_partly_written_head() {
+        let c = Consumer::new(Format::Rtmp, limits());
+        let a = video(0, true);
+        c.push(&a, true);
+        c.advance(3);
+        for ts in (40..=1040).step_by(40) {
+            c.push(&video(ts, false), true);
+        }
+        assert!(c.mid_frame());
+        let rest = written(&c);
+        assert_eq!(rest, a.segments(Format::Rtmp).concat()[3..].to_vec());
+    }
+}

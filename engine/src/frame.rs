@@ -1,0 +1,122 @@
+//! A media message in every wire form ringcast sends, built once per message
+//! at the stream's hub and shared by every player of the stream.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use ringcast_proto::chunk::{encode_shared, MessageHeader};
+use ringcast_proto::flv;
+use ringcast_proto::message::{csid, msg_type};
+use smallvec::SmallVec;
+
+/// What a frame carries, as far as queueing and start-up decisions care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Audio,
+    Video,
+    Data,
+}
+
+/// The output formats a consumer can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// RTMP chunks at the vhost's out chunk size, message stream id 1.
+    Rtmp,
+    /// One FLV tag framed as one HTTP/1.1 chunk.
+    HttpFlv,
+}
+
+/// One media message with its encodings. Cloning a `Frame` clones handles,
+/// never payload bytes: it is what crosses shards, once per shard.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub kind: Kind,
+    pub timestamp: u32,
+    /// A video frame a decoder can start from.
+    pub keyframe: bool,
+    /// An AVC/AAC sequence header (codec configuration).
+    pub sequence_header: bool,
+    /// `onMetaData` script data.
+    pub metadata: bool,
+    rtmp: SmallVec<[Bytes; 4]>,
+    flv: [Bytes; 3],
+}
+
+impl Frame {
+    /// Builds every wire form of one message. `chunk_size` is the RTMP out
+    /// chunk size all players of the vhost were told.
+    pub fn new(kind: Kind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Frame {
+        use ringcast_proto::codec;
+        let (type_id, cs, tag) = match kind {
+            Kind::Audio => (msg_type::AUDIO, csid::AUDIO, flv::TAG_AUDIO),
+            Kind::Video => (msg_type::VIDEO, csid::VIDEO, flv::TAG_VIDEO),
+            Kind::Data => (msg_type::DATA_AMF0, csid::STREAM, flv::TAG_SCRIPT),
+        };
+        let header = MessageHeader { csid: cs, timestamp, type_id, stream_id: 1 };
+        let rtmp = encode_shared(&header, &payload, chunk_size);
+        let len = payload.len() as u32;
+        let mut head = BytesMut::with_capacity(24);
+        head.put_slice(format!("{:x}\r\n", 11 + len + 4).as_bytes());
+        head.put_slice(&flv::tag_header(tag, timestamp, len));
+        let mut tail = BytesMut::with_capacity(6);
+        tail.put_slice(&flv::prev_tag_size(len));
+        tail.put_slice(b"\r\n");
+        let keyframe = kind == Kind::Video && codec::is_video_keyframe(&payload);
+        let sequence_header = codec::is_sequence_header(type_id, &payload);
+        Frame {
+            kind,
+            timestamp,
+            keyframe: keyframe && !sequence_header,
+            sequence_header,
+            metadata: kind == Kind::Data,
+            flv: [head.freeze(), payload, tail.freeze()],
+            rtmp,
+        }
+    }
+
+    /// The segments a player of `format` writes, in order.
+    pub fn segments(&self, format: Format) -> &[Bytes] {
+        match format {
+            Format::Rtmp => &self.rtmp,
+            Format::HttpFlv => &self.flv,
+        }
+    }
+
+    /// Bytes on the wire in `format`, for queue accounting.
+    pub fn wire_len(&self, format: Format) -> usize {
+        self.segments(format).iter().map(Bytes::len).sum()
+    }
+}
+
+/// The FLV file header as the first HTTP chunk of an HTTP-FLV response.
+pub fn flv_header_chunk() -> Bytes {
+    let mut b = BytesMut::with_capacity(24);
+    b.put_slice(b"d\r\n");
+    b.put_slice(&flv::file_header(true, true));
+    b.put_slice(b"\r\n");
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flv_form_is_one_http_chunk_holding_one_tag() {
+        let f = Frame::new(Kind::Audio, 1234, Bytes::from_static(&[0xaf, 1, 2, 3]), 60000);
+        let wire: Vec<u8> = f.segments(Format::HttpFlv).concat();
+        let text_end = wire.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert_eq!(&wire[..text_end], b"13\r\n");
+        let body = &wire[text_end..wire.len() - 2];
+        assert_eq!(body.len(), 0x13);
+        assert_eq!(body[0], flv::TAG_AUDIO);
+        assert_eq!(&wire[wire.len() - 2..], b"\r\n");
+        assert_eq!(f.wire_len(Format::HttpFlv), wire.len());
+    }
+
+    #[test]
+    fn header_chunk_has_flv_signature() {
+        let h = flv_header_chunk();
+        assert_eq!(&h[..3], b"d\r\n");
+        assert_eq!(&h[3..6], b"FLV");
+        assert_eq!(h.len(), 3 + 13 + 2);
+    }
+}

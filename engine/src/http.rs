@@ -1,0 +1,242 @@
+//! HTTP connections: HTTP-FLV playback (chunked, CORS) from the same stream
+//! hubs and mirrors as RTMP players.
+
+use crate::conn::{read_into, write_all, Drive, Wake};
+use crate::consumer::{Consumer, Notice};
+use crate::frame::{flv_header_chunk, Format};
+use crate::rtmp::limits;
+use crate::shard::{ConnGuard, Shard};
+use crate::url::{host_of, split_query, StreamRequest};
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use ringcast_conf::{Config, DEFAULT_VHOST};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Largest request head we read.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// A request head, parsed.
+struct Request {
+    method: String,
+    path: String,
+    host: String,
+}
+
+enum Parse {
+    Partial,
+    Done(Request),
+    Bad(String),
+}
+
+fn parse_head(buf: &[u8]) -> Parse {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Parse::Bad("request head too large".into()),
+        Ok(httparse::Status::Partial) => Parse::Partial,
+        Ok(httparse::Status::Complete(_)) => {
+            let host = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("host"))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                .unwrap_or_default();
+            Parse::Done(Request {
+                method: req.method.unwrap_or_default().to_string(),
+                path: req.path.unwrap_or_default().to_string(),
+                host,
+            })
+        }
+        Err(e) => Parse::Bad(format!("malformed request: {e}")),
+    }
+}
+
+/// Maps a request path to a stream through a vhost's mount pattern
+/// (`[vhost]/[app]/[stream].flv`); for the default vhost the `[vhost]/`
+/// part is absent from URLs, as in SRS.
+pub fn match_mount(cfg: &Config, path: &str, host: &str) -> Option<StreamRequest> {
+    let (path, query) = split_query(path);
+    let path = path.strip_prefix('/')?;
+    let segs: Vec<&str> = path.split('/').collect();
+    if segs.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let (vhost_name, rest) = match segs.len() {
+        3 => (segs[0].to_string(), &segs[1..]),
+        2 => {
+            let host_vhost = crate::url::query_value(query, "vhost").unwrap_or(host_of(host));
+            (cfg.resolve_vhost(host_vhost).0.to_string(), &segs[..])
+        }
+        _ => return None,
+    };
+    let (vhost_key, vhost) = cfg.resolve_vhost(&vhost_name);
+    if segs.len() == 3 && vhost_key != vhost_name && !vhost_key.eq_ignore_ascii_case(&vhost_name) {
+        return None;
+    }
+    if !vhost.enabled || !vhost.http_flv.enabled {
+        return None;
+    }
+    let pattern = vhost.http_flv.mount.trim_start_matches('/');
+    let pattern = if vhost_key == DEFAULT_VHOST || segs.len() == 2 {
+        pattern.trim_start_matches("[vhost]/")
+    } else {
+        pattern
+    };
+    let pat: Vec<&str> = pattern.split('/').collect();
+    let wanted: Vec<&str> = pat.iter().filter(|p| **p != "[vhost]").copied().collect();
+    if wanted.len() != rest.len() {
+        return None;
+    }
+    let mut app = None;
+    let mut stream = None;
+    for (p, s) in wanted.iter().zip(rest) {
+        match *p {
+            "[app]" => app = Some(*s),
+            _ if p.starts_with("[stream]") => {
+                let suffix = &p["[stream]".len()..];
+                stream = Some(s.strip_suffix(suffix)?);
+            }
+            lit if lit == *s => {}
+            _ => return None,
+        }
+    }
+    let stream = stream.filter(|s| !s.is_empty())?;
+    Some(StreamRequest {
+        vhost: vhost_key.to_string(),
+        app: app?.to_string(),
+        stream: stream.to_string(),
+        param: query.to_string(),
+    })
+}
+
+fn simple_response(status: &str, extra: &str) -> BytesMut {
+    let body = format!("{status}\n");
+    BytesMut::from(
+        format!(
+            "HTTP/1.1 {status}\r\nServer: ringcast/{}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+            env!("CARGO_PKG_VERSION"),
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+/// Serves one accepted HTTP connection.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard) {
+    let cid = shard.new_cid();
+    let outcome = serve_inner(&shard, &mut stream, cid).await;
+    match outcome {
+        Ok(why) => info!(shard = shard.id, cid, %peer, "http connection closed: {why}"),
+        Err(why) => warn!(shard = shard.id, cid, %peer, "http connection closed: {why}"),
+    }
+}
+
+async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Result<String, String> {
+    let timeout = Duration::from_millis(shard.cfg.server.handshake_timeout_ms);
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut input = BytesMut::with_capacity(1024);
+    let req = loop {
+        match read_into(stream, &mut input).await {
+            Ok(0) => return Ok("peer closed before sending a request".into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(format!("request timeout: no complete request within {} ms", timeout.as_millis()))
+            }
+            Err(e) => return Err(format!("read error: {e}")),
+        }
+        match parse_head(&input) {
+            Parse::Partial => continue,
+            Parse::Bad(why) => {
+                let _ = write_all(stream, &mut simple_response("400 Bad Request", "")).await;
+                return Err(why);
+            }
+            Parse::Done(r) => break r,
+        }
+    };
+    if req.method != "GET" {
+        let _ = write_all(stream, &mut simple_response("405 Method Not Allowed", "Allow: GET\r\n")).await;
+        return Err(format!("refused {} {}: method not allowed", req.method, req.path));
+    }
+    let Some(sreq) = match_mount(&shard.cfg, &req.path, &req.host) else {
+        let _ = write_all(stream, &mut simple_response("404 Not Found", "")).await;
+        return Err(format!("refused GET {}: no such mount", req.path));
+    };
+    play(shard, stream, cid, sreq).await
+}
+
+async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: StreamRequest) -> Result<String, String> {
+    let key = req.key();
+    let vhost = shard.cfg.vhost(&req.vhost);
+    let wait = Duration::from_millis(vhost.http_flv.unpublish_timeout_ms);
+    let consumer = Consumer::new(Format::HttpFlv, limits(vhost));
+    let mut ctrl = BytesMut::from(
+        format!(
+            "HTTP/1.1 200 OK\r\nServer: ringcast/{}\r\nContent-Type: video/x-flv\r\nTransfer-Encoding: chunked\r\nConnection: close\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    );
+    ctrl.extend_from_slice(&flv_header_chunk());
+    let publishing = shard.play_join(&key, consumer.clone());
+    info!(shard = shard.id, cid, stream = %key, param = %req.param, publishing, "flv play started");
+    let _ = stream.set_read_timeout(None);
+    let mut timer: Option<Pin<Box<dyn Future<Output = ()>>>> =
+        (!publishing).then(|| Box::pin(glommio::timer::sleep(wait)) as Pin<Box<dyn Future<Output = ()>>>);
+    let mut rbuf = [0u8; 256];
+    let r = loop {
+        let wake = Drive {
+            stream,
+            consumer: &consumer,
+            ctrl: &mut ctrl,
+            rbuf: &mut rbuf,
+            timer: timer.as_mut().map(|t| t.as_mut()),
+        }
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) => break Ok("player closed the connection".to_string()),
+            Wake::Read(Ok(_)) => {}
+            Wake::Read(Err(e)) => break Err(format!("read error: {e}")),
+            Wake::Notice(Notice::Unpublished) => timer = Some(Box::pin(glommio::timer::sleep(wait))),
+            Wake::Notice(Notice::Published) => timer = None,
+            Wake::Kicked(reason) => break Err(format!("kicked: {reason}")),
+            Wake::WriteFailed(e) => break Err(format!("write error: {e}")),
+            Wake::Timer => break Ok(format!("no publisher for {} ms", wait.as_millis())),
+        }
+    };
+    shard.play_leave(&key, &consumer);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::parse("[vhosts.v1]\n", "test.toml").unwrap()
+    }
+
+    #[test]
+    fn default_vhost_mount_has_no_vhost_segment() {
+        let r = match_mount(&cfg(), "/live/s1.flv?token=x", "127.0.0.1:8080").unwrap();
+        assert_eq!(r.key(), "__defaultVhost__/live/s1");
+        assert_eq!(r.param, "token=x");
+    }
+
+    #[test]
+    fn named_vhost_by_path_or_host() {
+        assert_eq!(match_mount(&cfg(), "/v1/live/s.flv", "x").unwrap().key(), "v1/live/s");
+        assert_eq!(match_mount(&cfg(), "/live/s.flv", "v1:8080").unwrap().key(), "v1/live/s");
+    }
+
+    #[test]
+    fn unknown_paths_do_not_match() {
+        for p in ["/foo/bar.txt", "/live/.flv", "/a/b/c/d.flv", "/live//x.flv", "x.flv", "/nov/live/s.flv"] {
+            assert!(match_mount(&cfg(), p, "h").is_none(), "{p}");
+        }
+    }
+}

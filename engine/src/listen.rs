@@ -1,0 +1,51 @@
+//! Listening sockets: one per shard per address with `SO_REUSEPORT`, so the
+//! kernel spreads accepts over every core, created before the shards start
+//! so a port held by another process is a clear start-up error.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::os::fd::{IntoRawFd, RawFd};
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Rtmp,
+    Http,
+}
+
+/// The listening fds of one shard.
+#[derive(Debug, Default)]
+pub struct ShardListeners {
+    pub fds: Vec<(Service, SocketAddr, RawFd)>,
+}
+
+fn socket_for(addr: SocketAddr) -> std::io::Result<Socket> {
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    Ok(s)
+}
+
+/// Binds every address once per shard. Fails, naming the address, when the
+/// port is taken by anyone else (even a process using `SO_REUSEPORT`).
+pub fn bind_all(addrs: &[(Service, SocketAddr)], shards: usize) -> Result<Vec<ShardListeners>, String> {
+    let mut out: Vec<ShardListeners> = (0..shards).map(|_| ShardListeners::default()).collect();
+    for &(service, addr) in addrs {
+        let probe = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
+        probe
+            .bind(&addr.into())
+            .map_err(|e| format!("listen {addr}: {e} (is another server using this port?)"))?;
+        drop(probe);
+        for l in out.iter_mut() {
+            let s = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
+            s.set_reuse_port(true).map_err(|e| format!("listen {addr}: SO_REUSEPORT: {e}"))?;
+            s.bind(&addr.into()).map_err(|e| format!("listen {addr}: {e}"))?;
+            s.listen(1024).map_err(|e| format!("listen {addr}: {e}"))?;
+            l.fds.push((service, addr, s.into_raw_fd()));
+        }
+    }
+    Ok(out)
+}

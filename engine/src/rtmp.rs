@@ -1,0 +1,357 @@
+//! RTMP connections: handshake and commands through the sans-IO server
+//! session, then either publishing into a hub or playing from a stream.
+
+use crate::conn::{read_into, write_all, Drive, Wake};
+use crate::consumer::{Consumer, Limits, Notice};
+use crate::frame::{Format, Kind};
+use crate::shard::{Adopt, ConnGuard, Shard};
+use crate::stream::Hub;
+use crate::url::{split_query, StreamRequest};
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use ringcast_conf::VhostConf;
+use ringcast_proto::message::{msg_type, normalize_metadata};
+use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// What a connection is doing once `connect` is done.
+enum Role {
+    Idle,
+    Publishing { req: StreamRequest, hub: Rc<RefCell<Hub>> },
+}
+
+struct Conn {
+    shard: Rc<Shard>,
+    cid: u64,
+    peer: SocketAddr,
+    stream: TcpStream,
+    session: ServerSession,
+    input: BytesMut,
+    out: BytesMut,
+    events: Vec<ServerEvent>,
+    vhost: Option<String>,
+    role: Role,
+    _guard: Option<ConnGuard>,
+}
+
+/// How a connection's life ended, for the log.
+type Outcome = Result<String, String>;
+
+/// Serves one accepted RTMP connection to its end.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
+    let cfg = &shard.cfg;
+    let session = ServerSession::new(ServerConfig {
+        out_chunk_size: cfg.rtmp.out_chunk_size,
+        window_ack_size: cfg.rtmp.window_ack_size,
+        peer_bandwidth: cfg.rtmp.window_ack_size,
+    });
+    let cid = shard.new_cid();
+    debug!(shard = shard.id, cid, %peer, "rtmp connection accepted");
+    let conn = Conn {
+        shard,
+        cid,
+        peer,
+        stream,
+        session,
+        input: BytesMut::with_capacity(4096),
+        out: BytesMut::new(),
+        events: Vec::new(),
+        vhost: None,
+        role: Role::Idle,
+        _guard: Some(guard),
+    };
+    conn.run(Vec::new()).await;
+}
+
+/// Takes over a publisher connection handed over by another shard.
+pub fn adopt(shard: Rc<Shard>, a: Adopt) {
+    // SAFETY: the fd was duplicated for this shard by the sender, who
+    // closed its own copy; nobody else owns it.
+    let stream = unsafe { TcpStream::from_raw_fd(a.fd) };
+    let guard = shard.admit_handed_over();
+    let conn = Conn {
+        cid: a.cid,
+        peer: a.peer,
+        stream,
+        session: a.session,
+        input: a.input,
+        out: BytesMut::new(),
+        events: Vec::new(),
+        vhost: Some(a.vhost),
+        role: Role::Idle,
+        _guard: guard,
+        shard,
+    };
+    let mut pending = vec![ServerEvent::Publish { stream_id: a.stream_id, name: a.name, kind: "live".into() }];
+    pending.extend(a.events);
+    glommio::spawn_local(conn.run(pending)).detach();
+}
+
+impl Conn {
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    async fn run(mut self, pending: Vec<ServerEvent>) {
+        let outcome = self.run_inner(pending).await;
+        if let Role::Publishing { req, .. } = &self.role {
+            info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %req.key(), "publish ended");
+            self.shard.publish_end(&req.key());
+        }
+        match outcome {
+            Ok(why) => info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}"),
+            Err(why) => warn!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}"),
+        }
+    }
+
+    async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Outcome {
+        let server = &self.shard.cfg.server;
+        let handshake = Self::ms(server.handshake_timeout_ms);
+        let idle = Self::ms(server.idle_timeout_ms);
+        let first_packet = Self::ms(server.publish_first_packet_timeout_ms);
+        let normal = Self::ms(server.publish_normal_timeout_ms);
+        self.events = pending;
+        if !self.events.is_empty() {
+            if let Some(done) = self.handle_events().await? {
+                return Ok(done);
+            }
+            write_all(&mut self.stream, &mut self.out).await.map_err(|e| format!("write error: {e}"))?;
+        }
+        loop {
+            let timeout = match &self.role {
+                _ if !self.session.is_handshake_done() => handshake,
+                Role::Publishing { hub, .. } if hub.borrow().frames_in() == 0 => first_packet,
+                Role::Publishing { .. } => normal,
+                Role::Idle => idle,
+            };
+            let _ = self.stream.set_read_timeout(Some(timeout));
+            match read_into(&mut self.stream, &mut self.input).await {
+                Ok(0) => return Ok("peer closed the connection".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    let phase = match &self.role {
+                        _ if !self.session.is_handshake_done() => "handshake",
+                        Role::Publishing { .. } => "publish",
+                        Role::Idle => "idle",
+                    };
+                    return Err(format!("{phase} timeout: nothing received for {} ms", timeout.as_millis()));
+                }
+                Err(e) => return Err(format!("read error: {e}")),
+            }
+            if let Err(e) = self.session.on_bytes(&mut self.input, &mut self.out, &mut self.events) {
+                let _ = write_all(&mut self.stream, &mut self.out).await;
+                return Err(format!("protocol error: {e}"));
+            }
+            if let Some(done) = self.handle_events().await? {
+                return Ok(done);
+            }
+            write_all(&mut self.stream, &mut self.out).await.map_err(|e| format!("write error: {e}"))?;
+        }
+    }
+
+    /// Acts on the session's events; `Some` ends the connection task (the
+    /// connection was handed over or played to its end).
+    async fn handle_events(&mut self) -> Result<Option<String>, String> {
+        let events = std::mem::take(&mut self.events);
+        let mut iter = events.into_iter();
+        while let Some(ev) = iter.next() {
+            match ev {
+                ServerEvent::Connect(info) => self.on_connect(&info)?,
+                ServerEvent::Publish { stream_id, name, .. } => {
+                    if let Some(done) = self.on_publish(stream_id, name, &mut iter).await? {
+                        return Ok(Some(done));
+                    }
+                }
+                ServerEvent::Play { stream_id, name, .. } => {
+                    return self.on_play(stream_id, name).await.map(Some);
+                }
+                ServerEvent::Media(msg) => {
+                    if let Role::Publishing { hub, .. } = &self.role {
+                        let payload = msg.payload;
+                        match msg.header.type_id {
+                            msg_type::AUDIO => self.shard.publish_frame(hub, Kind::Audio, msg.header.timestamp, payload),
+                            msg_type::VIDEO => self.shard.publish_frame(hub, Kind::Video, msg.header.timestamp, payload),
+                            msg_type::DATA_AMF0 => {
+                                if let Some(meta) = normalize_metadata(&payload) {
+                                    self.shard.publish_frame(hub, Kind::Data, msg.header.timestamp, meta);
+                                }
+                            }
+                            other => debug!(cid = self.cid, "ignored message type {other} from publisher"),
+                        }
+                    }
+                }
+                ServerEvent::Unpublish { .. } => {
+                    if let Role::Publishing { req, .. } = std::mem::replace(&mut self.role, Role::Idle) {
+                        info!(shard = self.shard.id, cid = self.cid, stream = %req.key(), "unpublished");
+                        self.shard.publish_end(&req.key());
+                    }
+                }
+                ServerEvent::StreamClosed { .. } => {}
+            }
+        }
+        Ok(None)
+    }
+
+    fn on_connect(&mut self, info: &ConnectInfo) -> Result<(), String> {
+        let requested = crate::url::vhost_of(&info.tc_url, &info.app_query);
+        let (name, vhost) = self.shard.cfg.resolve_vhost(&requested);
+        if !vhost.enabled {
+            self.session.reject_connect(&format!("vhost {name} is disabled"), &mut self.out);
+            return Err(format!("connect refused: vhost {name} is disabled (tcUrl {})", info.tc_url));
+        }
+        debug!(cid = self.cid, tc_url = %info.tc_url, app = %info.app, vhost = name, "connect");
+        self.vhost = Some(name.to_string());
+        self.session.accept_connect(&mut self.out);
+        Ok(())
+    }
+
+    fn request(&self, name: &str) -> Result<StreamRequest, String> {
+        let info = self.session.connect_info().ok_or("publish/play before connect")?;
+        let vhost = self.vhost.clone().ok_or("publish/play before connect")?;
+        let (stream, param) = split_query(name);
+        if stream.is_empty() || stream.contains('/') && stream.split('/').any(str::is_empty) {
+            return Err(format!("bad stream name {name:?}"));
+        }
+        let mut param = param.to_string();
+        if param.is_empty() {
+            param = info.app_query.clone();
+        }
+        Ok(StreamRequest { vhost, app: info.app.clone(), stream: stream.to_string(), param })
+    }
+
+    fn vhost_conf(&self) -> &VhostConf {
+        self.shard.cfg.vhost(self.vhost.as_deref().unwrap_or_default())
+    }
+
+    async fn on_publish(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        rest: &mut std::vec::IntoIter<ServerEvent>,
+    ) -> Result<Option<String>, String> {
+        let req = match self.request(&name) {
+            Ok(r) => r,
+            Err(e) => {
+                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
+                let _ = write_all(&mut self.stream, &mut self.out).await;
+                return Err(format!("publish refused: {e}"));
+            }
+        };
+        let key = req.key();
+        let owner = self.shard.owner(&key);
+        if owner != self.shard.id {
+            write_all(&mut self.stream, &mut self.out).await.map_err(|e| format!("write error: {e}"))?;
+            // SAFETY: dup of an fd we own; the original closes with `self.stream`.
+            let fd = unsafe { libc::dup(self.stream.as_raw_fd()) };
+            if fd < 0 {
+                return Err(format!("publish hand-over failed: {}", std::io::Error::last_os_error()));
+            }
+            let session = std::mem::replace(&mut self.session, ServerSession::new(ServerConfig {
+                out_chunk_size: 128,
+                window_ack_size: 0,
+                peer_bandwidth: 0,
+            }));
+            self.shard.hand_off(owner, Adopt {
+                fd,
+                cid: self.cid,
+                peer: self.peer,
+                session,
+                input: std::mem::take(&mut self.input),
+                events: rest.collect(),
+                stream_id,
+                name,
+                vhost: req.vhost.clone(),
+            });
+            // the connection slot moves with the connection
+            if let Some(g) = self._guard.take() {
+                std::mem::forget(g);
+            }
+            return Ok(Some(format!("publish of {key} handed to owner shard {owner}")));
+        }
+        match self.shard.publish_start(&key) {
+            Ok(hub) => {
+                self.session.accept_publish(stream_id, &mut self.out);
+                info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, "publish started");
+                self.role = Role::Publishing { req, hub };
+                Ok(None)
+            }
+            Err(e) => {
+                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
+                let _ = write_all(&mut self.stream, &mut self.out).await;
+                Err(format!("publish refused: {e}"))
+            }
+        }
+    }
+
+    async fn on_play(&mut self, stream_id: u32, name: String) -> Result<String, String> {
+        let req = match self.request(&name) {
+            Ok(r) => r,
+            Err(e) => {
+                self.session.reject_play(stream_id, "NetStream.Play.StreamNotFound", &e, &mut self.out);
+                let _ = write_all(&mut self.stream, &mut self.out).await;
+                return Err(format!("play refused: {e}"));
+            }
+        };
+        let key = req.key();
+        let consumer = Consumer::new(Format::Rtmp, limits(self.vhost_conf()));
+        self.session.accept_play(stream_id, &mut self.out);
+        let publishing = self.shard.play_join(&key, consumer.clone());
+        info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, "rtmp play started");
+        let _ = self.stream.set_read_timeout(None);
+        let r = self.play_loop(stream_id, &consumer).await;
+        self.shard.play_leave(&key, &consumer);
+        if consumer.dropped.get() > 0 {
+            info!(shard = self.shard.id, cid = self.cid, dropped = consumer.dropped.get(), "player frames dropped by the slow-consumer policy");
+        }
+        r
+    }
+
+    async fn play_loop(&mut self, stream_id: u32, consumer: &Rc<Consumer>) -> Result<String, String> {
+        let mut rbuf = [0u8; 512];
+        loop {
+            let wake = Drive {
+                stream: &mut self.stream,
+                consumer,
+                ctrl: &mut self.out,
+                rbuf: &mut rbuf,
+                timer: None,
+            }
+            .await;
+            match wake {
+                Wake::Read(Ok(0)) => return Ok("player closed the connection".into()),
+                Wake::Read(Ok(n)) => {
+                    self.input.extend_from_slice(&rbuf[..n]);
+                    self.session
+                        .on_bytes(&mut self.input, &mut self.out, &mut self.events)
+                        .map_err(|e| format!("protocol error from player: {e}"))?;
+                    for ev in self.events.drain(..) {
+                        if let ServerEvent::StreamClosed { .. } = ev {
+                            return Ok("player closed its stream".into());
+                        }
+                    }
+                }
+                Wake::Read(Err(e)) => return Err(format!("read error: {e}")),
+                Wake::Notice(Notice::Unpublished) => self.session.unpublish_notify(stream_id, &mut self.out),
+                Wake::Notice(Notice::Published) => self.session.publish_notify(stream_id, &mut self.out),
+                Wake::Kicked(reason) => return Err(format!("kicked: {reason}")),
+                Wake::WriteFailed(e) => return Err(format!("write error: {e}")),
+                Wake::Timer => {}
+            }
+        }
+    }
+}
+
+/// A player's queue limits from its vhost.
+pub fn limits(v: &VhostConf) -> Limits {
+    Limits {
+        max_duration_ms: v.queue_length_ms.min(u64::from(u32::MAX)) as u32,
+        max_bytes: v.queue_max_bytes,
+        max_overflows: v.max_queue_overflows.max(1),
+        overflow_window: Duration::from_millis(v.overflow_window_ms),
+    }
+}

@@ -1,0 +1,119 @@
+//! Starts the shards: one pinned io_uring executor per core, a full mesh of
+//! bounded channels between them, and accept loops on every shard.
+
+use crate::listen::{bind_all, Service, ShardListeners};
+use crate::shard::{Global, Shard, ShardMsg};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use ringcast_conf::Config;
+use std::os::fd::FromRawFd;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+
+/// Messages in flight per shard pair before a sender sees "full".
+const MESH_CHANNEL_SIZE: usize = 4096;
+
+/// Runs the server until the process is told to stop.
+pub fn run(cfg: Config) -> Result<(), String> {
+    let shards = cfg.shard_count().max(1);
+    let mut addrs: Vec<(Service, std::net::SocketAddr)> =
+        cfg.rtmp.listen.iter().map(|a| (Service::Rtmp, *a)).collect();
+    if cfg.http_server.enabled {
+        addrs.extend(cfg.http_server.listen.iter().map(|a| (Service::Http, *a)));
+    }
+    let listeners = bind_all(&addrs, shards)?;
+    let listeners: Vec<Mutex<Option<ShardListeners>>> = listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
+    let listeners = Arc::new(listeners);
+    let cfg = Arc::new(cfg);
+    let global = Arc::new(Global::default());
+    let mesh = MeshBuilder::<ShardMsg, _>::full(shards, MESH_CHANNEL_SIZE);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placement = if shards <= cpus { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
+    info!(shards, version = env!("CARGO_PKG_VERSION"), ?addrs, "ringcast starting");
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("ringcast-shard")
+        .io_memory(cfg.server.io_memory)
+        .on_all_shards(move || {
+            let mesh = mesh.clone();
+            let cfg = cfg.clone();
+            let global = global.clone();
+            let listeners = listeners.clone();
+            async move {
+                let (senders, mut receivers) = mesh.join().await.map_err(|_| "mesh join failed".to_string())?;
+                let id = senders.peer_id();
+                let shard = Rc::new(Shard::new(id, cfg, global, senders));
+                for (peer, rx) in receivers.streams() {
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        while let Some(msg) = rx.recv().await {
+                            shard.on_message(msg);
+                        }
+                        warn!(shard = shard.id, peer, "cross-shard channel ended");
+                    })
+                    .detach();
+                }
+                let mine = listeners
+                    .get(id)
+                    .and_then(|m| m.lock().ok().and_then(|mut g| g.take()))
+                    .ok_or("no listeners for shard")?;
+                let mut tasks = Vec::new();
+                for (service, addr, fd) in mine.fds {
+                    // SAFETY: a bound, listening socket created for this shard alone.
+                    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+                    info!(shard = id, %addr, ?service, "listening");
+                    tasks.push(glommio::spawn_local(accept_loop(shard.clone(), listener, service)));
+                }
+                for t in tasks {
+                    t.await;
+                }
+                Ok::<(), String>(())
+            }
+        })
+        .map_err(|e| executor_error(&e.to_string()))?;
+    for r in handles.join_all() {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(executor_error(&e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+fn executor_error(e: &str) -> String {
+    format!(
+        "cannot start shard executors: {e} (each shard locks server.io_memory bytes of io_uring memory: raise `ulimit -l` or lower server.io_memory)"
+    )
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(shard = shard.id, "accept failed: {e}");
+                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = match stream.peer_addr() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(shard = shard.id, "refused connection: no peer address: {e}");
+                continue;
+            }
+        };
+        let Some(guard) = shard.admit() else {
+            warn!(shard = shard.id, %peer, max = shard.cfg.server.max_connections, "refused connection: max_connections reached");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let s = shard.clone();
+        match service {
+            Service::Rtmp => glommio::spawn_local(crate::rtmp::serve(s, stream, peer, guard)).detach(),
+            Service::Http => glommio::spawn_local(crate::http::serve(s, stream, peer, guard)).detach(),
+        };
+    }
+}

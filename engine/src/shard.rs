@@ -1,0 +1,388 @@
+//! One shard: the streams it owns (hubs), the streams it mirrors for its
+//! own players, and the cross-shard messages that connect the two.
+
+use crate::consumer::Consumer;
+use crate::frame::{Frame, Kind};
+use crate::stream::{Hub, LocalStream};
+use bytes::{Bytes, BytesMut};
+use glommio::channels::channel_mesh::Senders;
+use glommio::{GlommioError, ResourceType};
+use ringcast_conf::Config;
+use ringcast_proto::server::{ServerEvent, ServerSession};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tracing::{debug, warn};
+
+/// `vhost/app/stream`, the identity of a stream in the process.
+pub type StreamKey = String;
+
+/// A publisher connection moved to the shard that owns its stream, so the
+/// hub and its publisher always share a core.
+#[derive(Debug)]
+pub struct Adopt {
+    pub fd: RawFd,
+    pub cid: u64,
+    pub peer: SocketAddr,
+    pub session: ServerSession,
+    pub input: BytesMut,
+    pub events: Vec<ServerEvent>,
+    pub stream_id: u32,
+    /// The stream name as the publisher sent it, query included.
+    pub name: String,
+    pub vhost: String,
+}
+
+/// Everything that crosses shards: per-stream control and, once per mirror
+/// shard, each frame. Never anything per player.
+#[derive(Debug)]
+pub enum ShardMsg {
+    Subscribe { key: StreamKey, from: usize },
+    Unsubscribe { id: u64, from: usize },
+    Snapshot { key: StreamKey, id: u64, frames: Vec<Frame>, publishing: bool },
+    Frame { id: u64, frame: Frame },
+    Published { id: u64 },
+    Unpublished { id: u64 },
+    Adopt(Box<Adopt>),
+}
+
+/// A stream mirrored on a shard that does not own it.
+#[derive(Debug)]
+struct Mirror {
+    /// The hub's id, once its snapshot has arrived.
+    id: Option<u64>,
+    local: LocalStream,
+}
+
+/// Process-wide counters shared by all shards (touched per connection,
+/// never per message).
+#[derive(Debug, Default)]
+pub struct Global {
+    pub connections: AtomicUsize,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub cfg: Arc<Config>,
+    pub global: Arc<Global>,
+    senders: Senders<ShardMsg>,
+    hubs: RefCell<HashMap<StreamKey, Rc<RefCell<Hub>>>>,
+    hubs_by_id: RefCell<HashMap<u64, StreamKey>>,
+    mirrors: RefCell<HashMap<StreamKey, Rc<RefCell<Mirror>>>>,
+    mirrors_by_id: RefCell<HashMap<u64, StreamKey>>,
+    next_id: Cell<u64>,
+    next_cid: Cell<u64>,
+}
+
+/// FNV-1a: stable across processes and runs, so a stream's owner shard is
+/// predictable from its key.
+pub fn owner_of(key: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+impl Shard {
+    pub fn new(id: usize, cfg: Arc<Config>, global: Arc<Global>, senders: Senders<ShardMsg>) -> Shard {
+        Shard {
+            id,
+            count: senders.nr_consumers(),
+            cfg,
+            global,
+            senders,
+            hubs: RefCell::default(),
+            hubs_by_id: RefCell::default(),
+            mirrors: RefCell::default(),
+            mirrors_by_id: RefCell::default(),
+            next_id: Cell::new(0),
+            next_cid: Cell::new(0),
+        }
+    }
+
+    /// A connection id unique in the process.
+    pub fn new_cid(&self) -> u64 {
+        let n = self.next_cid.get();
+        self.next_cid.set(n + 1);
+        n * self.count as u64 + self.id as u64 + 1
+    }
+
+    pub fn owner(&self, key: &str) -> usize {
+        owner_of(key, self.count)
+    }
+
+    /// Sends a control message; when the channel is full it waits for room
+    /// in a task of its own instead of blocking the caller.
+    fn send(self: &Rc<Self>, to: usize, msg: ShardMsg) {
+        if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) = self.senders.try_send_to(to, msg) {
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                if me.senders.send_to(to, msg).await.is_err() {
+                    warn!(shard = me.id, to, "cross-shard channel closed");
+                }
+            })
+            .detach();
+        }
+    }
+
+    fn hub_entry(self: &Rc<Self>, key: &str) -> Rc<RefCell<Hub>> {
+        if let Some(h) = self.hubs.borrow().get(key) {
+            return h.clone();
+        }
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        let id = n * self.count as u64 + self.id as u64;
+        let vhost = key.split('/').next().unwrap_or_default();
+        let v = self.cfg.vhost(vhost);
+        let local = LocalStream::new(v.gop_cache, v.gop_cache_max_frames as usize);
+        let hub = Rc::new(RefCell::new(Hub::new(id, local, self.cfg.rtmp.out_chunk_size)));
+        self.hubs.borrow_mut().insert(key.to_string(), hub.clone());
+        self.hubs_by_id.borrow_mut().insert(id, key.to_string());
+        hub
+    }
+
+    fn gc_hub(self: &Rc<Self>, key: &str) {
+        let mut hubs = self.hubs.borrow_mut();
+        let idle = hubs.get(key).is_some_and(|h| {
+            let h = h.borrow();
+            !h.local.publishing && h.local.consumer_count() == 0 && h.mirrors.is_empty()
+        });
+        if idle {
+            if let Some(h) = hubs.remove(key) {
+                self.hubs_by_id.borrow_mut().remove(&h.borrow().id);
+                debug!(shard = self.id, stream = key, "stream released");
+            }
+        }
+    }
+
+    /// Claims the publisher slot of a stream this shard owns.
+    pub fn publish_start(self: &Rc<Self>, key: &str) -> Result<Rc<RefCell<Hub>>, String> {
+        let hub = self.hub_entry(key);
+        {
+            let mut h = hub.borrow_mut();
+            if h.local.publishing {
+                return Err(format!("stream {key} is already being published"));
+            }
+            h.start_publish();
+            for &(shard, _) in &h.mirrors {
+                self.send(shard, ShardMsg::Published { id: h.id });
+            }
+        }
+        Ok(hub)
+    }
+
+    /// One published message: corrected, encoded once, fanned out locally
+    /// and sent once to each mirroring shard.
+    pub fn publish_frame(self: &Rc<Self>, hub: &RefCell<Hub>, kind: Kind, ts: u32, payload: Bytes) {
+        let mut h = hub.borrow_mut();
+        let frame = h.ingest(kind, ts, payload);
+        let id = h.id;
+        let key = frame.keyframe;
+        for m in h.mirrors.iter_mut() {
+            if m.1 {
+                if !key && !frame.sequence_header && !frame.metadata {
+                    continue;
+                }
+                m.1 = false;
+            }
+            let msg = ShardMsg::Frame { id, frame: Frame::clone(&frame) };
+            if self.senders.try_send_to(m.0, msg).is_err() {
+                warn!(shard = self.id, to = m.0, "mirror channel full: shard resumes at next keyframe");
+                m.1 = true;
+            }
+        }
+        h.local.push(frame);
+    }
+
+    pub fn publish_end(self: &Rc<Self>, key: &str) {
+        let hub = self.hubs.borrow().get(key).cloned();
+        if let Some(hub) = hub {
+            let mut h = hub.borrow_mut();
+            h.local.unpublish();
+            for &(shard, _) in &h.mirrors {
+                self.send(shard, ShardMsg::Unpublished { id: h.id });
+            }
+        }
+        self.gc_hub(key);
+    }
+
+    /// Adds a local player to a stream, owned here or mirrored from its owner.
+    pub fn play_join(self: &Rc<Self>, key: &str, c: Rc<Consumer>) -> bool {
+        if self.owner(key) == self.id {
+            let hub = self.hub_entry(key);
+            let mut h = hub.borrow_mut();
+            h.local.add_consumer(c);
+            return h.local.publishing;
+        }
+        let existing = self.mirrors.borrow().get(key).cloned();
+        let m = match existing {
+            Some(m) => m,
+            None => {
+                let vhost = key.split('/').next().unwrap_or_default();
+                let v = self.cfg.vhost(vhost);
+                let m = Rc::new(RefCell::new(Mirror {
+                    id: None,
+                    local: LocalStream::new(v.gop_cache, v.gop_cache_max_frames as usize),
+                }));
+                self.mirrors.borrow_mut().insert(key.to_string(), m.clone());
+                self.send(self.owner(key), ShardMsg::Subscribe { key: key.to_string(), from: self.id });
+                m
+            }
+        };
+        let mut m = m.borrow_mut();
+        m.local.add_consumer(c);
+        m.local.publishing
+    }
+
+    pub fn play_leave(self: &Rc<Self>, key: &str, c: &Rc<Consumer>) {
+        if self.owner(key) == self.id {
+            if let Some(h) = self.hubs.borrow().get(key) {
+                h.borrow_mut().local.remove_consumer(c);
+            }
+            self.gc_hub(key);
+            return;
+        }
+        let m = self.mirrors.borrow().get(key).cloned();
+        if let Some(m) = m {
+            let mut mb = m.borrow_mut();
+            mb.local.remove_consumer(c);
+            // a mirror waiting for its snapshot is released when it arrives
+            if mb.local.consumer_count() == 0 {
+                if let Some(id) = mb.id {
+                    self.mirrors.borrow_mut().remove(key);
+                    self.mirrors_by_id.borrow_mut().remove(&id);
+                    self.send(self.owner(key), ShardMsg::Unsubscribe { id, from: self.id });
+                }
+            }
+        }
+    }
+
+    /// Handles one message from another shard.
+    pub fn on_message(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Subscribe { key, from } => {
+                let hub = self.hub_entry(&key);
+                let mut h = hub.borrow_mut();
+                if !h.mirrors.iter().any(|m| m.0 == from) {
+                    h.mirrors.push((from, false));
+                }
+                let snap = ShardMsg::Snapshot {
+                    key,
+                    id: h.id,
+                    frames: h.local.snapshot(),
+                    publishing: h.local.publishing,
+                };
+                self.send(from, snap);
+            }
+            ShardMsg::Unsubscribe { id, from } => {
+                let key = self.hubs_by_id.borrow().get(&id).cloned();
+                if let Some(key) = key {
+                    if let Some(h) = self.hubs.borrow().get(&key) {
+                        h.borrow_mut().mirrors.retain(|m| m.0 != from);
+                    }
+                    self.gc_hub(&key);
+                }
+            }
+            ShardMsg::Snapshot { key, id, frames, publishing } => {
+                let m = self.mirrors.borrow().get(&key).cloned();
+                let Some(m) = m else {
+                    self.send(self.owner(&key), ShardMsg::Unsubscribe { id, from: self.id });
+                    return;
+                };
+                let mut mb = m.borrow_mut();
+                if mb.id.is_some() {
+                    return;
+                }
+                mb.id = Some(id);
+                if mb.local.consumer_count() == 0 {
+                    drop(mb);
+                    self.mirrors.borrow_mut().remove(&key);
+                    self.send(self.owner(&key), ShardMsg::Unsubscribe { id, from: self.id });
+                    return;
+                }
+                self.mirrors_by_id.borrow_mut().insert(id, key);
+                if publishing {
+                    mb.local.publish();
+                }
+                for f in frames {
+                    mb.local.push(Rc::new(f));
+                }
+            }
+            ShardMsg::Frame { id, frame } => {
+                if let Some(m) = self.mirror_by_id(id) {
+                    m.borrow_mut().local.push(Rc::new(frame));
+                }
+            }
+            ShardMsg::Published { id } => {
+                if let Some(m) = self.mirror_by_id(id) {
+                    m.borrow_mut().local.publish();
+                }
+            }
+            ShardMsg::Unpublished { id } => {
+                if let Some(m) = self.mirror_by_id(id) {
+                    m.borrow_mut().local.unpublish();
+                }
+            }
+            ShardMsg::Adopt(a) => crate::rtmp::adopt(self.clone(), *a),
+        }
+    }
+
+    fn mirror_by_id(self: &Rc<Self>, id: u64) -> Option<Rc<RefCell<Mirror>>> {
+        let key = self.mirrors_by_id.borrow().get(&id).cloned()?;
+        self.mirrors.borrow().get(&key).cloned()
+    }
+
+    /// Hands a publisher connection to the shard owning its stream.
+    pub fn hand_off(self: &Rc<Self>, to: usize, a: Adopt) {
+        self.send(to, ShardMsg::Adopt(Box::new(a)));
+    }
+
+    /// The slot of a connection handed over by another shard, which keeps
+    /// the count it already holds.
+    pub fn admit_handed_over(&self) -> Option<ConnGuard> {
+        Some(ConnGuard { global: self.global.clone() })
+    }
+
+    /// Counts a new connection against `max_connections`; `None` means refuse.
+    pub fn admit(self: &Rc<Self>) -> Option<ConnGuard> {
+        let n = self.global.connections.fetch_add(1, Ordering::Relaxed);
+        let guard = ConnGuard { global: self.global.clone() };
+        if n >= self.cfg.server.max_connections as usize {
+            return None;
+        }
+        Some(guard)
+    }
+}
+
+/// Releases a connection slot when the connection ends.
+pub struct ConnGuard {
+    global: Arc<Global>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.global.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_of;
+
+    #[test]
+    fn owners_spread_and_are_stable() {
+        let owners: Vec<usize> = (0..64).map(|i| owner_of(&format!("v/live/s{i}"), 4)).collect();
+        for s in 0..4 {
+            assert!(owners.contains(&s));
+        }
+        assert_eq!(owner_of("v/live/x", 4), owner_of("v/live/x", 4));
+        assert_eq!(owner_of("v/live/x", 1), 0);
+    }
+}

@@ -1,0 +1,262 @@
+//! Per-shard stream state. Every shard that has players of a stream holds a
+//! [`LocalStream`] (start-up cache + local consumers). The stream's owner
+//! shard also holds its [`Hub`]: the publisher side, timestamp correction,
+//! frame encoding and the list of shards mirroring it.
+
+use crate::consumer::{Consumer, Notice};
+use crate::frame::{Frame, Kind};
+use bytes::Bytes;
+use std::rc::Rc;
+
+/// The start-up cache and the local players of one stream on one shard.
+#[derive(Debug, Default)]
+pub struct LocalStream {
+    metadata: Option<Rc<Frame>>,
+    video_sh: Option<Rc<Frame>>,
+    audio_sh: Option<Rc<Frame>>,
+    gop: Vec<Rc<Frame>>,
+    gop_enabled: bool,
+    gop_max_frames: usize,
+    has_video: bool,
+    pub publishing: bool,
+    consumers: Vec<Rc<Consumer>>,
+}
+
+impl LocalStream {
+    pub fn new(gop_enabled: bool, gop_max_frames: usize) -> LocalStream {
+        LocalStream { gop_enabled, gop_max_frames, ..Default::default() }
+    }
+
+    /// Updates the start-up cache with `frame` and hands it to every local
+    /// player. The per-player cost is a refcount and a queue slot.
+    pub fn push(&mut self, frame: Rc<Frame>) {
+        self.cache(&frame);
+        let has_video = self.has_video;
+        for c in &self.consumers {
+            c.push(&frame, has_video);
+        }
+    }
+
+    fn cache(&mut self, frame: &Rc<Frame>) {
+        if frame.metadata {
+            self.metadata = Some(frame.clone());
+            return;
+        }
+        if frame.sequence_header {
+            match frame.kind {
+                Kind::Video => {
+                    self.has_video = true;
+                    self.video_sh = Some(frame.clone());
+                }
+                _ => self.audio_sh = Some(frame.clone()),
+            }
+            return;
+        }
+        if frame.kind == Kind::Video {
+            self.has_video = true;
+        }
+        if !self.gop_enabled {
+            return;
+        }
+        if frame.keyframe {
+            self.gop.clear();
+        } else if self.has_video && self.gop.is_empty() {
+            // never start a cache on a frame a decoder cannot begin with
+            return;
+        }
+        if self.gop.len() >= self.gop_max_frames {
+            if self.has_video {
+                self.gop.clear();
+                return;
+            }
+            self.gop.remove(0);
+        }
+        self.gop.push(frame.clone());
+    }
+
+    /// What a new player receives first: metadata, sequence headers, then
+    /// the GOP from its last keyframe.
+    pub fn startup_frames(&self) -> impl Iterator<Item = &Rc<Frame>> {
+        self.metadata
+            .iter()
+            .chain(self.video_sh.iter())
+            .chain(self.audio_sh.iter())
+            .chain(self.gop.iter())
+    }
+
+    pub fn add_consumer(&mut self, c: Rc<Consumer>) {
+        for f in self.startup_frames() {
+            c.push(f, self.has_video);
+        }
+        self.consumers.push(c);
+    }
+
+    pub fn remove_consumer(&mut self, c: &Rc<Consumer>) {
+        self.consumers.retain(|x| !Rc::ptr_eq(x, c));
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// The publisher left: drop the cache (the next publisher brings new
+    /// sequence headers) and tell players.
+    pub fn unpublish(&mut self) {
+        self.publishing = false;
+        self.metadata = None;
+        self.video_sh = None;
+        self.audio_sh = None;
+        self.gop.clear();
+        self.has_video = false;
+        for c in &self.consumers {
+            c.notify(Notice::Unpublished);
+        }
+    }
+
+    pub fn publish(&mut self) {
+        self.publishing = true;
+        for c in &self.consumers {
+            c.notify(Notice::Published);
+        }
+    }
+
+    /// Every cached frame, for a mirror shard that subscribes.
+    pub fn snapshot(&self) -> Vec<Frame> {
+        self.startup_frames().map(|f| Frame::clone(f)).collect()
+    }
+}
+
+/// Timestamp correction, done once per message at the hub so every player
+/// gets identical bytes: per-track monotonic, no jumps, and continuous across
+/// publisher reconnects.
+#[derive(Debug, Default)]
+pub struct TimeFix {
+    offset: i64,
+    last_in: Option<u32>,
+    last_out: u32,
+    last_out_track: [u32; 3],
+}
+
+/// A jump larger than this (either way) between two messages of one
+/// publish is treated as a discontinuity and rebased.
+const MAX_JUMP_MS: i64 = 10_000;
+/// Tolerated backwards step between interleaved audio and video.
+const MAX_BACKSTEP_MS: i64 = 1_000;
+
+impl TimeFix {
+    /// A new publisher starts: its timestamps continue from the last output.
+    pub fn restart(&mut self) {
+        self.last_in = None;
+    }
+
+    pub fn fix(&mut self, kind: Kind, ts: u32) -> u32 {
+        let track = kind as usize;
+        match self.last_in {
+            None => {
+                let base = if self.last_out == 0 { 0 } else { i64::from(self.last_out) + 40 };
+                self.offset = base - i64::from(ts);
+            }
+            Some(prev) => {
+                let delta = i64::from(ts.wrapping_sub(prev) as i32);
+                if !(-MAX_BACKSTEP_MS..=MAX_JUMP_MS).contains(&delta) {
+                    self.offset = i64::from(self.last_out) + 40 - i64::from(ts);
+                }
+            }
+        }
+        self.last_in = Some(ts);
+        let mut out = (i64::from(ts) + self.offset).clamp(0, i64::from(u32::MAX)) as u32;
+        if out < self.last_out_track[track] {
+            out = self.last_out_track[track];
+        }
+        self.last_out_track[track] = out;
+        self.last_out = self.last_out.max(out);
+        out
+    }
+}
+
+/// Owner-shard state of a stream: exactly one per stream in the process.
+#[derive(Debug)]
+pub struct Hub {
+    pub id: u64,
+    pub local: LocalStream,
+    pub chunk_size: u32,
+    time: TimeFix,
+    frames_in: u64,
+    /// Shards mirroring this stream, and whether each must resume at a
+    /// keyframe because a frame could not be delivered to it.
+    pub mirrors: Vec<(usize, bool)>,
+}
+
+impl Hub {
+    pub fn new(id: u64, local: LocalStream, chunk_size: u32) -> Hub {
+        Hub { id, local, chunk_size, time: TimeFix::default(), frames_in: 0, mirrors: Vec::new() }
+    }
+
+    pub fn start_publish(&mut self) {
+        self.time.restart();
+        self.frames_in = 0;
+        self.local.publish();
+    }
+
+    /// Messages received from the current publisher.
+    pub fn frames_in(&self) -> u64 {
+        self.frames_in
+    }
+
+    /// Turns one published message into a shared frame.
+    pub fn ingest(&mut self, kind: Kind, ts: u32, payload: Bytes) -> Rc<Frame> {
+        self.frames_in += 1;
+        let ts = if kind == Kind::Data && self.time.last_in.is_none() { 0 } else { self.time.fix(kind, ts) };
+        Rc::new(Frame::new(kind, ts, payload, self.chunk_size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::Limits;
+    use crate::frame::Format;
+    use std::time::Duration;
+
+    fn f(kind: Kind, ts: u32, b0: u8, b1: u8) -> Rc<Frame> {
+        Rc::new(Frame::new(kind, ts, Bytes::from(vec![b0, b1, 0, 0, 0]), 60000))
+    }
+
+    #[test]
+    fn new_player_starts_with_headers_then_last_keyframe() {
+        let mut s = LocalStream::new(true, 100);
+        s.push(f(Kind::Video, 0, 0x17, 0)); // AVC sequence header
+        s.push(f(Kind::Audio, 0, 0xaf, 0)); // AAC sequence header
+        s.push(f(Kind::Video, 0, 0x17, 1));
+        s.push(f(Kind::Video, 40, 0x27, 1));
+        s.push(f(Kind::Video, 80, 0x17, 1));
+        s.push(f(Kind::Audio, 90, 0xaf, 1));
+        let ts: Vec<(u32, bool, bool)> =
+            s.startup_frames().map(|x| (x.timestamp, x.sequence_header, x.keyframe)).collect();
+        assert_eq!(ts, vec![(0, true, false), (0, true, false), (80, false, true), (90, false, false)]);
+        let limits = Limits {
+            max_duration_ms: 30_000,
+            max_bytes: 1 << 20,
+            max_overflows: 3,
+            overflow_window: Duration::from_secs(60),
+        };
+        let c = Consumer::new(Format::Rtmp, limits);
+        s.add_consumer(c.clone());
+        assert!(!c.is_empty());
+    }
+
+    #[test]
+    fn timestamps_continue_across_republish_and_jumps() {
+        let mut t = TimeFix::default();
+        assert_eq!(t.fix(Kind::Video, 1000), 0);
+        assert_eq!(t.fix(Kind::Video, 1040), 40);
+        assert_eq!(t.fix(Kind::Audio, 1030), 30);
+        // a jump forward of a minute is rebased
+        assert_eq!(t.fix(Kind::Video, 61_000), 80);
+        t.restart();
+        assert_eq!(t.fix(Kind::Video, 0), 120);
+        assert_eq!(t.fix(Kind::Video, 40), 160);
+        // a video frame earlier than the last video frame is clamped
+        assert_eq!(t.fix(Kind::Video, 20), 160);
+    }
+}
