@@ -88,6 +88,16 @@ impl Consumer {
 
     /// Enqueues a frame; never blocks and never waits for the player.
     pub fn push(&self, frame: &Rc<Frame>, has_video: bool) {
+        self.enqueue(frame, has_video, true);
+    }
+
+    /// Enqueues the start-up frames (headers and GOP cache) a new player
+    /// gets at once; they are not held against the queue limits.
+    pub fn push_startup(&self, frame: &Rc<Frame>) {
+        self.enqueue(frame, true, false);
+    }
+
+    fn enqueue(&self, frame: &Rc<Frame>, has_video: bool, limited: bool) {
         if self.kicked.borrow().is_some() {
             return;
         }
@@ -103,7 +113,7 @@ impl Consumer {
         let was_empty = q.frames.is_empty();
         q.bytes += frame.wire_len(self.format);
         q.frames.push_back(frame.clone());
-        if self.over_limit(&q) {
+        if limited && self.over_limit(&q) {
             self.overflow(&mut q);
         }
         drop(q);
@@ -257,6 +267,7 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Kind;
     use bytes::Bytes;
 
     fn limits() -> Limits {

@@ -38,6 +38,8 @@ pub struct Frame {
     pub metadata: bool,
     rtmp: SmallVec<[Bytes; 4]>,
     flv: [Bytes; 3],
+    rtmp_len: usize,
+    flv_len: usize,
 }
 
 impl Frame {
@@ -61,6 +63,8 @@ impl Frame {
         tail.put_slice(b"\r\n");
         let keyframe = kind == Kind::Video && codec::is_video_keyframe(&payload);
         let sequence_header = codec::is_sequence_header(type_id, &payload);
+        let rtmp_len = rtmp.iter().map(Bytes::len).sum();
+        let flv_len = head.len() + payload.len() + tail.len();
         Frame {
             kind,
             timestamp,
@@ -69,6 +73,8 @@ impl Frame {
             metadata: kind == Kind::Data,
             flv: [head.freeze(), payload, tail.freeze()],
             rtmp,
+            rtmp_len,
+            flv_len,
         }
     }
 
@@ -82,7 +88,10 @@ impl Frame {
 
     /// Bytes on the wire in `format`, for queue accounting.
     pub fn wire_len(&self, format: Format) -> usize {
-        self.segments(format).iter().map(Bytes::len).sum()
+        match format {
+            Format::Rtmp => self.rtmp_len,
+            Format::HttpFlv => self.flv_len,
+        }
     }
 }
 

@@ -166,6 +166,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Res
         let _ = write_all(stream, &mut simple_response("404 Not Found", "")).await;
         return Err(format!("refused GET {}: no such mount", req.path));
     };
+    drop(input);
     play(shard, stream, cid, sreq).await
 }
 

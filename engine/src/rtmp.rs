@@ -303,6 +303,9 @@ impl Conn {
         let publishing = self.shard.play_join(&key, consumer.clone());
         info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, "rtmp play started");
         let _ = self.stream.set_read_timeout(None);
+        // players send little after `play`: give back the set-up buffers
+        self.input = BytesMut::from(&self.input[..]);
+        self.events = Vec::new();
         let r = self.play_loop(stream_id, &consumer).await;
         self.shard.play_leave(&key, &consumer);
         if consumer.dropped.get() > 0 {

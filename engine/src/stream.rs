@@ -86,7 +86,7 @@ impl LocalStream {
 
     pub fn add_consumer(&mut self, c: Rc<Consumer>) {
         for f in self.startup_frames() {
-            c.push(f, self.has_video);
+            c.push_startup(f);
         }
         self.consumers.push(c);
     }

@@ -57,7 +57,9 @@ pub struct MessageHeader {
 /// to many players without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtmpMessage {
+    /// Where and when the message belongs.
     pub header: MessageHeader,
+    /// The message body; a view into the read buffer for single-chunk messages.
     pub payload: Bytes,
 }
 

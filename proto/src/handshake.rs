@@ -215,6 +215,7 @@ impl Default for ServerHandshake {
 }
 
 impl ServerHandshake {
+    /// A handshake waiting for C0, for a freshly accepted connection.
     pub fn new() -> Self {
         ServerHandshake {
             stage: ServerStage::C0C1,

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use ringcast_proto::amf0::Amf0Value;
 use ringcast_proto::chunk::{encode_message, ChunkDecoder, MessageHeader};
 use ringcast_proto::handshake::ClientHandshake;
-use ringcast_proto::message::{self, msg_type, Command, Message, UserControl};
+use ringcast_proto::message::{self, Command, Message, UserControl};
 use ringcast_proto::server::{ServerConfig, ServerEvent, ServerSession};
 
 /// Decodes the server's output as a client would, asserting it is valid.
@@ -142,7 +142,7 @@ fn seeds() -> Vec<Vec<u8>> {
         vec![],
     );
     let null = Amf0Value::Null;
-    let publish = chunked(&[
+    let mut publish_items = vec![
         (2, 0, Message::SetChunkSize(4096)),
         (3, 0, connect.clone()),
         (
@@ -184,7 +184,8 @@ fn seeds() -> Vec<Vec<u8>> {
                 vec![Amf0Value::Number(1.0)],
             ),
         ),
-    ]);
+    ];
+    let publish = chunked(&publish_items);
     let play = chunked(&[
         (3, 0, connect.clone()),
         (3, 0, cmd("createStream", 2.0, null.clone(), vec![])),
@@ -225,23 +226,24 @@ fn seeds() -> Vec<Vec<u8>> {
             }
         }
     }
-    let mut agg = vec![0u8, 200];
-    agg.extend_from_slice(&publish[..publish.len() - 60]);
-    let h = MessageHeader {
-        csid: 6,
-        timestamp: 50,
-        type_id: msg_type::AGGREGATE,
-        stream_id: 1,
-    };
-    let mut out = BytesMut::new();
-    encode_message(
-        &h,
-        &[9, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x17, 1, 0, 0, 0, 13],
-        128,
-        &mut out,
-    );
-    agg.extend_from_slice(&out);
-    seeds.push(agg);
+    // An FMS-style aggregate of a video and an audio message.
+    let mut agg = Vec::new();
+    for (t, ts, body) in [
+        (9u8, 10u32, &[0x17u8, 1, 0, 0, 0][..]),
+        (8, 30, &[0xaf, 1][..]),
+    ] {
+        agg.push(t);
+        agg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        agg.extend_from_slice(&ts.to_be_bytes()[1..]);
+        agg.extend_from_slice(&[0, 0, 0, 0]);
+        agg.extend_from_slice(body);
+        agg.extend_from_slice(&(body.len() as u32 + 11).to_be_bytes());
+    }
+    publish_items.truncate(10);
+    publish_items.push((6, 1, Message::Aggregate(bytes::Bytes::from(agg))));
+    let mut v = vec![0u8, 255];
+    v.extend_from_slice(&chunked(&publish_items));
+    seeds.push(v);
     seeds
 }
 
