@@ -228,8 +228,7 @@ fn every_shipped_example_loads() {
 #[test]
 fn shipped_examples_say_what_they_promise() {
     let load = |name: &str| {
-        Config::load(&manifest_dir().join("examples").join(name))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Config::load(&manifest_dir().join("examples").join(name)).unwrap_or_else(|e| panic!("{e}"))
     };
     let low = load("low-latency.toml");
     let v = low.vhost(DEFAULT_VHOST);

@@ -104,11 +104,19 @@ fn poll_flush(
 
 /// `poll_write` under a name that does not clash with the slice argument.
 trait PollWriteCtrl {
-    fn poll_write_ctrl(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>>;
+    fn poll_write_ctrl(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>>;
 }
 
 impl PollWriteCtrl for TcpStream {
-    fn poll_write_ctrl(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write_ctrl(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         futures_lite::io::AsyncWrite::poll_write(self, cx, buf)
     }
 }
@@ -133,11 +141,12 @@ impl Future for Drive<'_, '_> {
         if let Some(n) = this.consumer.take_notice() {
             return Poll::Ready(Wake::Notice(n));
         }
-        if let Poll::Ready(r) = Pin::new(&mut *this.stream).poll_read(cx, this.rbuf) {
-            return Poll::Ready(Wake::Read(r));
-        }
+        // writes first, so a chatty peer cannot starve its own playback
         if let Poll::Ready(Err(e)) = poll_flush(this.stream, this.consumer, this.ctrl, cx) {
             return Poll::Ready(Wake::WriteFailed(e));
+        }
+        if let Poll::Ready(r) = Pin::new(&mut *this.stream).poll_read(cx, this.rbuf) {
+            return Poll::Ready(Wake::Read(r));
         }
         this.consumer.set_waker(cx.waker());
         if let Some(t) = this.timer.as_mut() {

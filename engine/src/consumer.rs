@@ -211,7 +211,10 @@ impl Consumer {
                 if bytes.is_empty() {
                     continue;
                 }
-                iov.push(libc::iovec { iov_base: bytes.as_ptr() as *mut _, iov_len: bytes.len() });
+                iov.push(libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut _,
+                    iov_len: bytes.len(),
+                });
                 total += bytes.len();
                 if iov.len() >= max_iov || total >= budget {
                     return total;
@@ -281,7 +284,12 @@ mod tests {
 
     fn video(ts: u32, key: bool) -> Rc<Frame> {
         let b = if key { 0x17 } else { 0x27 };
-        Rc::new(Frame::new(Kind::Video, ts, Bytes::from(vec![b, 1, 0, 0, 0, 9, 9]), 60000))
+        Rc::new(Frame::new(
+            Kind::Video,
+            ts,
+            Bytes::from(vec![b, 1, 0, 0, 0, 9, 9]),
+            60000,
+        ))
     }
 
     fn written(c: &Consumer) -> Vec<u8> {
@@ -294,7 +302,8 @@ mod tests {
             }
             let first = &iov[0];
             // SAFETY: iovecs point into frames held by the queue.
-            let s = unsafe { std::slice::from_raw_parts(first.iov_base as *const u8, first.iov_len) };
+            let s =
+                unsafe { std::slice::from_raw_parts(first.iov_base as *const u8, first.iov_len) };
             // write at most 2 bytes at a time to exercise partial progress
             let k = s.len().min(2);
             out.extend_from_slice(&s[..k]);

@@ -52,7 +52,12 @@ impl Frame {
             Kind::Video => (msg_type::VIDEO, csid::VIDEO, flv::TAG_VIDEO),
             Kind::Data => (msg_type::DATA_AMF0, csid::STREAM, flv::TAG_SCRIPT),
         };
-        let header = MessageHeader { csid: cs, timestamp, type_id, stream_id: 1 };
+        let header = MessageHeader {
+            csid: cs,
+            timestamp,
+            type_id,
+            stream_id: 1,
+        };
         let rtmp = encode_shared(&header, &payload, chunk_size);
         let len = payload.len() as u32;
         let mut head = BytesMut::with_capacity(24);
@@ -110,7 +115,12 @@ mod tests {
 
     #[test]
     fn flv_form_is_one_http_chunk_holding_one_tag() {
-        let f = Frame::new(Kind::Audio, 1234, Bytes::from_static(&[0xaf, 1, 2, 3]), 60000);
+        let f = Frame::new(
+            Kind::Audio,
+            1234,
+            Bytes::from_static(&[0xaf, 1, 2, 3]),
+            60000,
+        );
         let wire: Vec<u8> = f.segments(Format::HttpFlv).concat();
         let text_end = wire.iter().position(|&b| b == b'\n').unwrap() + 1;
         assert_eq!(&wire[..text_end], b"13\r\n");

@@ -10,51 +10,13 @@ use crate::url::{host_of, split_query, StreamRequest};
 use bytes::BytesMut;
 use glommio::net::TcpStream;
 use ringcast_conf::{Config, DEFAULT_VHOST};
+use ringcast_proto::http::parse_request_head;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use tracing::{info, warn};
-
-/// Largest request head we read.
-const MAX_HEAD: usize = 8 * 1024;
-
-/// A request head, parsed.
-struct Request {
-    method: String,
-    path: String,
-    host: String,
-}
-
-enum Parse {
-    Partial,
-    Done(Request),
-    Bad(String),
-}
-
-fn parse_head(buf: &[u8]) -> Parse {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Parse::Bad("request head too large".into()),
-        Ok(httparse::Status::Partial) => Parse::Partial,
-        Ok(httparse::Status::Complete(_)) => {
-            let host = req
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("host"))
-                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                .unwrap_or_default();
-            Parse::Done(Request {
-                method: req.method.unwrap_or_default().to_string(),
-                path: req.path.unwrap_or_default().to_string(),
-                host,
-            })
-        }
-        Err(e) => Parse::Bad(format!("malformed request: {e}")),
-    }
-}
 
 /// Maps a request path to a stream through a vhost's mount pattern
 /// (`[vhost]/[app]/[stream].flv`); for the default vhost the `[vhost]/`
@@ -136,7 +98,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _g
     }
 }
 
-async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Result<String, String> {
+async fn serve_inner(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    cid: u64,
+) -> Result<String, String> {
     let timeout = Duration::from_millis(shard.cfg.server.handshake_timeout_ms);
     let _ = stream.set_read_timeout(Some(timeout));
     let mut input = BytesMut::with_capacity(1024);
@@ -145,22 +111,32 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Res
             Ok(0) => return Ok("peer closed before sending a request".into()),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(format!("request timeout: no complete request within {} ms", timeout.as_millis()))
+                return Err(format!(
+                    "request timeout: no complete request within {} ms",
+                    timeout.as_millis()
+                ))
             }
             Err(e) => return Err(format!("read error: {e}")),
         }
-        match parse_head(&input) {
-            Parse::Partial => continue,
-            Parse::Bad(why) => {
+        match parse_request_head(&input) {
+            Ok(None) => continue,
+            Err(why) => {
                 let _ = write_all(stream, &mut simple_response("400 Bad Request", "")).await;
-                return Err(why);
+                return Err(why.to_string());
             }
-            Parse::Done(r) => break r,
+            Ok(Some(r)) => break r,
         }
     };
     if req.method != "GET" {
-        let _ = write_all(stream, &mut simple_response("405 Method Not Allowed", "Allow: GET\r\n")).await;
-        return Err(format!("refused {} {}: method not allowed", req.method, req.path));
+        let _ = write_all(
+            stream,
+            &mut simple_response("405 Method Not Allowed", "Allow: GET\r\n"),
+        )
+        .await;
+        return Err(format!(
+            "refused {} {}: method not allowed",
+            req.method, req.path
+        ));
     }
     let Some(sreq) = match_mount(&shard.cfg, &req.path, &req.host) else {
         let _ = write_all(stream, &mut simple_response("404 Not Found", "")).await;
@@ -170,7 +146,12 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Res
     play(shard, stream, cid, sreq).await
 }
 
-async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: StreamRequest) -> Result<String, String> {
+async fn play(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    cid: u64,
+    req: StreamRequest,
+) -> Result<String, String> {
     let key = req.key();
     let vhost = shard.cfg.vhost(&req.vhost);
     let wait = Duration::from_millis(vhost.http_flv.unpublish_timeout_ms);
@@ -186,8 +167,8 @@ async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: StreamRe
     let publishing = shard.play_join(&key, consumer.clone());
     info!(shard = shard.id, cid, stream = %key, param = %req.param, publishing, "flv play started");
     let _ = stream.set_read_timeout(None);
-    let mut timer: Option<Pin<Box<dyn Future<Output = ()>>>> =
-        (!publishing).then(|| Box::pin(glommio::timer::sleep(wait)) as Pin<Box<dyn Future<Output = ()>>>);
+    let mut timer: Option<Pin<Box<dyn Future<Output = ()>>>> = (!publishing)
+        .then(|| Box::pin(glommio::timer::sleep(wait)) as Pin<Box<dyn Future<Output = ()>>>);
     let mut rbuf = [0u8; 256];
     let r = loop {
         let wake = Drive {
@@ -202,7 +183,9 @@ async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: StreamRe
             Wake::Read(Ok(0)) => break Ok("player closed the connection".to_string()),
             Wake::Read(Ok(_)) => {}
             Wake::Read(Err(e)) => break Err(format!("read error: {e}")),
-            Wake::Notice(Notice::Unpublished) => timer = Some(Box::pin(glommio::timer::sleep(wait))),
+            Wake::Notice(Notice::Unpublished) => {
+                timer = Some(Box::pin(glommio::timer::sleep(wait)))
+            }
             Wake::Notice(Notice::Published) => timer = None,
             Wake::Kicked(reason) => break Err(format!("kicked: {reason}")),
             Wake::WriteFailed(e) => break Err(format!("write error: {e}")),
@@ -230,13 +213,26 @@ mod tests {
 
     #[test]
     fn named_vhost_by_path_or_host() {
-        assert_eq!(match_mount(&cfg(), "/v1/live/s.flv", "x").unwrap().key(), "v1/live/s");
-        assert_eq!(match_mount(&cfg(), "/live/s.flv", "v1:8080").unwrap().key(), "v1/live/s");
+        assert_eq!(
+            match_mount(&cfg(), "/v1/live/s.flv", "x").unwrap().key(),
+            "v1/live/s"
+        );
+        assert_eq!(
+            match_mount(&cfg(), "/live/s.flv", "v1:8080").unwrap().key(),
+            "v1/live/s"
+        );
     }
 
     #[test]
     fn unknown_paths_do_not_match() {
-        for p in ["/foo/bar.txt", "/live/.flv", "/a/b/c/d.flv", "/live//x.flv", "x.flv", "/nov/live/s.flv"] {
+        for p in [
+            "/foo/bar.txt",
+            "/live/.flv",
+            "/a/b/c/d.flv",
+            "/live//x.flv",
+            "x.flv",
+            "/nov/live/s.flv",
+        ] {
             assert!(match_mount(&cfg(), p, "h").is_none(), "{p}");
         }
     }

@@ -20,7 +20,11 @@ pub struct ShardListeners {
 }
 
 fn socket_for(addr: SocketAddr) -> std::io::Result<Socket> {
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -31,7 +35,10 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<Socket> {
 
 /// Binds every address once per shard. Fails, naming the address, when the
 /// port is taken by anyone else (even a process using `SO_REUSEPORT`).
-pub fn bind_all(addrs: &[(Service, SocketAddr)], shards: usize) -> Result<Vec<ShardListeners>, String> {
+pub fn bind_all(
+    addrs: &[(Service, SocketAddr)],
+    shards: usize,
+) -> Result<Vec<ShardListeners>, String> {
     let mut out: Vec<ShardListeners> = (0..shards).map(|_| ShardListeners::default()).collect();
     for &(service, addr) in addrs {
         let probe = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
@@ -41,8 +48,10 @@ pub fn bind_all(addrs: &[(Service, SocketAddr)], shards: usize) -> Result<Vec<Sh
         drop(probe);
         for l in out.iter_mut() {
             let s = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
-            s.set_reuse_port(true).map_err(|e| format!("listen {addr}: SO_REUSEPORT: {e}"))?;
-            s.bind(&addr.into()).map_err(|e| format!("listen {addr}: {e}"))?;
+            s.set_reuse_port(true)
+                .map_err(|e| format!("listen {addr}: SO_REUSEPORT: {e}"))?;
+            s.bind(&addr.into())
+                .map_err(|e| format!("listen {addr}: {e}"))?;
             s.listen(1024).map_err(|e| format!("listen {addr}: {e}"))?;
             l.fds.push((service, addr, s.into_raw_fd()));
         }

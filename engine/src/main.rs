@@ -19,7 +19,11 @@ use std::process::ExitCode;
 
 /// Command line, in the spirit of nginx and SRS.
 #[derive(Debug, Parser)]
-#[command(name = "ringcast", version, about = "Live-streaming media server: RTMP in, RTMP and HTTP-FLV out")]
+#[command(
+    name = "ringcast",
+    version,
+    about = "Live-streaming media server: RTMP in, RTMP and HTTP-FLV out"
+)]
 struct Args {
     /// Configuration file.
     #[arg(short = 'c', long = "conf", default_value = "conf/ringcast.toml")]
@@ -36,17 +40,27 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ringcast: configuration error: {e}");
             if args.test {
-                eprintln!("ringcast: configuration file {} test failed", args.conf.display());
+                eprintln!(
+                    "ringcast: configuration file {} test failed",
+                    args.conf.display()
+                );
             }
             return ExitCode::FAILURE;
         }
     };
     if args.test {
-        println!("ringcast: configuration file {} syntax is ok", args.conf.display());
-        println!("ringcast: configuration file {} test is successful", args.conf.display());
+        println!(
+            "ringcast: configuration file {} syntax is ok",
+            args.conf.display()
+        );
+        println!(
+            "ringcast: configuration file {} test is successful",
+            args.conf.display()
+        );
         return ExitCode::SUCCESS;
     }
-    let filter = std::env::var("RINGCAST_LOG").unwrap_or_else(|_| cfg.server.log_level.as_str().to_string());
+    let filter =
+        std::env::var("RINGCAST_LOG").unwrap_or_else(|_| cfg.server.log_level.as_str().to_string());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

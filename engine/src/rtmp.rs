@@ -22,7 +22,10 @@ use tracing::{debug, info, warn};
 /// What a connection is doing once `connect` is done.
 enum Role {
     Idle,
-    Publishing { req: StreamRequest, hub: Rc<RefCell<Hub>> },
+    Publishing {
+        req: StreamRequest,
+        hub: Rc<RefCell<Hub>>,
+    },
 }
 
 struct Conn {
@@ -87,7 +90,11 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
         _guard: guard,
         shard,
     };
-    let mut pending = vec![ServerEvent::Publish { stream_id: a.stream_id, name: a.name, kind: "live".into() }];
+    let mut pending = vec![ServerEvent::Publish {
+        stream_id: a.stream_id,
+        name: a.name,
+        kind: "live".into(),
+    }];
     pending.extend(a.events);
     glommio::spawn_local(conn.run(pending)).detach();
 }
@@ -104,8 +111,12 @@ impl Conn {
             self.shard.publish_end(&req.key());
         }
         match outcome {
-            Ok(why) => info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}"),
-            Err(why) => warn!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}"),
+            Ok(why) => {
+                info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}")
+            }
+            Err(why) => {
+                warn!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}")
+            }
         }
     }
 
@@ -120,7 +131,9 @@ impl Conn {
             if let Some(done) = self.handle_events().await? {
                 return Ok(done);
             }
-            write_all(&mut self.stream, &mut self.out).await.map_err(|e| format!("write error: {e}"))?;
+            write_all(&mut self.stream, &mut self.out)
+                .await
+                .map_err(|e| format!("write error: {e}"))?;
         }
         loop {
             let timeout = match &self.role {
@@ -139,18 +152,26 @@ impl Conn {
                         Role::Publishing { .. } => "publish",
                         Role::Idle => "idle",
                     };
-                    return Err(format!("{phase} timeout: nothing received for {} ms", timeout.as_millis()));
+                    return Err(format!(
+                        "{phase} timeout: nothing received for {} ms",
+                        timeout.as_millis()
+                    ));
                 }
                 Err(e) => return Err(format!("read error: {e}")),
             }
-            if let Err(e) = self.session.on_bytes(&mut self.input, &mut self.out, &mut self.events) {
+            if let Err(e) = self
+                .session
+                .on_bytes(&mut self.input, &mut self.out, &mut self.events)
+            {
                 let _ = write_all(&mut self.stream, &mut self.out).await;
                 return Err(format!("protocol error: {e}"));
             }
             if let Some(done) = self.handle_events().await? {
                 return Ok(done);
             }
-            write_all(&mut self.stream, &mut self.out).await.map_err(|e| format!("write error: {e}"))?;
+            write_all(&mut self.stream, &mut self.out)
+                .await
+                .map_err(|e| format!("write error: {e}"))?;
         }
     }
 
@@ -162,31 +183,55 @@ impl Conn {
         while let Some(ev) = iter.next() {
             match ev {
                 ServerEvent::Connect(info) => self.on_connect(&info)?,
-                ServerEvent::Publish { stream_id, name, .. } => {
+                ServerEvent::Publish {
+                    stream_id, name, ..
+                } => {
                     if let Some(done) = self.on_publish(stream_id, name, &mut iter).await? {
                         return Ok(Some(done));
                     }
                 }
-                ServerEvent::Play { stream_id, name, .. } => {
+                ServerEvent::Play {
+                    stream_id, name, ..
+                } => {
                     return self.on_play(stream_id, name).await.map(Some);
                 }
                 ServerEvent::Media(msg) => {
                     if let Role::Publishing { hub, .. } = &self.role {
                         let payload = msg.payload;
                         match msg.header.type_id {
-                            msg_type::AUDIO => self.shard.publish_frame(hub, Kind::Audio, msg.header.timestamp, payload),
-                            msg_type::VIDEO => self.shard.publish_frame(hub, Kind::Video, msg.header.timestamp, payload),
+                            msg_type::AUDIO => self.shard.publish_frame(
+                                hub,
+                                Kind::Audio,
+                                msg.header.timestamp,
+                                payload,
+                            ),
+                            msg_type::VIDEO => self.shard.publish_frame(
+                                hub,
+                                Kind::Video,
+                                msg.header.timestamp,
+                                payload,
+                            ),
                             msg_type::DATA_AMF0 => {
                                 if let Some(meta) = normalize_metadata(&payload) {
-                                    self.shard.publish_frame(hub, Kind::Data, msg.header.timestamp, meta);
+                                    self.shard.publish_frame(
+                                        hub,
+                                        Kind::Data,
+                                        msg.header.timestamp,
+                                        meta,
+                                    );
                                 }
                             }
-                            other => debug!(cid = self.cid, "ignored message type {other} from publisher"),
+                            other => debug!(
+                                cid = self.cid,
+                                "ignored message type {other} from publisher"
+                            ),
                         }
                     }
                 }
                 ServerEvent::Unpublish { .. } => {
-                    if let Role::Publishing { req, .. } = std::mem::replace(&mut self.role, Role::Idle) {
+                    if let Role::Publishing { req, .. } =
+                        std::mem::replace(&mut self.role, Role::Idle)
+                    {
                         info!(shard = self.shard.id, cid = self.cid, stream = %req.key(), "unpublished");
                         self.shard.publish_end(&req.key());
                     }
@@ -201,8 +246,12 @@ impl Conn {
         let requested = crate::url::vhost_of(&info.tc_url, &info.app_query);
         let (name, vhost) = self.shard.cfg.resolve_vhost(&requested);
         if !vhost.enabled {
-            self.session.reject_connect(&format!("vhost {name} is disabled"), &mut self.out);
-            return Err(format!("connect refused: vhost {name} is disabled (tcUrl {})", info.tc_url));
+            self.session
+                .reject_connect(&format!("vhost {name} is disabled"), &mut self.out);
+            return Err(format!(
+                "connect refused: vhost {name} is disabled (tcUrl {})",
+                info.tc_url
+            ));
         }
         debug!(cid = self.cid, tc_url = %info.tc_url, app = %info.app, vhost = name, "connect");
         self.vhost = Some(name.to_string());
@@ -211,7 +260,10 @@ impl Conn {
     }
 
     fn request(&self, name: &str) -> Result<StreamRequest, String> {
-        let info = self.session.connect_info().ok_or("publish/play before connect")?;
+        let info = self
+            .session
+            .connect_info()
+            .ok_or("publish/play before connect")?;
         let vhost = self.vhost.clone().ok_or("publish/play before connect")?;
         let (stream, param) = split_query(name);
         if stream.is_empty() || stream.contains('/') && stream.split('/').any(str::is_empty) {
@@ -221,11 +273,18 @@ impl Conn {
         if param.is_empty() {
             param = info.app_query.clone();
         }
-        Ok(StreamRequest { vhost, app: info.app.clone(), stream: stream.to_string(), param })
+        Ok(StreamRequest {
+            vhost,
+            app: info.app.clone(),
+            stream: stream.to_string(),
+            param,
+        })
     }
 
     fn vhost_conf(&self) -> &VhostConf {
-        self.shard.cfg.vhost(self.vhost.as_deref().unwrap_or_default())
+        self.shard
+            .cfg
+            .vhost(self.vhost.as_deref().unwrap_or_default())
     }
 
     async fn on_publish(
@@ -237,7 +296,12 @@ impl Conn {
         let req = match self.request(&name) {
             Ok(r) => r,
             Err(e) => {
-                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &e,
+                    &mut self.out,
+                );
                 let _ = write_all(&mut self.stream, &mut self.out).await;
                 return Err(format!("publish refused: {e}"));
             }
@@ -245,33 +309,46 @@ impl Conn {
         let key = req.key();
         let owner = self.shard.owner(&key);
         if owner != self.shard.id {
-            write_all(&mut self.stream, &mut self.out).await.map_err(|e| format!("write error: {e}"))?;
+            write_all(&mut self.stream, &mut self.out)
+                .await
+                .map_err(|e| format!("write error: {e}"))?;
             // SAFETY: dup of an fd we own; the original closes with `self.stream`.
             let fd = unsafe { libc::dup(self.stream.as_raw_fd()) };
             if fd < 0 {
-                return Err(format!("publish hand-over failed: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "publish hand-over failed: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
-            let session = std::mem::replace(&mut self.session, ServerSession::new(ServerConfig {
-                out_chunk_size: 128,
-                window_ack_size: 0,
-                peer_bandwidth: 0,
-            }));
-            self.shard.hand_off(owner, Adopt {
-                fd,
-                cid: self.cid,
-                peer: self.peer,
-                session,
-                input: std::mem::take(&mut self.input),
-                events: rest.collect(),
-                stream_id,
-                name,
-                vhost: req.vhost.clone(),
-            });
+            let session = std::mem::replace(
+                &mut self.session,
+                ServerSession::new(ServerConfig {
+                    out_chunk_size: 128,
+                    window_ack_size: 0,
+                    peer_bandwidth: 0,
+                }),
+            );
+            self.shard.hand_off(
+                owner,
+                Adopt {
+                    fd,
+                    cid: self.cid,
+                    peer: self.peer,
+                    session,
+                    input: std::mem::take(&mut self.input),
+                    events: rest.collect(),
+                    stream_id,
+                    name,
+                    vhost: req.vhost.clone(),
+                },
+            );
             // the connection slot moves with the connection
             if let Some(g) = self._guard.take() {
                 std::mem::forget(g);
             }
-            return Ok(Some(format!("publish of {key} handed to owner shard {owner}")));
+            return Ok(Some(format!(
+                "publish of {key} handed to owner shard {owner}"
+            )));
         }
         match self.shard.publish_start(&key) {
             Ok(hub) => {
@@ -281,7 +358,12 @@ impl Conn {
                 Ok(None)
             }
             Err(e) => {
-                self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &e,
+                    &mut self.out,
+                );
                 let _ = write_all(&mut self.stream, &mut self.out).await;
                 Err(format!("publish refused: {e}"))
             }
@@ -292,7 +374,12 @@ impl Conn {
         let req = match self.request(&name) {
             Ok(r) => r,
             Err(e) => {
-                self.session.reject_play(stream_id, "NetStream.Play.StreamNotFound", &e, &mut self.out);
+                self.session.reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    &e,
+                    &mut self.out,
+                );
                 let _ = write_all(&mut self.stream, &mut self.out).await;
                 return Err(format!("play refused: {e}"));
             }
@@ -309,12 +396,21 @@ impl Conn {
         let r = self.play_loop(stream_id, &consumer).await;
         self.shard.play_leave(&key, &consumer);
         if consumer.dropped.get() > 0 {
-            info!(shard = self.shard.id, cid = self.cid, dropped = consumer.dropped.get(), "player frames dropped by the slow-consumer policy");
+            info!(
+                shard = self.shard.id,
+                cid = self.cid,
+                dropped = consumer.dropped.get(),
+                "player frames dropped by the slow-consumer policy"
+            );
         }
         r
     }
 
-    async fn play_loop(&mut self, stream_id: u32, consumer: &Rc<Consumer>) -> Result<String, String> {
+    async fn play_loop(
+        &mut self,
+        stream_id: u32,
+        consumer: &Rc<Consumer>,
+    ) -> Result<String, String> {
         let mut rbuf = [0u8; 512];
         loop {
             let wake = Drive {
@@ -339,8 +435,12 @@ impl Conn {
                     }
                 }
                 Wake::Read(Err(e)) => return Err(format!("read error: {e}")),
-                Wake::Notice(Notice::Unpublished) => self.session.unpublish_notify(stream_id, &mut self.out),
-                Wake::Notice(Notice::Published) => self.session.publish_notify(stream_id, &mut self.out),
+                Wake::Notice(Notice::Unpublished) => {
+                    self.session.unpublish_notify(stream_id, &mut self.out)
+                }
+                Wake::Notice(Notice::Published) => {
+                    self.session.publish_notify(stream_id, &mut self.out)
+                }
                 Wake::Kicked(reason) => return Err(format!("kicked: {reason}")),
                 Wake::WriteFailed(e) => return Err(format!("write error: {e}")),
                 Wake::Timer => {}

@@ -18,20 +18,34 @@ const MESH_CHANNEL_SIZE: usize = 4096;
 /// Runs the server until the process is told to stop.
 pub fn run(cfg: Config) -> Result<(), String> {
     let shards = cfg.shard_count().max(1);
-    let mut addrs: Vec<(Service, std::net::SocketAddr)> =
-        cfg.rtmp.listen.iter().map(|a| (Service::Rtmp, *a)).collect();
+    let mut addrs: Vec<(Service, std::net::SocketAddr)> = cfg
+        .rtmp
+        .listen
+        .iter()
+        .map(|a| (Service::Rtmp, *a))
+        .collect();
     if cfg.http_server.enabled {
         addrs.extend(cfg.http_server.listen.iter().map(|a| (Service::Http, *a)));
     }
     let listeners = bind_all(&addrs, shards)?;
-    let listeners: Vec<Mutex<Option<ShardListeners>>> = listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
+    let listeners: Vec<Mutex<Option<ShardListeners>>> =
+        listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
     let listeners = Arc::new(listeners);
     let cfg = Arc::new(cfg);
     let global = Arc::new(Global::default());
     let mesh = MeshBuilder::<ShardMsg, _>::full(shards, MESH_CHANNEL_SIZE);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let placement = if shards <= cpus { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
-    info!(shards, version = env!("CARGO_PKG_VERSION"), ?addrs, "ringcast starting");
+    let placement = if shards <= cpus {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    info!(
+        shards,
+        version = env!("CARGO_PKG_VERSION"),
+        ?addrs,
+        "ringcast starting"
+    );
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("ringcast-shard")
         .io_memory(cfg.server.io_memory)
@@ -41,7 +55,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
             let global = global.clone();
             let listeners = listeners.clone();
             async move {
-                let (senders, mut receivers) = mesh.join().await.map_err(|_| "mesh join failed".to_string())?;
+                let (senders, mut receivers) = mesh
+                    .join()
+                    .await
+                    .map_err(|_| "mesh join failed".to_string())?;
                 let id = senders.peer_id();
                 let shard = Rc::new(Shard::new(id, cfg, global, senders));
                 for (peer, rx) in receivers.streams() {
@@ -63,7 +80,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     // SAFETY: a bound, listening socket created for this shard alone.
                     let listener = unsafe { TcpListener::from_raw_fd(fd) };
                     info!(shard = id, %addr, ?service, "listening");
-                    tasks.push(glommio::spawn_local(accept_loop(shard.clone(), listener, service)));
+                    tasks.push(glommio::spawn_local(accept_loop(
+                        shard.clone(),
+                        listener,
+                        service,
+                    )));
                 }
                 for t in tasks {
                     t.await;
@@ -112,8 +133,12 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) 
         let _ = stream.set_nodelay(true);
         let s = shard.clone();
         match service {
-            Service::Rtmp => glommio::spawn_local(crate::rtmp::serve(s, stream, peer, guard)).detach(),
-            Service::Http => glommio::spawn_local(crate::http::serve(s, stream, peer, guard)).detach(),
+            Service::Rtmp => {
+                glommio::spawn_local(crate::rtmp::serve(s, stream, peer, guard)).detach()
+            }
+            Service::Http => {
+                glommio::spawn_local(crate::http::serve(s, stream, peer, guard)).detach()
+            }
         };
     }
 }

@@ -41,12 +41,30 @@ pub struct Adopt {
 /// shard, each frame. Never anything per player.
 #[derive(Debug)]
 pub enum ShardMsg {
-    Subscribe { key: StreamKey, from: usize },
-    Unsubscribe { id: u64, from: usize },
-    Snapshot { key: StreamKey, id: u64, frames: Vec<Frame>, publishing: bool },
-    Frame { id: u64, frame: Frame },
-    Published { id: u64 },
-    Unpublished { id: u64 },
+    Subscribe {
+        key: StreamKey,
+        from: usize,
+    },
+    Unsubscribe {
+        id: u64,
+        from: usize,
+    },
+    Snapshot {
+        key: StreamKey,
+        id: u64,
+        frames: Vec<Frame>,
+        publishing: bool,
+    },
+    Frame {
+        id: u64,
+        frame: Box<Frame>,
+    },
+    Published {
+        id: u64,
+    },
+    Unpublished {
+        id: u64,
+    },
     Adopt(Box<Adopt>),
 }
 
@@ -91,7 +109,12 @@ pub fn owner_of(key: &str, shards: usize) -> usize {
 }
 
 impl Shard {
-    pub fn new(id: usize, cfg: Arc<Config>, global: Arc<Global>, senders: Senders<ShardMsg>) -> Shard {
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        global: Arc<Global>,
+        senders: Senders<ShardMsg>,
+    ) -> Shard {
         Shard {
             id,
             count: senders.nr_consumers(),
@@ -121,7 +144,9 @@ impl Shard {
     /// Sends a control message; when the channel is full it waits for room
     /// in a task of its own instead of blocking the caller.
     fn send(self: &Rc<Self>, to: usize, msg: ShardMsg) {
-        if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) = self.senders.try_send_to(to, msg) {
+        if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) =
+            self.senders.try_send_to(to, msg)
+        {
             let me = self.clone();
             glommio::spawn_local(async move {
                 if me.senders.send_to(to, msg).await.is_err() {
@@ -141,8 +166,12 @@ impl Shard {
         let id = n * self.count as u64 + self.id as u64;
         let vhost = key.split('/').next().unwrap_or_default();
         let v = self.cfg.vhost(vhost);
-        let local = LocalStream::new(v.gop_cache, v.gop_cache_max_frames as usize);
-        let hub = Rc::new(RefCell::new(Hub::new(id, local, self.cfg.rtmp.out_chunk_size)));
+        let local = LocalStream::new(v.gop_cache, v.gop_cache_max_frames);
+        let hub = Rc::new(RefCell::new(Hub::new(
+            id,
+            local,
+            self.cfg.rtmp.out_chunk_size,
+        )));
         self.hubs.borrow_mut().insert(key.to_string(), hub.clone());
         self.hubs_by_id.borrow_mut().insert(id, key.to_string());
         hub
@@ -192,9 +221,16 @@ impl Shard {
                 }
                 m.1 = false;
             }
-            let msg = ShardMsg::Frame { id, frame: Frame::clone(&frame) };
+            let msg = ShardMsg::Frame {
+                id,
+                frame: Box::new(Frame::clone(&frame)),
+            };
             if self.senders.try_send_to(m.0, msg).is_err() {
-                warn!(shard = self.id, to = m.0, "mirror channel full: shard resumes at next keyframe");
+                warn!(
+                    shard = self.id,
+                    to = m.0,
+                    "mirror channel full: shard resumes at next keyframe"
+                );
                 m.1 = true;
             }
         }
@@ -229,10 +265,16 @@ impl Shard {
                 let v = self.cfg.vhost(vhost);
                 let m = Rc::new(RefCell::new(Mirror {
                     id: None,
-                    local: LocalStream::new(v.gop_cache, v.gop_cache_max_frames as usize),
+                    local: LocalStream::new(v.gop_cache, v.gop_cache_max_frames),
                 }));
                 self.mirrors.borrow_mut().insert(key.to_string(), m.clone());
-                self.send(self.owner(key), ShardMsg::Subscribe { key: key.to_string(), from: self.id });
+                self.send(
+                    self.owner(key),
+                    ShardMsg::Subscribe {
+                        key: key.to_string(),
+                        from: self.id,
+                    },
+                );
                 m
             }
         };
@@ -290,10 +332,18 @@ impl Shard {
                     self.gc_hub(&key);
                 }
             }
-            ShardMsg::Snapshot { key, id, frames, publishing } => {
+            ShardMsg::Snapshot {
+                key,
+                id,
+                frames,
+                publishing,
+            } => {
                 let m = self.mirrors.borrow().get(&key).cloned();
                 let Some(m) = m else {
-                    self.send(self.owner(&key), ShardMsg::Unsubscribe { id, from: self.id });
+                    self.send(
+                        self.owner(&key),
+                        ShardMsg::Unsubscribe { id, from: self.id },
+                    );
                     return;
                 };
                 let mut mb = m.borrow_mut();
@@ -304,7 +354,10 @@ impl Shard {
                 if mb.local.consumer_count() == 0 {
                     drop(mb);
                     self.mirrors.borrow_mut().remove(&key);
-                    self.send(self.owner(&key), ShardMsg::Unsubscribe { id, from: self.id });
+                    self.send(
+                        self.owner(&key),
+                        ShardMsg::Unsubscribe { id, from: self.id },
+                    );
                     return;
                 }
                 self.mirrors_by_id.borrow_mut().insert(id, key);
@@ -317,7 +370,7 @@ impl Shard {
             }
             ShardMsg::Frame { id, frame } => {
                 if let Some(m) = self.mirror_by_id(id) {
-                    m.borrow_mut().local.push(Rc::new(frame));
+                    m.borrow_mut().local.push(Rc::new(*frame));
                 }
             }
             ShardMsg::Published { id } => {
@@ -347,14 +400,18 @@ impl Shard {
     /// The slot of a connection handed over by another shard, which keeps
     /// the count it already holds.
     pub fn admit_handed_over(&self) -> Option<ConnGuard> {
-        Some(ConnGuard { global: self.global.clone() })
+        Some(ConnGuard {
+            global: self.global.clone(),
+        })
     }
 
     /// Counts a new connection against `max_connections`; `None` means refuse.
     pub fn admit(self: &Rc<Self>) -> Option<ConnGuard> {
         let n = self.global.connections.fetch_add(1, Ordering::Relaxed);
-        let guard = ConnGuard { global: self.global.clone() };
-        if n >= self.cfg.server.max_connections as usize {
+        let guard = ConnGuard {
+            global: self.global.clone(),
+        };
+        if n >= self.cfg.server.max_connections {
             return None;
         }
         Some(guard)
@@ -378,7 +435,9 @@ mod tests {
 
     #[test]
     fn owners_spread_and_are_stable() {
-        let owners: Vec<usize> = (0..64).map(|i| owner_of(&format!("v/live/s{i}"), 4)).collect();
+        let owners: Vec<usize> = (0..64)
+            .map(|i| owner_of(&format!("v/live/s{i}"), 4))
+            .collect();
         for s in 0..4 {
             assert!(owners.contains(&s));
         }

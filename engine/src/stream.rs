@@ -24,7 +24,11 @@ pub struct LocalStream {
 
 impl LocalStream {
     pub fn new(gop_enabled: bool, gop_max_frames: usize) -> LocalStream {
-        LocalStream { gop_enabled, gop_max_frames, ..Default::default() }
+        LocalStream {
+            gop_enabled,
+            gop_max_frames,
+            ..Default::default()
+        }
     }
 
     /// Updates the start-up cache with `frame` and hands it to every local
@@ -153,7 +157,11 @@ impl TimeFix {
         let track = kind as usize;
         match self.last_in {
             None => {
-                let base = if self.last_out == 0 { 0 } else { i64::from(self.last_out) + 40 };
+                let base = if self.last_out == 0 {
+                    0
+                } else {
+                    i64::from(self.last_out) + 40
+                };
                 self.offset = base - i64::from(ts);
             }
             Some(prev) => {
@@ -189,7 +197,14 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(id: u64, local: LocalStream, chunk_size: u32) -> Hub {
-        Hub { id, local, chunk_size, time: TimeFix::default(), frames_in: 0, mirrors: Vec::new() }
+        Hub {
+            id,
+            local,
+            chunk_size,
+            time: TimeFix::default(),
+            frames_in: 0,
+            mirrors: Vec::new(),
+        }
     }
 
     pub fn start_publish(&mut self) {
@@ -206,7 +221,11 @@ impl Hub {
     /// Turns one published message into a shared frame.
     pub fn ingest(&mut self, kind: Kind, ts: u32, payload: Bytes) -> Rc<Frame> {
         self.frames_in += 1;
-        let ts = if kind == Kind::Data && self.time.last_in.is_none() { 0 } else { self.time.fix(kind, ts) };
+        let ts = if kind == Kind::Data && self.time.last_in.is_none() {
+            0
+        } else {
+            self.time.fix(kind, ts)
+        };
         Rc::new(Frame::new(kind, ts, payload, self.chunk_size))
     }
 }
@@ -219,7 +238,12 @@ mod tests {
     use std::time::Duration;
 
     fn f(kind: Kind, ts: u32, b0: u8, b1: u8) -> Rc<Frame> {
-        Rc::new(Frame::new(kind, ts, Bytes::from(vec![b0, b1, 0, 0, 0]), 60000))
+        Rc::new(Frame::new(
+            kind,
+            ts,
+            Bytes::from(vec![b0, b1, 0, 0, 0]),
+            60000,
+        ))
     }
 
     #[test]
@@ -231,9 +255,19 @@ mod tests {
         s.push(f(Kind::Video, 40, 0x27, 1));
         s.push(f(Kind::Video, 80, 0x17, 1));
         s.push(f(Kind::Audio, 90, 0xaf, 1));
-        let ts: Vec<(u32, bool, bool)> =
-            s.startup_frames().map(|x| (x.timestamp, x.sequence_header, x.keyframe)).collect();
-        assert_eq!(ts, vec![(0, true, false), (0, true, false), (80, false, true), (90, false, false)]);
+        let ts: Vec<(u32, bool, bool)> = s
+            .startup_frames()
+            .map(|x| (x.timestamp, x.sequence_header, x.keyframe))
+            .collect();
+        assert_eq!(
+            ts,
+            vec![
+                (0, true, false),
+                (0, true, false),
+                (80, false, true),
+                (90, false, false)
+            ]
+        );
         let limits = Limits {
             max_duration_ms: 30_000,
             max_bytes: 1 << 20,

@@ -9,8 +9,16 @@ fn ringcast() -> Command {
 #[test]
 fn test_flag_accepts_the_default_config() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let out = ringcast().current_dir(root).args(["-t", "-c", "conf/ringcast.toml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ringcast()
+        .current_dir(root)
+        .args(["-t", "-c", "conf/ringcast.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("test is successful"));
 }
 

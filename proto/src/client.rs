@@ -127,12 +127,14 @@ pub fn parse_rtmp_url(url: &str) -> Result<RtmpUrl, UrlError> {
     })
 }
 
+/// Which side of a stream the client takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMode {
     Play,
     Publish,
 }
 
+/// Everything a client connection needs to know up front.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     pub url: RtmpUrl,
@@ -215,6 +217,8 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
+    /// A session for a freshly opened connection; call
+    /// [`start`](Self::start) next.
     pub fn new(cfg: ClientConfig) -> Self {
         let cfg = ClientConfig {
             chunk_size: cfg.chunk_size.clamp(MIN_OUT_CHUNK, MAX_OUT_CHUNK),
@@ -273,6 +277,8 @@ impl ClientSession {
         Ok(())
     }
 
+    /// Whether publish/play started (the [`ClientEvent::Ready`] state), i.e.
+    /// whether [`send_media`](Self::send_media) will send.
     pub fn is_ready(&self) -> bool {
         self.phase == Phase::Ready
     }

@@ -8,5 +8,6 @@ pub mod client;
 pub mod codec;
 pub mod flv;
 pub mod handshake;
+pub mod http;
 pub mod message;
 pub mod server;

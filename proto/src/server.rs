@@ -309,6 +309,7 @@ pub struct ServerSession {
 }
 
 impl ServerSession {
+    /// A session for a freshly accepted connection, expecting C0+C1.
     pub fn new(cfg: ServerConfig) -> Self {
         let cfg = ServerConfig {
             out_chunk_size: cfg.out_chunk_size.clamp(MIN_OUT_CHUNK, MAX_OUT_CHUNK),
@@ -365,10 +366,14 @@ impl ServerSession {
         self.cfg.out_chunk_size
     }
 
+    /// What the peer's `connect` said, once it arrived; the engine needs it
+    /// again for publish/play decisions (vhost, app, hooks).
     pub fn connect_info(&self) -> Option<&ConnectInfo> {
         self.info.as_ref()
     }
 
+    /// Lets the engine apply a shorter timeout to connections that never
+    /// finish the handshake.
     pub fn is_handshake_done(&self) -> bool {
         self.handshake.is_none()
     }
@@ -690,10 +695,12 @@ impl ServerSession {
                         media_parts(msg, parsed, |m| events.push(ServerEvent::Media(m)))?
                     }
                     Some(StreamState::Ended) => {}
-                    _ => return Err(SessionError::Protocol(format!(
+                    _ => {
+                        return Err(SessionError::Protocol(format!(
                         "media message of type {} on stream {stream_id}, which is not publishing",
                         msg.header.type_id
-                    ))),
+                    )))
+                    }
                 }
             }
         }

@@ -22,7 +22,12 @@ pub struct Options {
 
 impl Options {
     pub fn from_args() -> Options {
-        let mut o = Options { iters: 200_000, secs: 30, seed: 0x5eed, replay: None };
+        let mut o = Options {
+            iters: 200_000,
+            secs: 30,
+            seed: 0x5eed,
+            replay: None,
+        };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
         while i + 1 < args.len() {
