@@ -19,7 +19,8 @@ use toml_edit::{ImDocument, Item};
 
 pub use error::ConfigError;
 pub use schema::{
-    HttpApiConf, HttpFlvConf, HttpServerConf, LogLevel, RtmpConf, ServerConf, VhostConf,
+    ClusterConf, ClusterMode, ForwardConf, HttpApiConf, HttpFlvConf, HttpServerConf, LogLevel,
+    RtmpConf, ServerConf, VhostConf,
 };
 
 use error::{dotted, Seg};

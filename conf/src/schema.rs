@@ -40,6 +40,10 @@ pub struct ServerConf {
     pub publish_normal_timeout_ms: u64,
     /// Where to write (and lock) the pid file; none by default.
     pub pid_file: Option<PathBuf>,
+    /// The host other servers and redirected clients use to reach this one (origin
+    /// cluster answers, redirects); the ports are those of the first listeners. Set it
+    /// when the listen address is a wildcard or behind NAT (SRS #1501).
+    pub advertise_host: String,
 }
 
 impl Default for ServerConf {
@@ -54,6 +58,7 @@ impl Default for ServerConf {
             publish_first_packet_timeout_ms: 20_000,
             publish_normal_timeout_ms: 5_000,
             pid_file: None,
+            advertise_host: "127.0.0.1".to_owned(),
         }
     }
 }
@@ -210,6 +215,10 @@ pub struct VhostConf {
     pub overflow_window_ms: u64,
     /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.
     pub http_flv: HttpFlvConf,
+    /// `[vhosts.<name>.cluster]`: edge (pull from origins) or origin, and the origin cluster.
+    pub cluster: ClusterConf,
+    /// `[vhosts.<name>.forward]`: push every published stream to other servers.
+    pub forward: ForwardConf,
 }
 
 impl Default for VhostConf {
@@ -223,6 +232,79 @@ impl Default for VhostConf {
             max_queue_overflows: 3,
             overflow_window_ms: 60_000,
             http_flv: HttpFlvConf::default(),
+            cluster: ClusterConf::default(),
+            forward: ForwardConf::default(),
+        }
+    }
+}
+
+/// Whether a vhost serves its own streams or pulls them from origins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    /// An origin: streams are published here.
+    #[default]
+    Local,
+    /// An edge: streams are pulled from (and publishes relayed to) `origins`.
+    Remote,
+}
+
+/// `[vhosts.<name>.cluster]`: SRS's `cluster` block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConf {
+    /// `local` (origin) or `remote` (edge).
+    pub mode: ClusterMode,
+    /// An edge's origins, `host:port`, tried in round-robin order with failover.
+    pub origins: Vec<String>,
+    /// Time allowed to connect to an origin and get the stream started.
+    pub connect_timeout_ms: u64,
+    /// An upstream that delivers no media for this long is abandoned for the next origin.
+    pub silence_timeout_ms: u64,
+    /// After the last player leaves, the edge keeps pulling this long (a player arriving
+    /// meanwhile reuses the pull).
+    pub idle_timeout_ms: u64,
+    /// An origin that failed is skipped for this long while others are healthy.
+    pub origin_retry_ms: u64,
+    /// Origin cluster: HTTP API addresses (`host:port`) of the origins that share streams.
+    pub coworkers: Vec<String>,
+    /// Time allowed for a coworker to answer a lookup.
+    pub coworker_timeout_ms: u64,
+}
+
+impl Default for ClusterConf {
+    fn default() -> Self {
+        Self {
+            mode: ClusterMode::Local,
+            origins: Vec::new(),
+            connect_timeout_ms: 3_000,
+            silence_timeout_ms: 1_500,
+            idle_timeout_ms: 3_000,
+            origin_retry_ms: 3_000,
+            coworkers: Vec::new(),
+            coworker_timeout_ms: 1_000,
+        }
+    }
+}
+
+/// `[vhosts.<name>.forward]`: SRS's `forward` block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardConf {
+    /// `host:port` of each server every published stream is pushed to (same app and
+    /// stream name there).
+    pub destinations: Vec<String>,
+    /// First reconnect delay after a destination fails; doubles up to `backoff_max_ms`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for ForwardConf {
+    fn default() -> Self {
+        Self {
+            destinations: Vec::new(),
+            backoff_initial_ms: 500,
+            backoff_max_ms: 8_000,
         }
     }
 }

@@ -686,3 +686,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn edge_needs_origins_and_addresses_are_host_port() {
+    let err = Config::parse("[vhosts.e.cluster]\nmode = \"remote\"\n", "edge.toml").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("vhosts.e.cluster.origins"));
+    let err = Config::parse(
+        "[vhosts.e.cluster]\nmode = \"remote\"\norigins = [\"127.0.0.1:1935\", \"nope\"]\n",
+        "edge.toml",
+    )
+    .unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("vhosts.e.cluster.origins[1]"));
+    assert_eq!(err.line, Some(3));
+    let err = Config::parse(
+        "[vhosts.m.forward]\ndestinations = [\"[::1]:0\"]\n",
+        "fw.toml",
+    )
+    .unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("vhosts.m.forward.destinations[0]"));
+    let ok = Config::parse(
+        "[vhosts.e.cluster]\nmode = \"remote\"\norigins = [\"origin.example:19350\", \"[::1]:1935\"]\n[vhosts.e.forward]\ndestinations = [\"127.0.0.1:1936\"]\n",
+        "ok.toml",
+    )
+    .unwrap();
+    assert_eq!(ok.vhost("e").cluster.mode, ClusterMode::Remote);
+    assert_eq!(ok.vhost("e").forward.destinations.len(), 1);
+}

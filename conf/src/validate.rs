@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::error::Seg;
-use crate::{Config, VhostConf};
+use crate::{ClusterMode, Config, VhostConf};
 
 /// A failed check: which key, and why.
 #[derive(Debug)]
@@ -213,6 +213,59 @@ fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
         v.http_flv.unpublish_timeout_ms,
         with(&flv, "unpublish_timeout_ms"),
     )?;
+    let cl = with(base, "cluster");
+    let c = &v.cluster;
+    if c.mode == ClusterMode::Remote && c.origins.is_empty() {
+        fail(
+            with(&cl, "origins"),
+            "an edge (mode = \"remote\") needs at least one origin",
+        )?;
+    }
+    for (i, o) in c.origins.iter().enumerate() {
+        host_port(o, indexed(&cl, "origins", i))?;
+    }
+    for (i, o) in c.coworkers.iter().enumerate() {
+        host_port(o, indexed(&cl, "coworkers", i))?;
+    }
+    for (key, value) in [
+        ("connect_timeout_ms", c.connect_timeout_ms),
+        ("silence_timeout_ms", c.silence_timeout_ms),
+        ("idle_timeout_ms", c.idle_timeout_ms),
+        ("origin_retry_ms", c.origin_retry_ms),
+        ("coworker_timeout_ms", c.coworker_timeout_ms),
+    ] {
+        positive(value, with(&cl, key))?;
+    }
+    let fw = with(base, "forward");
+    for (i, d) in v.forward.destinations.iter().enumerate() {
+        host_port(d, indexed(&fw, "destinations", i))?;
+    }
+    positive(
+        v.forward.backoff_initial_ms,
+        with(&fw, "backoff_initial_ms"),
+    )?;
+    if v.forward.backoff_max_ms < v.forward.backoff_initial_ms {
+        fail(with(&fw, "backoff_max_ms"), "must be >= backoff_initial_ms")?;
+    }
+    Ok(())
+}
+
+fn indexed(base: &[Seg], key: &str, i: usize) -> Vec<Seg> {
+    let mut p = with(base, key);
+    p.push(Seg::Index(i));
+    p
+}
+
+/// `host:port` with a non-zero port; IPv6 hosts in brackets.
+fn host_port(s: &str, at: Vec<Seg>) -> Check {
+    let ok = s.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')))
+            && port.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    if !ok {
+        return fail(at, format!("`{s}` is not \"host:port\""));
+    }
     Ok(())
 }
 
