@@ -15,6 +15,17 @@ pub enum Kind {
     Data,
 }
 
+impl Kind {
+    /// The RTMP message type of this kind.
+    pub fn type_id(self) -> u8 {
+        match self {
+            Kind::Audio => msg_type::AUDIO,
+            Kind::Video => msg_type::VIDEO,
+            Kind::Data => msg_type::DATA_AMF0,
+        }
+    }
+}
+
 /// The output formats a consumer can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -47,10 +58,11 @@ impl Frame {
     /// chunk size all players of the vhost were told.
     pub fn new(kind: Kind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Frame {
         use ringcast_proto::codec;
-        let (type_id, cs, tag) = match kind {
-            Kind::Audio => (msg_type::AUDIO, csid::AUDIO, flv::TAG_AUDIO),
-            Kind::Video => (msg_type::VIDEO, csid::VIDEO, flv::TAG_VIDEO),
-            Kind::Data => (msg_type::DATA_AMF0, csid::STREAM, flv::TAG_SCRIPT),
+        let type_id = kind.type_id();
+        let (cs, tag) = match kind {
+            Kind::Audio => (csid::AUDIO, flv::TAG_AUDIO),
+            Kind::Video => (csid::VIDEO, flv::TAG_VIDEO),
+            Kind::Data => (csid::STREAM, flv::TAG_SCRIPT),
         };
         let header = MessageHeader {
             csid: cs,
@@ -81,6 +93,11 @@ impl Frame {
             rtmp_len,
             flv_len,
         }
+    }
+
+    /// The message body, as the publisher sent it.
+    pub fn payload(&self) -> &Bytes {
+        &self.flv[1]
     }
 
     /// The segments a player of `format` writes, in order.

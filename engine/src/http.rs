@@ -4,6 +4,7 @@
 use crate::conn::{read_into, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Notice};
 use crate::frame::{flv_header_chunk, Format};
+use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::rtmp::limits;
 use crate::shard::{ConnGuard, Shard};
 use crate::url::{host_of, split_query, StreamRequest};
@@ -143,6 +144,23 @@ async fn serve_inner(
         return Err(format!("refused GET {}: no such mount", req.path));
     };
     drop(input);
+    let peer = stream
+        .peer_addr()
+        .map(|p| p.ip().to_string())
+        .unwrap_or_default();
+    let info = ClientInfo {
+        id: cid,
+        shard: shard.id,
+        kind: ClientKind::FlvPlay,
+        ip: peer,
+        tc_url: format!("http://{}/{}", req.host, sreq.app),
+        vhost: sreq.vhost.clone(),
+        app: sreq.app.clone(),
+        stream: sreq.stream.clone(),
+        param: sreq.param.clone(),
+        since: std::time::SystemTime::now(),
+    };
+    let _listed = Registered::new(&shard.global.registry, info);
     play(shard, stream, cid, sreq).await
 }
 
@@ -164,7 +182,7 @@ async fn play(
         .as_bytes(),
     );
     ctrl.extend_from_slice(&flv_header_chunk());
-    let publishing = shard.play_join(&key, consumer.clone());
+    let publishing = shard.play_join(&req, consumer.clone());
     info!(shard = shard.id, cid, stream = %key, param = %req.param, publishing, "flv play started");
     let _ = stream.set_read_timeout(None);
     let mut timer: Option<Pin<Box<dyn Future<Output = ()>>>> = (!publishing)

@@ -6,10 +6,13 @@ mod consumer;
 mod frame;
 mod http;
 mod listen;
+mod registry;
 mod rtmp;
+mod rtmpc;
 mod server;
 mod shard;
 mod stream;
+mod upstream;
 mod url;
 
 use clap::Parser;

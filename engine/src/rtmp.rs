@@ -4,6 +4,7 @@
 use crate::conn::{read_into, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::frame::{Format, Kind};
+use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::shard::{Adopt, ConnGuard, Shard};
 use crate::stream::Hub;
 use crate::url::{split_query, StreamRequest};
@@ -39,6 +40,8 @@ struct Conn {
     events: Vec<ServerEvent>,
     vhost: Option<String>,
     role: Role,
+    /// Listed in the API while publishing.
+    listed: Option<Registered>,
     _guard: Option<ConnGuard>,
 }
 
@@ -66,6 +69,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard:
         events: Vec::new(),
         vhost: None,
         role: Role::Idle,
+        listed: None,
         _guard: Some(guard),
     };
     conn.run(Vec::new()).await;
@@ -87,6 +91,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
         events: Vec::new(),
         vhost: Some(a.vhost),
         role: Role::Idle,
+        listed: None,
         _guard: guard,
         shard,
     };
@@ -281,6 +286,27 @@ impl Conn {
         })
     }
 
+    fn register(&self, req: &StreamRequest, kind: ClientKind) -> Registered {
+        let tc_url = self
+            .session
+            .connect_info()
+            .map(|i| i.tc_url.clone())
+            .unwrap_or_default();
+        let info = ClientInfo {
+            id: self.cid,
+            shard: self.shard.id,
+            kind,
+            ip: self.peer.ip().to_string(),
+            vhost: req.vhost.clone(),
+            app: req.app.clone(),
+            stream: req.stream.clone(),
+            param: req.param.clone(),
+            tc_url,
+            since: std::time::SystemTime::now(),
+        };
+        Registered::new(&self.shard.global.registry, info)
+    }
+
     fn vhost_conf(&self) -> &VhostConf {
         self.shard
             .cfg
@@ -354,6 +380,7 @@ impl Conn {
             Ok(hub) => {
                 self.session.accept_publish(stream_id, &mut self.out);
                 info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, "publish started");
+                self.listed = Some(self.register(&req, ClientKind::FmlePublish));
                 self.role = Role::Publishing { req, hub };
                 Ok(None)
             }
@@ -385,9 +412,10 @@ impl Conn {
             }
         };
         let key = req.key();
+        let _listed = self.register(&req, ClientKind::RtmpPlay);
         let consumer = Consumer::new(Format::Rtmp, limits(self.vhost_conf()));
         self.session.accept_play(stream_id, &mut self.out);
-        let publishing = self.shard.play_join(&key, consumer.clone());
+        let publishing = self.shard.play_join(&req, consumer.clone());
         info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, "rtmp play started");
         let _ = self.stream.set_read_timeout(None);
         // players send little after `play`: give back the set-up buffers

@@ -4,9 +4,12 @@
 use crate::consumer::Consumer;
 use crate::frame::{Frame, Kind};
 use crate::stream::{Hub, LocalStream};
+use crate::upstream::OriginBook;
+use crate::url::StreamRequest;
 use bytes::{Bytes, BytesMut};
 use glommio::channels::channel_mesh::Senders;
 use glommio::{GlommioError, ResourceType};
+use ringcast_conf::ClusterMode;
 use ringcast_conf::Config;
 use ringcast_proto::server::{ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
@@ -41,9 +44,11 @@ pub struct Adopt {
 /// shard, each frame. Never anything per player.
 #[derive(Debug)]
 pub enum ShardMsg {
+    /// `param` is the first player's query string, passed upstream by an edge.
     Subscribe {
         key: StreamKey,
         from: usize,
+        param: String,
     },
     Unsubscribe {
         id: u64,
@@ -81,6 +86,7 @@ struct Mirror {
 #[derive(Debug, Default)]
 pub struct Global {
     pub connections: AtomicUsize,
+    pub registry: Arc<crate::registry::Registry>,
 }
 
 pub struct Shard {
@@ -95,6 +101,9 @@ pub struct Shard {
     mirrors_by_id: RefCell<HashMap<u64, StreamKey>>,
     next_id: Cell<u64>,
     next_cid: Cell<u64>,
+    origin_books: RefCell<HashMap<String, OriginBook>>,
+    /// Edge failovers performed by this shard's pulls.
+    pub failovers: Cell<u64>,
 }
 
 /// FNV-1a: stable across processes and runs, so a stream's owner shard is
@@ -127,6 +136,8 @@ impl Shard {
             mirrors_by_id: RefCell::default(),
             next_id: Cell::new(0),
             next_cid: Cell::new(0),
+            origin_books: RefCell::default(),
+            failovers: Cell::new(0),
         }
     }
 
@@ -181,7 +192,10 @@ impl Shard {
         let mut hubs = self.hubs.borrow_mut();
         let idle = hubs.get(key).is_some_and(|h| {
             let h = h.borrow();
-            !h.local.publishing && h.local.consumer_count() == 0 && h.mirrors.is_empty()
+            !h.local.publishing
+                && !h.pulling
+                && h.local.consumer_count() == 0
+                && h.mirrors.is_empty()
         });
         if idle {
             if let Some(h) = hubs.remove(key) {
@@ -199,6 +213,9 @@ impl Shard {
             if h.local.publishing {
                 return Err(format!("stream {key} is already being published"));
             }
+            if h.pulling {
+                return Err(format!("stream {key} is being pulled from an origin"));
+            }
             h.start_publish();
             for &(shard, _) in &h.mirrors {
                 self.send(shard, ShardMsg::Published { id: h.id });
@@ -212,6 +229,9 @@ impl Shard {
     pub fn publish_frame(self: &Rc<Self>, hub: &RefCell<Hub>, kind: Kind, ts: u32, payload: Bytes) {
         let mut h = hub.borrow_mut();
         let frame = h.ingest(kind, ts, payload);
+        if h.local.is_repeat(&frame) {
+            return;
+        }
         let id = h.id;
         let key = frame.keyframe;
         for m in h.mirrors.iter_mut() {
@@ -250,12 +270,14 @@ impl Shard {
     }
 
     /// Adds a local player to a stream, owned here or mirrored from its owner.
-    pub fn play_join(self: &Rc<Self>, key: &str, c: Rc<Consumer>) -> bool {
+    pub fn play_join(self: &Rc<Self>, req: &StreamRequest, c: Rc<Consumer>) -> bool {
+        let key = &req.key();
         if self.owner(key) == self.id {
             let hub = self.hub_entry(key);
-            let mut h = hub.borrow_mut();
-            h.local.add_consumer(c);
-            return h.local.publishing;
+            hub.borrow_mut().local.add_consumer(c);
+            self.ensure_pull(req, &hub);
+            let publishing = hub.borrow().local.publishing;
+            return publishing;
         }
         let existing = self.mirrors.borrow().get(key).cloned();
         let m = match existing {
@@ -273,6 +295,7 @@ impl Shard {
                     ShardMsg::Subscribe {
                         key: key.to_string(),
                         from: self.id,
+                        param: req.param.clone(),
                     },
                 );
                 m
@@ -309,8 +332,11 @@ impl Shard {
     /// Handles one message from another shard.
     pub fn on_message(self: &Rc<Self>, msg: ShardMsg) {
         match msg {
-            ShardMsg::Subscribe { key, from } => {
+            ShardMsg::Subscribe { key, from, param } => {
                 let hub = self.hub_entry(&key);
+                if let Some(req) = StreamRequest::from_key(&key, param) {
+                    self.ensure_pull(&req, &hub);
+                }
                 let mut h = hub.borrow_mut();
                 if !h.mirrors.iter().any(|m| m.0 == from) {
                     h.mirrors.push((from, false));
@@ -385,6 +411,77 @@ impl Shard {
             }
             ShardMsg::Adopt(a) => crate::rtmp::adopt(self.clone(), *a),
         }
+    }
+
+    /// Starts the edge pull of a stream that has demand, no source and an
+    /// edge vhost.
+    fn ensure_pull(self: &Rc<Self>, req: &StreamRequest, hub: &Rc<RefCell<Hub>>) {
+        if self.cfg.vhost(&req.vhost).cluster.mode != ClusterMode::Remote {
+            return;
+        }
+        {
+            let mut h = hub.borrow_mut();
+            if h.pulling || h.local.publishing {
+                return;
+            }
+            h.pulling = true;
+        }
+        glommio::spawn_local(crate::upstream::pull(
+            self.clone(),
+            req.clone(),
+            hub.clone(),
+        ))
+        .detach();
+    }
+
+    /// The first media of an edge pull arrived: the stream is live.
+    pub fn pull_started(self: &Rc<Self>, key: &str, hub: &Rc<RefCell<Hub>>) -> Result<(), String> {
+        let mut h = hub.borrow_mut();
+        if h.local.publishing {
+            return Err(format!("stream {key} is published here"));
+        }
+        h.start_publish();
+        for &(shard, _) in &h.mirrors {
+            self.send(shard, ShardMsg::Published { id: h.id });
+        }
+        Ok(())
+    }
+
+    /// The origin unpublished (or the pull gave up): players are told.
+    pub fn pull_ended(self: &Rc<Self>, key: &str) {
+        self.publish_end(key);
+    }
+
+    /// The pull task has ended; the stream may now be released.
+    pub fn pull_stopped(self: &Rc<Self>, key: &str) {
+        if let Some(h) = self.hubs.borrow().get(key) {
+            h.borrow_mut().pulling = false;
+        }
+        self.gc_hub(key);
+    }
+
+    pub fn pick_origin(&self, vhost: &str, count: usize, retry: std::time::Duration) -> usize {
+        self.origin_books
+            .borrow_mut()
+            .entry(vhost.to_string())
+            .or_default()
+            .pick(count, retry)
+    }
+
+    pub fn origin_failed(&self, vhost: &str, idx: usize) {
+        self.origin_books
+            .borrow_mut()
+            .entry(vhost.to_string())
+            .or_default()
+            .failed(idx);
+    }
+
+    pub fn origin_succeeded(&self, vhost: &str, idx: usize) {
+        self.origin_books
+            .borrow_mut()
+            .entry(vhost.to_string())
+            .or_default()
+            .succeeded(idx);
     }
 
     fn mirror_by_id(self: &Rc<Self>, id: u64) -> Option<Rc<RefCell<Mirror>>> {

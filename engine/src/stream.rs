@@ -6,6 +6,7 @@
 use crate::consumer::{Consumer, Notice};
 use crate::frame::{Frame, Kind};
 use bytes::Bytes;
+use ringcast_proto::codec;
 use std::rc::Rc;
 
 /// The start-up cache and the local players of one stream on one shard.
@@ -78,6 +79,24 @@ impl LocalStream {
         self.gop.push(frame.clone());
     }
 
+    /// True for a sequence header or metadata identical to the cached one:
+    /// after an edge failover these are not sent to players again.
+    pub fn is_repeat(&self, frame: &Frame) -> bool {
+        let cached = if frame.metadata {
+            &self.metadata
+        } else if frame.sequence_header {
+            match frame.kind {
+                Kind::Video => &self.video_sh,
+                _ => &self.audio_sh,
+            }
+        } else {
+            return false;
+        };
+        cached
+            .as_ref()
+            .is_some_and(|c| c.payload() == frame.payload())
+    }
+
     /// What a new player receives first: metadata, sequence headers, then
     /// the GOP from its last keyframe.
     pub fn startup_frames(&self) -> impl Iterator<Item = &Rc<Frame>> {
@@ -148,6 +167,11 @@ const MAX_JUMP_MS: i64 = 10_000;
 const MAX_BACKSTEP_MS: i64 = 1_000;
 
 impl TimeFix {
+    /// The latest output timestamp.
+    pub fn current(&self) -> u32 {
+        self.last_out
+    }
+
     /// A new publisher starts: its timestamps continue from the last output.
     pub fn restart(&mut self) {
         self.last_in = None;
@@ -193,6 +217,8 @@ pub struct Hub {
     /// Shards mirroring this stream, and whether each must resume at a
     /// keyframe because a frame could not be delivered to it.
     pub mirrors: Vec<(usize, bool)>,
+    /// An edge pull task is running for this stream.
+    pub pulling: bool,
 }
 
 impl Hub {
@@ -204,6 +230,7 @@ impl Hub {
             time: TimeFix::default(),
             frames_in: 0,
             mirrors: Vec::new(),
+            pulling: false,
         }
     }
 
@@ -211,6 +238,12 @@ impl Hub {
         self.time.restart();
         self.frames_in = 0;
         self.local.publish();
+    }
+
+    /// The same stream now comes from another source (edge failover):
+    /// timestamps continue from where they were, players notice nothing.
+    pub fn source_restarted(&mut self) {
+        self.time.restart();
     }
 
     /// Messages received from the current publisher.
@@ -221,8 +254,11 @@ impl Hub {
     /// Turns one published message into a shared frame.
     pub fn ingest(&mut self, kind: Kind, ts: u32, payload: Bytes) -> Rc<Frame> {
         self.frames_in += 1;
-        let ts = if kind == Kind::Data && self.time.last_in.is_none() {
-            0
+        // Headers carry no media time (encoders stamp them 0, a GOP cache
+        // replays them with their old stamps): they never set the time base.
+        let header = kind == Kind::Data || codec::is_sequence_header(kind.type_id(), &payload);
+        let ts = if header {
+            self.time.current()
         } else {
             self.time.fix(kind, ts)
         };

@@ -16,6 +16,19 @@ impl StreamRequest {
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.vhost, self.app, self.stream)
     }
+
+    /// Rebuilds a request from a stream key (`vhost/app/stream`, the app
+    /// possibly holding slashes) and its query string.
+    pub fn from_key(key: &str, param: String) -> Option<StreamRequest> {
+        let (vhost, rest) = key.split_once('/')?;
+        let (app, stream) = rest.rsplit_once('/')?;
+        Some(StreamRequest {
+            vhost: vhost.into(),
+            app: app.into(),
+            stream: stream.into(),
+            param,
+        })
+    }
 }
 
 /// Splits `name?query` into its parts.

@@ -503,7 +503,7 @@ impl ClientSession {
         };
         match (self.phase, code) {
             // SRS sends its RTMP 302 as onStatus rather than _error.
-            (Phase::Connecting, "NetConnection.Connect.Rejected") => {
+            (Phase::Connecting | Phase::Starting, "NetConnection.Connect.Rejected") => {
                 let event = refusal(info);
                 self.fail(event, events);
             }
@@ -788,6 +788,14 @@ mod tests {
                 (ServerEvent::Play { stream_id, .. }, Answer::Accept, Answer::Accept) => {
                     self.server.accept_play(*stream_id, out)
                 }
+                (ServerEvent::Play { stream_id, .. }, Answer::Accept, Answer::Redirect) => {
+                    self.server.redirect_play(
+                        *stream_id,
+                        "rtmp://o3:1937/live",
+                        "rtmp://o3:1937/live/cam",
+                        out,
+                    )
+                }
                 (ServerEvent::Play { stream_id, .. }, _, Answer::Reject) => {
                     self.server.reject_play(
                         *stream_id,
@@ -984,6 +992,21 @@ mod tests {
                 tc_url: "rtmp://o2:1936/live".into(),
                 full_url: Some("rtmp://o2:1936/live/cam?k=1".into()),
             }]
+        );
+        assert!(!p.client.is_ready());
+    }
+
+    #[test]
+    fn play_time_redirect_from_an_origin_cluster() {
+        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        p.stream = Answer::Redirect;
+        p.run();
+        assert_eq!(
+            p.cev.last(),
+            Some(&ClientEvent::Redirect {
+                tc_url: "rtmp://o3:1937/live".into(),
+                full_url: Some("rtmp://o3:1937/live/cam".into()),
+            })
         );
         assert!(!p.client.is_ready());
     }

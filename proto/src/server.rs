@@ -583,6 +583,41 @@ impl ServerSession {
         self.on_status(stream_id, "error", code, description, out);
     }
 
+    /// Sends a player of `stream_id` to another server that holds the
+    /// stream (origin cluster), as SRS does at play time: onStatus
+    /// NetConnection.Connect.Rejected with `ex.code` 302 and the target.
+    /// A no-op unless that stream has a pending `play`.
+    pub fn redirect_play(
+        &mut self,
+        stream_id: u32,
+        tc_url: &str,
+        full_url: &str,
+        out: &mut BytesMut,
+    ) {
+        let Some(state) = self.stream_mut(stream_id) else {
+            return;
+        };
+        if *state != (StreamState::Playing { accepted: false }) {
+            return;
+        }
+        *state = StreamState::Idle;
+        let mut info = status(
+            "error",
+            "NetConnection.Connect.Rejected",
+            "RTMP 302 Redirect",
+        );
+        if let Amf0Value::Object(pairs) = &mut info {
+            let ex = Amf0Value::object([
+                ("code", Amf0Value::Number(302.0)),
+                ("redirect", Amf0Value::string(tc_url)),
+                ("redirect2", Amf0Value::string(full_url)),
+            ]);
+            pairs.push(("ex".into(), ex));
+        }
+        let m = command("onStatus", 0.0, NULL, vec![info]);
+        self.write(csid::STREAM, stream_id, &m, out);
+    }
+
     /// Tells a player its source went away: StreamEOF and onStatus
     /// NetStream.Play.UnpublishNotify. The player stays connected.
     pub fn unpublish_notify(&mut self, stream_id: u32, out: &mut BytesMut) {

@@ -1,0 +1,207 @@
+//! RTMP client connections on a shard (edge pulls, edge-publish relays,
+//! forwarders): the sans-IO client session driven over a glommio socket.
+
+use crate::conn::write_all;
+use bytes::BytesMut;
+use futures_lite::AsyncReadExt;
+use glommio::net::TcpStream;
+use ringcast_proto::client::{
+    parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
+};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// How many redirects one attempt follows (origin cluster hops).
+const MAX_REDIRECTS: usize = 3;
+
+/// Why a client connection did not get going or ended.
+#[derive(Debug)]
+pub enum ClientFailure {
+    /// Could not reach the server at all (refused, unreachable, timeout).
+    Connect(String),
+    /// The server answered but refused or failed the session.
+    Session(String),
+}
+
+impl std::fmt::Display for ClientFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientFailure::Connect(e) | ClientFailure::Session(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A client connection that reached `Ready` (playing or publishing).
+pub struct ClientConn {
+    pub stream: TcpStream,
+    pub session: ClientSession,
+    pub input: BytesMut,
+    pub out: BytesMut,
+    /// Where it is connected, after redirects.
+    pub addr: SocketAddr,
+    /// Events that arrived together with `Ready` (e.g. the first media).
+    pub pending: Vec<ClientEvent>,
+}
+
+/// Resolves `host:port`; literal addresses never block.
+pub fn resolve(host_port: &str) -> Result<SocketAddr, String> {
+    host_port
+        .to_socket_addrs()
+        .map_err(|e| format!("resolve {host_port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("resolve {host_port}: no address"))
+}
+
+/// Connects to `url` and plays or publishes it, following RTMP 302
+/// redirects; the whole set-up is bounded by `timeout`.
+pub async fn open(
+    url: &str,
+    mode: ClientMode,
+    chunk_size: u32,
+    timeout: Duration,
+) -> Result<ClientConn, ClientFailure> {
+    let deadline = Instant::now() + timeout;
+    let mut url = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        match open_once(&url, mode, chunk_size, deadline).await? {
+            Opened::Ready(c) => return Ok(c),
+            Opened::Redirect(next) => url = next,
+        }
+    }
+    Err(ClientFailure::Session(format!(
+        "too many redirects (last {url})"
+    )))
+}
+
+enum Opened {
+    Ready(ClientConn),
+    Redirect(String),
+}
+
+async fn open_once(
+    url: &str,
+    mode: ClientMode,
+    chunk_size: u32,
+    deadline: Instant,
+) -> Result<Opened, ClientFailure> {
+    let parsed = parse_rtmp_url(url).map_err(|e| ClientFailure::Session(format!("{url}: {e}")))?;
+    let host_port = if parsed.host.contains(':') {
+        format!("[{}]:{}", parsed.host, parsed.port)
+    } else {
+        format!("{}:{}", parsed.host, parsed.port)
+    };
+    let addr = resolve(&host_port).map_err(ClientFailure::Connect)?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut stream = TcpStream::connect_timeout(addr, left.max(Duration::from_millis(1)))
+        .await
+        .map_err(|e| ClientFailure::Connect(format!("connect {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let mut session = ClientSession::new(ClientConfig {
+        url: parsed.clone(),
+        mode,
+        chunk_size,
+        complex_handshake: false,
+    });
+    let mut input = BytesMut::with_capacity(8192);
+    let mut out = BytesMut::new();
+    let mut events = Vec::new();
+    session.start(&mut out);
+    loop {
+        write_all(&mut stream, &mut out)
+            .await
+            .map_err(|e| ClientFailure::Connect(format!("write {addr}: {e}")))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClientFailure::Connect(format!(
+                "{addr}: no answer within the connect timeout"
+            )));
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        let n = read_some(&mut stream, &mut input)
+            .await
+            .map_err(|e| ClientFailure::Connect(format!("read {addr}: {e}")))?;
+        if n == 0 {
+            return Err(ClientFailure::Connect(format!(
+                "{addr} closed the connection during set-up"
+            )));
+        }
+        session
+            .on_bytes(&mut input, &mut out, &mut events)
+            .map_err(|e| ClientFailure::Session(format!("{addr}: protocol error: {e}")))?;
+        let mut ready = false;
+        for ev in &events {
+            match ev {
+                ClientEvent::Ready => ready = true,
+                ClientEvent::Redirect { tc_url, full_url } => {
+                    let next = full_url
+                        .clone()
+                        .unwrap_or_else(|| format!("{tc_url}/{}", parsed.stream));
+                    return Ok(Opened::Redirect(next));
+                }
+                ClientEvent::Rejected { description } => {
+                    return Err(ClientFailure::Session(format!(
+                        "{addr} refused: {description}"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if ready {
+            write_all(&mut stream, &mut out)
+                .await
+                .map_err(|e| ClientFailure::Connect(format!("write {addr}: {e}")))?;
+            let pending = events
+                .into_iter()
+                .filter(|e| !matches!(e, ClientEvent::Ready))
+                .collect();
+            return Ok(Opened::Ready(ClientConn {
+                stream,
+                session,
+                input,
+                out,
+                addr,
+                pending,
+            }));
+        }
+        events.clear();
+    }
+}
+
+/// Reads what is available into `input`; `Ok(0)` is end of stream.
+pub async fn read_some(stream: &mut TcpStream, input: &mut BytesMut) -> std::io::Result<usize> {
+    let start = input.len();
+    input.resize(start + 32 * 1024, 0);
+    let r = stream.read(&mut input[start..]).await;
+    let n = *r.as_ref().unwrap_or(&0);
+    input.truncate(start + n);
+    r
+}
+
+impl ClientConn {
+    /// Waits up to `timeout` for the next events from the server;
+    /// `Ok(false)` when nothing arrived in time.
+    pub async fn next_events(
+        &mut self,
+        timeout: Duration,
+        events: &mut Vec<ClientEvent>,
+    ) -> Result<bool, String> {
+        if !self.pending.is_empty() {
+            events.append(&mut self.pending);
+            return Ok(true);
+        }
+        let _ = self.stream.set_read_timeout(Some(timeout));
+        match read_some(&mut self.stream, &mut self.input).await {
+            Ok(0) => return Err(format!("{} closed the connection", self.addr)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(false),
+            Err(e) => return Err(format!("read {}: {e}", self.addr)),
+        }
+        self.session
+            .on_bytes(&mut self.input, &mut self.out, events)
+            .map_err(|e| format!("{}: protocol error: {e}", self.addr))?;
+        write_all(&mut self.stream, &mut self.out)
+            .await
+            .map_err(|e| format!("write {}: {e}", self.addr))?;
+        Ok(true)
+    }
+}

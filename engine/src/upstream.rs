@@ -1,0 +1,301 @@
+//! Edge pulls: the first player of a stream on an edge vhost starts one
+//! upstream RTMP play on the stream's owner shard; every later player joins
+//! it. On error, end of stream or silence the pull moves to the next healthy
+//! origin while players stay connected and timestamps stay continuous.
+
+use crate::frame::Kind;
+use crate::registry::{ClientInfo, ClientKind, Registered};
+use crate::rtmpc::{self, ClientFailure};
+use crate::shard::Shard;
+use crate::stream::Hub;
+use crate::url::StreamRequest;
+use ringcast_conf::{ClusterConf, DEFAULT_VHOST};
+use ringcast_proto::client::{ClientEvent, ClientMode};
+use ringcast_proto::message::{msg_type, normalize_metadata};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How often a pull re-checks demand and silence while no data arrives.
+const TICK: Duration = Duration::from_millis(250);
+/// Pause after every origin failed in a row.
+const ROUND_PAUSE: Duration = Duration::from_millis(500);
+
+/// Per-vhost origin choice on one shard: a round-robin cursor shared by all
+/// streams of the vhost, and when each origin last failed.
+#[derive(Debug, Default)]
+pub struct OriginBook {
+    cursor: usize,
+    failed_at: Vec<Option<Instant>>,
+}
+
+impl OriginBook {
+    /// The next origin to try: round robin over those not failed within
+    /// `retry`; if every one failed recently, the one that failed longest ago.
+    pub fn pick(&mut self, count: usize, retry: Duration) -> usize {
+        self.failed_at.resize(count, None);
+        let now = Instant::now();
+        for i in 0..count {
+            let idx = (self.cursor + i) % count;
+            let healthy = self.failed_at[idx].is_none_or(|t| now.duration_since(t) >= retry);
+            if healthy {
+                self.cursor = (idx + 1) % count;
+                return idx;
+            }
+        }
+        let idx = (0..count).min_by_key(|&i| self.failed_at[i]).unwrap_or(0);
+        self.cursor = (idx + 1) % count;
+        idx
+    }
+
+    pub fn failed(&mut self, idx: usize) {
+        if let Some(slot) = self.failed_at.get_mut(idx) {
+            *slot = Some(Instant::now());
+        }
+    }
+
+    pub fn succeeded(&mut self, idx: usize) {
+        if let Some(slot) = self.failed_at.get_mut(idx) {
+            *slot = None;
+        }
+    }
+}
+
+/// The RTMP URL of `req` on `origin`, query (tokens) passed through and the
+/// vhost named for a non-default vhost.
+pub fn upstream_url(origin: &str, req: &StreamRequest) -> String {
+    let mut query = req.param.clone();
+    if req.vhost != DEFAULT_VHOST && crate::url::query_value(&query, "vhost").is_none() {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("vhost=");
+        query.push_str(&req.vhost);
+    }
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("rtmp://{origin}/{}/{}{q}", req.app, req.stream)
+}
+
+fn has_demand(hub: &RefCell<Hub>) -> bool {
+    let h = hub.borrow();
+    h.local.consumer_count() > 0 || !h.mirrors.is_empty()
+}
+
+/// Why one upstream session ended.
+enum End {
+    Idle,
+    Unpublished,
+    Failed(String),
+}
+
+/// Runs the pull of one stream until nobody watches it any more.
+pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
+    let key = req.key();
+    let cluster: ClusterConf = shard.cfg.vhost(&req.vhost).cluster.clone();
+    let idle = Duration::from_millis(cluster.idle_timeout_ms);
+    let retry = Duration::from_millis(cluster.origin_retry_ms);
+    let mut idle_since: Option<Instant> = None;
+    let mut live = false;
+    let mut last_origin: Option<String> = None;
+    let mut failures = 0usize;
+    loop {
+        if has_demand(&hub) {
+            idle_since = None;
+        } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle {
+            info!(shard = shard.id, stream = %key, "edge pull stopped: no players for {} ms", idle.as_millis());
+            break;
+        }
+        let idx = shard.pick_origin(&req.vhost, cluster.origins.len(), retry);
+        let Some(origin) = cluster.origins.get(idx).cloned() else {
+            break;
+        };
+        let url = upstream_url(&origin, &req);
+        let timeout = Duration::from_millis(cluster.connect_timeout_ms);
+        let mut conn = match rtmpc::open(
+            &url,
+            ClientMode::Play,
+            shard.cfg.rtmp.out_chunk_size,
+            timeout,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                shard.origin_failed(&req.vhost, idx);
+                let why = match e {
+                    ClientFailure::Connect(e) | ClientFailure::Session(e) => e,
+                };
+                warn!(shard = shard.id, stream = %key, origin = %origin, "edge pull failed: {why}; trying the next origin");
+                failures += 1;
+                // a refused origin is skipped at once; a full round of
+                // failures waits a little before the next round
+                if failures % cluster.origins.len().max(1) == 0 {
+                    glommio::timer::sleep(ROUND_PAUSE).await;
+                }
+                continue;
+            }
+        };
+        failures = 0;
+        let _listed = Registered::new(
+            &shard.global.registry,
+            ClientInfo {
+                id: shard.new_cid(),
+                shard: shard.id,
+                kind: ClientKind::EdgePull,
+                ip: conn.addr.to_string(),
+                vhost: req.vhost.clone(),
+                app: req.app.clone(),
+                stream: req.stream.clone(),
+                param: req.param.clone(),
+                tc_url: url.clone(),
+                since: std::time::SystemTime::now(),
+            },
+        );
+        match &last_origin {
+            Some(prev) if live => {
+                info!(shard = shard.id, stream = %key, from = %prev, to = %origin, "edge failover: pulling from the next origin");
+                shard.failovers.set(shard.failovers.get() + 1);
+            }
+            _ => info!(shard = shard.id, stream = %key, origin = %origin, "edge pull started"),
+        }
+        last_origin = Some(origin.clone());
+        let silence = Duration::from_millis(cluster.silence_timeout_ms);
+        let end = relay_media(&shard, &key, &hub, &mut conn, silence, idle, &mut live).await;
+        match end {
+            End::Idle => {
+                info!(shard = shard.id, stream = %key, "edge pull stopped: no players for {} ms", idle.as_millis());
+                break;
+            }
+            End::Unpublished => {
+                info!(shard = shard.id, stream = %key, origin = %origin, "origin unpublished the stream");
+                shard.origin_succeeded(&req.vhost, idx);
+                if live {
+                    shard.pull_ended(&key);
+                    live = false;
+                }
+                glommio::timer::sleep(retry).await;
+            }
+            End::Failed(why) => {
+                shard.origin_failed(&req.vhost, idx);
+                warn!(shard = shard.id, stream = %key, origin = %origin, "edge upstream lost: {why}");
+            }
+        }
+    }
+    if live {
+        shard.pull_ended(&key);
+    }
+    shard.pull_stopped(&key);
+}
+
+async fn relay_media(
+    shard: &Rc<Shard>,
+    key: &str,
+    hub: &Rc<RefCell<Hub>>,
+    conn: &mut rtmpc::ClientConn,
+    silence: Duration,
+    idle: Duration,
+    live: &mut bool,
+) -> End {
+    let mut events = Vec::new();
+    let mut first = true;
+    let mut last_media = Instant::now();
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        match conn.next_events(TICK, &mut events).await {
+            Ok(_) => {}
+            Err(e) => return End::Failed(e),
+        }
+        for ev in events.drain(..) {
+            match ev {
+                ClientEvent::Media(msg) => {
+                    let kind = match msg.header.type_id {
+                        msg_type::AUDIO => Kind::Audio,
+                        msg_type::VIDEO => Kind::Video,
+                        _ => Kind::Data,
+                    };
+                    let payload = if kind == Kind::Data {
+                        match normalize_metadata(&msg.payload) {
+                            Some(p) => p,
+                            None => continue,
+                        }
+                    } else {
+                        last_media = Instant::now();
+                        msg.payload
+                    };
+                    if first {
+                        first = false;
+                        if *live {
+                            hub.borrow_mut().source_restarted();
+                        } else if let Err(e) = shard.pull_started(key, hub) {
+                            warn!(shard = shard.id, stream = %key, "edge pull abandoned: {e}");
+                            return End::Idle;
+                        } else {
+                            *live = true;
+                        }
+                    }
+                    shard.publish_frame(hub, kind, msg.header.timestamp, payload);
+                }
+                ClientEvent::Unpublished => return End::Unpublished,
+                _ => {}
+            }
+        }
+        if last_media.elapsed() >= silence {
+            return End::Failed(format!("no media for {} ms", silence.as_millis()));
+        }
+        if has_demand(hub) {
+            idle_since = None;
+        } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle {
+            return End::Idle;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_skips_recent_failures() {
+        let mut b = OriginBook::default();
+        let retry = Duration::from_secs(60);
+        assert_eq!(b.pick(3, retry), 0);
+        assert_eq!(b.pick(3, retry), 1);
+        b.failed(2);
+        assert_eq!(b.pick(3, retry), 0, "2 failed recently");
+        b.failed(0);
+        assert_eq!(b.pick(3, retry), 1);
+        b.failed(1);
+        // all failed: the one that failed longest ago
+        assert_eq!(b.pick(3, retry), 2);
+        b.succeeded(0);
+        assert_eq!(b.pick(3, retry), 0);
+    }
+
+    #[test]
+    fn upstream_url_keeps_tokens_and_names_vhost() {
+        let req = StreamRequest {
+            vhost: DEFAULT_VHOST.into(),
+            app: "live".into(),
+            stream: "s".into(),
+            param: "token=abc".into(),
+        };
+        assert_eq!(
+            upstream_url("o1:1935", &req),
+            "rtmp://o1:1935/live/s?token=abc"
+        );
+        let req = StreamRequest {
+            vhost: "v1".into(),
+            param: String::new(),
+            ..req
+        };
+        assert_eq!(
+            upstream_url("o1:1935", &req),
+            "rtmp://o1:1935/live/s?vhost=v1"
+        );
+    }
+}
