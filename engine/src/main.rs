@@ -3,6 +3,7 @@
 
 mod conn;
 mod consumer;
+mod forward;
 mod frame;
 mod http;
 mod listen;

@@ -3,6 +3,7 @@
 
 use crate::conn::{read_into, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
+use crate::forward::{self, RelayedPublisher};
 use crate::frame::{Format, Kind};
 use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::shard::{Adopt, ConnGuard, Shard};
@@ -10,10 +11,10 @@ use crate::stream::Hub;
 use crate::url::{split_query, StreamRequest};
 use bytes::BytesMut;
 use glommio::net::TcpStream;
-use ringcast_conf::VhostConf;
+use ringcast_conf::{ClusterMode, VhostConf};
 use ringcast_proto::message::{msg_type, normalize_metadata};
 use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
@@ -42,6 +43,8 @@ struct Conn {
     role: Role,
     /// Listed in the API while publishing.
     listed: Option<Registered>,
+    /// Cleared when the connection ends, for tasks that hold its fd.
+    alive: Rc<Cell<bool>>,
     _guard: Option<ConnGuard>,
 }
 
@@ -70,6 +73,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard:
         vhost: None,
         role: Role::Idle,
         listed: None,
+        alive: Rc::new(Cell::new(true)),
         _guard: Some(guard),
     };
     conn.run(Vec::new()).await;
@@ -92,6 +96,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
         vhost: Some(a.vhost),
         role: Role::Idle,
         listed: None,
+        alive: Rc::new(Cell::new(true)),
         _guard: guard,
         shard,
     };
@@ -111,6 +116,7 @@ impl Conn {
 
     async fn run(mut self, pending: Vec<ServerEvent>) {
         let outcome = self.run_inner(pending).await;
+        self.alive.set(false);
         if let Role::Publishing { req, .. } = &self.role {
             info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %req.key(), "publish ended");
             self.shard.publish_end(&req.key());
@@ -378,6 +384,46 @@ impl Conn {
         }
         match self.shard.publish_start(&key) {
             Ok(hub) => {
+                let vhost = self.vhost_conf().clone();
+                if vhost.cluster.mode == ClusterMode::Remote {
+                    match forward::open_relay(&self.shard, &req).await {
+                        Ok(relay) => {
+                            let publisher = RelayedPublisher {
+                                alive: self.alive.clone(),
+                                fd: self.stream.as_raw_fd(),
+                            };
+                            let task = forward::relay(
+                                self.shard.clone(),
+                                hub.clone(),
+                                req.clone(),
+                                relay,
+                                publisher,
+                            );
+                            glommio::spawn_local(task).detach();
+                        }
+                        Err(e) => {
+                            self.shard.publish_end(&key);
+                            self.session.reject_publish(
+                                stream_id,
+                                "NetStream.Publish.Rejected",
+                                &e,
+                                &mut self.out,
+                            );
+                            let _ = write_all(&mut self.stream, &mut self.out).await;
+                            return Err(format!("edge publish refused: {e}"));
+                        }
+                    }
+                } else {
+                    for dest in &vhost.forward.destinations {
+                        let task = forward::forward(
+                            self.shard.clone(),
+                            hub.clone(),
+                            req.clone(),
+                            dest.clone(),
+                        );
+                        glommio::spawn_local(task).detach();
+                    }
+                }
                 self.session.accept_publish(stream_id, &mut self.out);
                 info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, "publish started");
                 self.listed = Some(self.register(&req, ClientKind::FmlePublish));

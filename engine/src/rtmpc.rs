@@ -64,7 +64,7 @@ pub async fn open(
     let mut url = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         match open_once(&url, mode, chunk_size, deadline).await? {
-            Opened::Ready(c) => return Ok(c),
+            Opened::Ready(c) => return Ok(*c),
             Opened::Redirect(next) => url = next,
         }
     }
@@ -74,7 +74,7 @@ pub async fn open(
 }
 
 enum Opened {
-    Ready(ClientConn),
+    Ready(Box<ClientConn>),
     Redirect(String),
 }
 
@@ -154,14 +154,14 @@ async fn open_once(
                 .into_iter()
                 .filter(|e| !matches!(e, ClientEvent::Ready))
                 .collect();
-            return Ok(Opened::Ready(ClientConn {
+            return Ok(Opened::Ready(Box::new(ClientConn {
                 stream,
                 session,
                 input,
                 out,
                 addr,
                 pending,
-            }));
+            })));
         }
         events.clear();
     }

@@ -219,6 +219,8 @@ pub struct Hub {
     pub mirrors: Vec<(usize, bool)>,
     /// An edge pull task is running for this stream.
     pub pulling: bool,
+    /// Counts publishes, so tasks serving one publish know when it is over.
+    publish_gen: u64,
 }
 
 impl Hub {
@@ -231,10 +233,16 @@ impl Hub {
             frames_in: 0,
             mirrors: Vec::new(),
             pulling: false,
+            publish_gen: 0,
         }
     }
 
+    pub fn publish_gen(&self) -> u64 {
+        self.publish_gen
+    }
+
     pub fn start_publish(&mut self) {
+        self.publish_gen += 1;
         self.time.restart();
         self.frames_in = 0;
         self.local.publish();

@@ -134,7 +134,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
                 failures += 1;
                 // a refused origin is skipped at once; a full round of
                 // failures waits a little before the next round
-                if failures % cluster.origins.len().max(1) == 0 {
+                if failures.is_multiple_of(cluster.origins.len().max(1)) {
                     glommio::timer::sleep(ROUND_PAUSE).await;
                 }
                 continue;
