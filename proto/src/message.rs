@@ -221,7 +221,7 @@ pub fn parse(msg: &RtmpMessage) -> Result<Message, MessageError> {
     let p = &msg.payload;
     let t = msg.header.type_id;
     Ok(match t {
-        msg_type::SET_CHUNK_SIZE => Message::SetChunkSize(be_u32(p, 0, t)? & 0x7fff_ffff),
+        msg_type::SET_CHUNK_SIZE => Message::SetChunkSize(be_u32(p, 0, t)?),
         msg_type::ABORT => Message::Abort(be_u32(p, 0, t)?),
         msg_type::ACK => Message::Ack(be_u32(p, 0, t)?),
         msg_type::USER_CONTROL => Message::UserControl(parse_user_control(p)?),
@@ -501,10 +501,11 @@ mod tests {
     }
 
     #[test]
-    fn set_chunk_size_ignores_reserved_bit() {
+    fn set_chunk_size_keeps_the_reserved_bit_for_the_decoder_to_refuse() {
+        // A "negative" size is hostile or broken; the chunk decoder rejects it.
         assert_eq!(
             parse(&msg(1, &[0x80, 0, 0x10, 0])),
-            Ok(Message::SetChunkSize(4096))
+            Ok(Message::SetChunkSize(0x8000_1000))
         );
     }
 
