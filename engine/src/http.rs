@@ -144,6 +144,13 @@ async fn serve_inner(
         return Err(format!("refused GET {}: no such mount", req.path));
     };
     drop(input);
+    if let Some(o) = shard.find_elsewhere(&sreq).await {
+        if let Some(url) = crate::cluster::flv_redirect_url(&o, &req.path) {
+            let extra = format!("Location: {url}\r\nAccess-Control-Allow-Origin: *\r\n");
+            let _ = write_all(stream, &mut simple_response("302 Found", &extra)).await;
+            return Ok(format!("GET {} redirected to {url}", req.path));
+        }
+    }
     let peer = stream
         .peer_addr()
         .map(|p| p.ip().to_string())

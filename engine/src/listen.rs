@@ -11,6 +11,8 @@ use std::os::fd::{IntoRawFd, RawFd};
 pub enum Service {
     Rtmp,
     Http,
+    /// The HTTP API (`[http_api]`).
+    Api,
 }
 
 /// The listening fds of one shard.

@@ -1,11 +1,14 @@
 //! `ringcast`: a live-streaming server (RTMP ingest; RTMP and HTTP-FLV
 //! playback) on thread-per-core io_uring executors.
 
+mod api;
+mod cluster;
 mod conn;
 mod consumer;
 mod forward;
 mod frame;
 mod http;
+mod httpc;
 mod listen;
 mod registry;
 mod rtmp;

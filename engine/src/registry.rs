@@ -29,8 +29,11 @@ impl ClientKind {
         }
     }
 
+    /// Whether this client holds the stream here: only a publisher does; a
+    /// stream an edge pulls is held by its origin, so an origin-cluster
+    /// lookup must not point at the edge.
     pub fn is_publish(self) -> bool {
-        matches!(self, ClientKind::FmlePublish | ClientKind::EdgePull)
+        matches!(self, ClientKind::FmlePublish)
     }
 }
 

@@ -339,6 +339,12 @@ impl Conn {
             }
         };
         let key = req.key();
+        if let Some(o) = self.shard.find_elsewhere(&req).await {
+            let e = format!("stream {key} is already published on coworker {}:{}", o.ip, o.port);
+            self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
+            let _ = write_all(&mut self.stream, &mut self.out).await;
+            return Err(format!("publish refused: {e}"));
+        }
         let owner = self.shard.owner(&key);
         if owner != self.shard.id {
             write_all(&mut self.stream, &mut self.out)
@@ -458,6 +464,13 @@ impl Conn {
             }
         };
         let key = req.key();
+        if let Some(o) = self.shard.find_elsewhere(&req).await {
+            let (tc_url, url) = crate::cluster::rtmp_redirect_urls(&o, &req.app, &name);
+            self.session.redirect_play(stream_id, &tc_url, &url, &mut self.out);
+            let _ = write_all(&mut self.stream, &mut self.out).await;
+            info!(shard = self.shard.id, cid = self.cid, stream = %key, to = %url, "play redirected to the coworker holding the stream");
+            return Ok(format!("redirected to {url}"));
+        }
         let _listed = self.register(&req, ClientKind::RtmpPlay);
         let consumer = Consumer::new(Format::Rtmp, limits(self.vhost_conf()));
         self.session.accept_play(stream_id, &mut self.out);

@@ -27,6 +27,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
     if cfg.http_server.enabled {
         addrs.extend(cfg.http_server.listen.iter().map(|a| (Service::Http, *a)));
     }
+    if cfg.http_api.enabled {
+        addrs.extend(cfg.http_api.listen.iter().map(|a| (Service::Api, *a)));
+    }
     let listeners = bind_all(&addrs, shards)?;
     let listeners: Vec<Mutex<Option<ShardListeners>>> =
         listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
@@ -138,6 +141,9 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) 
             }
             Service::Http => {
                 glommio::spawn_local(crate::http::serve(s, stream, peer, guard)).detach()
+            }
+            Service::Api => {
+                glommio::spawn_local(crate::api::serve(s, stream, peer, guard)).detach()
             }
         };
     }

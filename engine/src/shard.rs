@@ -460,6 +460,34 @@ impl Shard {
         self.gc_hub(key);
     }
 
+    /// Where else in the origin cluster `req` is published, when this
+    /// origin does not hold it and has coworkers to ask.
+    pub async fn find_elsewhere(self: &Rc<Self>, req: &StreamRequest) -> Option<crate::cluster::ClusterOrigin> {
+        let cluster = &self.cfg.vhost(&req.vhost).cluster;
+        if cluster.coworkers.is_empty()
+            || cluster.mode == ClusterMode::Remote
+            || self.global.registry.publisher_of(&req.key()).is_some()
+        {
+            return None;
+        }
+        let own_api = self
+            .cfg
+            .http_api
+            .listen
+            .first()
+            .filter(|_| self.cfg.http_api.enabled)
+            .map(|a| format!("{}:{}", self.cfg.server.advertise_host, a.port()));
+        crate::cluster::find_on_coworkers(
+            &cluster.coworkers,
+            own_api.as_deref(),
+            &req.vhost,
+            &req.app,
+            &req.stream,
+            std::time::Duration::from_millis(cluster.coworker_timeout_ms),
+        )
+        .await
+    }
+
     pub fn pick_origin(&self, vhost: &str, count: usize, retry: std::time::Duration) -> usize {
         self.origin_books
             .borrow_mut()
