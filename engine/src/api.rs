@@ -101,6 +101,8 @@ struct ClientJson {
     #[serde(rename = "tcUrl")]
     tc_url: String,
     url: String,
+    /// The query string the client sent (tokens), without `?`.
+    param: String,
     name: String,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -115,6 +117,7 @@ impl ClientJson {
         ClientJson {
             id: c.id,
             url: format!("/{}/{}", c.app, c.stream),
+            param: c.param,
             name: c.stream.clone(),
             stream: c.stream,
             vhost: c.vhost,

@@ -115,7 +115,6 @@ async fn ask(
 /// once; the first one that has the stream wins and the others are dropped
 /// unanswered. `None` when every coworker answered `null`, failed or timed
 /// out.
-#[cfg_attr(not(test), allow(dead_code))] // called by the origin-miss paths (RTMP play, HTTP-FLV)
 pub async fn find_on_coworkers(
     coworkers: &[String],
     self_api: Option<&str>,
@@ -193,7 +192,6 @@ fn with_vhost(query: &str, vhost: &str) -> String {
 /// The RTMP redirect target as SRS sends it in `NetConnection.Connect.Rejected`
 /// (`ex.redirect` = tcUrl `rtmp://ip:port/app`, `ex.redirect2` = the full
 /// stream URL). A non-default vhost travels as `?vhost=` in both.
-#[cfg_attr(not(test), allow(dead_code))] // called by the RTMP origin-miss path
 pub fn rtmp_redirect_urls(
     o: &ClusterOrigin,
     app: &str,
@@ -220,7 +218,6 @@ pub fn rtmp_redirect_urls(
 
 /// The HTTP-FLV `302 Location` for a request path on the origin, `None`
 /// when the origin did not announce an HTTP server (SRS coworkers).
-#[cfg_attr(not(test), allow(dead_code))] // called by the HTTP-FLV origin-miss path
 pub fn flv_redirect_url(o: &ClusterOrigin, path_and_query: &str) -> Option<String> {
     let http = o.http.as_deref().filter(|h| !h.is_empty())?;
     let (path, query) = path_and_query

@@ -340,8 +340,12 @@ impl Conn {
         };
         let key = req.key();
         if let Some(o) = self.shard.find_elsewhere(&req).await {
-            let e = format!("stream {key} is already published on coworker {}:{}", o.ip, o.port);
-            self.session.reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
+            let e = format!(
+                "stream {key} is already published on coworker {}:{}",
+                o.ip, o.port
+            );
+            self.session
+                .reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
             let _ = write_all(&mut self.stream, &mut self.out).await;
             return Err(format!("publish refused: {e}"));
         }
@@ -466,7 +470,8 @@ impl Conn {
         let key = req.key();
         if let Some(o) = self.shard.find_elsewhere(&req).await {
             let (tc_url, url) = crate::cluster::rtmp_redirect_urls(&o, &req.app, &name);
-            self.session.redirect_play(stream_id, &tc_url, &url, &mut self.out);
+            self.session
+                .redirect_play(stream_id, &tc_url, &url, &mut self.out);
             let _ = write_all(&mut self.stream, &mut self.out).await;
             info!(shard = self.shard.id, cid = self.cid, stream = %key, to = %url, "play redirected to the coworker holding the stream");
             return Ok(format!("redirected to {url}"));

@@ -462,7 +462,10 @@ impl Shard {
 
     /// Where else in the origin cluster `req` is published, when this
     /// origin does not hold it and has coworkers to ask.
-    pub async fn find_elsewhere(self: &Rc<Self>, req: &StreamRequest) -> Option<crate::cluster::ClusterOrigin> {
+    pub async fn find_elsewhere(
+        self: &Rc<Self>,
+        req: &StreamRequest,
+    ) -> Option<crate::cluster::ClusterOrigin> {
         let cluster = &self.cfg.vhost(&req.vhost).cluster;
         if cluster.coworkers.is_empty()
             || cluster.mode == ClusterMode::Remote

@@ -158,10 +158,12 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
         );
         match &last_origin {
             Some(prev) if live => {
-                info!(shard = shard.id, stream = %key, from = %prev, to = %origin, "edge failover: pulling from the next origin");
+                info!(shard = shard.id, stream = %key, from = %prev, to = %origin, via = %conn.addr, "edge failover: pulling from the next origin");
                 shard.failovers.set(shard.failovers.get() + 1);
             }
-            _ => info!(shard = shard.id, stream = %key, origin = %origin, "edge pull started"),
+            _ => {
+                info!(shard = shard.id, stream = %key, origin = %origin, via = %conn.addr, "edge pull started")
+            }
         }
         last_origin = Some(origin.clone());
         let silence = Duration::from_millis(cluster.silence_timeout_ms);

@@ -185,10 +185,12 @@ pub fn decode_chunked(buf: &[u8], max: usize) -> Result<Option<ChunkedBody>, Htt
         let Some(data) = buf.get(pos..end) else {
             return Ok(None);
         };
-        match buf.get(end..end.saturating_add(2)) {
-            None | Some(b"\r") => return Ok(None),
-            Some(b"\r\n") => {}
-            Some(_) => return Err(bad("chunk not followed by CRLF")),
+        let after = buf.get(end..).unwrap_or_default();
+        if !b"\r\n".starts_with(after.get(..2).unwrap_or(after)) {
+            return Err(bad("chunk not followed by CRLF"));
+        }
+        if after.len() < 2 {
+            return Ok(None);
         }
         body.extend_from_slice(data);
         pos = end + 2;
@@ -250,7 +252,9 @@ pub fn percent_decode(s: &str) -> Result<String, HttpError> {
 }
 
 fn hex_val(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
@@ -305,6 +309,129 @@ mod tests {
         assert_eq!((h.method.as_str(), h.host.as_str()), ("POST", ""));
     }
 
+    const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"code\":0}";
+
+    #[test]
+    fn parses_a_response_head() {
+        let h = parse_response_head(RESP).unwrap().unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.content_length, Some(11));
+        assert!(!h.chunked);
+        assert_eq!(h.location, None);
+        assert_eq!(RESP.get(h.len..), Some(b"{\"code\":0}".as_slice()));
+        for n in 0..h.len {
+            assert_eq!(parse_response_head(&RESP[..n]), Ok(None), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn response_framing_and_redirects() {
+        let h = parse_response_head(
+            b"HTTP/1.1 302 Found\r\nLocation: http://10.0.0.2:8080/live/s.flv\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.status, 302);
+        assert_eq!(
+            h.location.as_deref(),
+            Some("http://10.0.0.2:8080/live/s.flv")
+        );
+        let h = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.chunked);
+        assert_eq!(h.content_length, None, "chunked overrides Content-Length");
+        let h = parse_response_head(b"HTTP/1.0 404 Not Found\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.status, h.content_length, h.chunked), (404, None, false));
+        let h = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            h.content_length,
+            Some(3),
+            "repeated equal lengths are one length"
+        );
+    }
+
+    #[test]
+    fn bad_responses_are_errors() {
+        for bad in [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n".as_slice(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
+            b"SSH-2.0-OpenSSH\r\n\r\n",
+            b"HTTP/1.1 abc OK\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_response_head(bad), Err(HttpError::BadResponse(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let big = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        assert_eq!(parse_response_head(&big), Err(HttpError::TooLarge));
+        let many = "HTTP/1.1 200 OK\r\n".to_string() + &"A: b\r\n".repeat(MAX_HEADERS + 1) + "\r\n";
+        assert_eq!(
+            parse_response_head(many.as_bytes()),
+            Err(HttpError::TooManyHeaders)
+        );
+    }
+
+    const CHUNKED: &[u8] =
+        b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
+
+    #[test]
+    fn decodes_chunked_bodies() {
+        let c = decode_chunked(CHUNKED, 1024).unwrap().unwrap();
+        assert_eq!(c.body, b"Wikipedia in \r\n\r\nchunks.");
+        assert_eq!(c.len, CHUNKED.len());
+        for n in 0..CHUNKED.len() {
+            assert_eq!(decode_chunked(&CHUNKED[..n], 1024), Ok(None), "prefix {n}");
+        }
+        let c = decode_chunked(b"0\r\n\r\nextra", 0).unwrap().unwrap();
+        assert_eq!((c.body.len(), c.len), (0, 5));
+    }
+
+    #[test]
+    fn bad_or_oversized_chunked_bodies_are_errors() {
+        assert_eq!(
+            decode_chunked(CHUNKED, 10),
+            Err(HttpError::BodyTooLarge(10))
+        );
+        assert_eq!(
+            decode_chunked(b"ffffffffffffffff\r\n", 1 << 20),
+            Err(HttpError::BodyTooLarge(1 << 20))
+        );
+        for bad in [b"zz\r\n".as_slice(), b"3\r\nabcX\r\n", b"3\r\nabc\rX"] {
+            assert!(
+                matches!(decode_chunked(bad, 1024), Err(HttpError::BadResponse(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn percent_coding() {
+        assert_eq!(percent_encode("live/s 1?a=b&c"), "live%2Fs%201%3Fa%3Db%26c");
+        assert_eq!(percent_encode("__defaultVhost__.-~"), "__defaultVhost__.-~");
+        assert_eq!(percent_decode("a%2fb+c%C3%A9").unwrap(), "a/b cé");
+        for bad in ["%", "%4", "%zz", "%FF"] {
+            assert!(
+                matches!(percent_decode(bad), Err(HttpError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
@@ -323,6 +450,77 @@ mod tests {
             prop_assert_eq!(h.path, path);
             prop_assert_eq!(h.host, host);
             prop_assert_eq!(h.len, text.len());
+        }
+        #[test]
+        fn arbitrary_bytes_never_panic_the_response_side(
+            data in proptest::collection::vec(any::<u8>(), 0..2048),
+            max in 0usize..4096,
+        ) {
+            if let Ok(Some(h)) = parse_response_head(&data) {
+                prop_assert!(h.len <= data.len());
+            }
+            if let Ok(Some(c)) = decode_chunked(&data, max) {
+                prop_assert!(c.len <= data.len());
+                prop_assert!(c.body.len() <= max);
+            }
+            if let Ok(s) = std::str::from_utf8(&data) {
+                let _ = percent_decode(s);
+            }
+        }
+
+        #[test]
+        fn generated_responses_round_trip(
+            status in 100u16..600,
+            len in proptest::option::of(0usize..1_000_000),
+            chunked in any::<bool>(),
+            location in proptest::option::of("[a-z0-9:/._?=&-]{1,40}"),
+        ) {
+            let mut text = format!("HTTP/1.1 {status} Whatever\r\n");
+            if let Some(n) = len {
+                text += &format!("Content-Length: {n}\r\n");
+            }
+            if chunked {
+                text += "Transfer-Encoding: chunked\r\n";
+            }
+            if let Some(l) = &location {
+                text += &format!("Location: {l}\r\n");
+            }
+            text += "\r\n";
+            let h = parse_response_head(text.as_bytes()).unwrap().unwrap();
+            prop_assert_eq!(h.status, status);
+            prop_assert_eq!(h.chunked, chunked);
+            prop_assert_eq!(h.content_length, if chunked { None } else { len });
+            prop_assert_eq!(h.location, location);
+            prop_assert_eq!(h.len, text.len());
+        }
+
+        #[test]
+        fn chunked_bodies_round_trip(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..8),
+            tail in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut wire = Vec::new();
+            for c in &chunks {
+                wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let end = wire.len();
+            wire.extend_from_slice(&tail);
+            let got = decode_chunked(&wire, usize::MAX).unwrap().unwrap();
+            prop_assert_eq!(got.body, chunks.concat());
+            prop_assert_eq!(got.len, end);
+            for n in 0..end {
+                prop_assert_eq!(decode_chunked(&wire[..n], usize::MAX), Ok(None));
+            }
+        }
+
+        #[test]
+        fn percent_coding_round_trips(s in any::<String>()) {
+            let enc = percent_encode(&s);
+            prop_assert!(enc.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+            prop_assert_eq!(percent_decode(&enc).unwrap(), s);
         }
     }
 }
