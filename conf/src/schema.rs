@@ -40,6 +40,14 @@ pub struct ServerConf {
     pub publish_normal_timeout_ms: u64,
     /// Where to write (and lock) the pid file; none by default.
     pub pid_file: Option<PathBuf>,
+    /// Graceful quit: after the signal, keep serving (with `/healthz` failing, so load
+    /// balancers drain) this long before closing the listeners (SRS `grace_start_wait`).
+    pub grace_start_wait_ms: u64,
+    /// Graceful quit: after closing the listeners, let connections run at most this long
+    /// (SRS `grace_final_wait`).
+    pub grace_final_wait_ms: u64,
+    /// Make SIGTERM a graceful quit too, as Kubernetes needs (SRS `force_grace_quit`).
+    pub force_grace_quit: bool,
     /// The host other servers and redirected clients use to reach this one (origin
     /// cluster answers, redirects); the ports are those of the first listeners. Set it
     /// when the listen address is a wildcard or behind NAT (SRS #1501).
@@ -58,6 +66,9 @@ impl Default for ServerConf {
             publish_first_packet_timeout_ms: 20_000,
             publish_normal_timeout_ms: 5_000,
             pid_file: None,
+            grace_start_wait_ms: 2_300,
+            grace_final_wait_ms: 3_200,
+            force_grace_quit: false,
             advertise_host: "127.0.0.1".to_owned(),
         }
     }

@@ -353,6 +353,7 @@ fn http_response(status: u16, ctype: &str, body: &str) -> BytesMut {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     let allow = if status == 405 { "Allow: GET\r\n" } else { "" };
@@ -375,7 +376,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _g
 }
 
 async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String, String> {
-    let timeout = Duration::from_millis(shard.cfg.server.handshake_timeout_ms);
+    let timeout = Duration::from_millis(shard.cfg().server.handshake_timeout_ms);
     let _ = stream.set_read_timeout(Some(timeout));
     let mut input = BytesMut::with_capacity(1024);
     let req = loop {
@@ -401,7 +402,18 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
             }
         }
     };
-    let (reply, mut out) = respond(&shard.cfg, &shard.global.registry, &req.method, &req.path);
+    if req.path.split('?').next() == Some("/healthz") {
+        // fails as soon as a graceful quit starts, so balancers drain us first
+        let (status, body) = if shard.global.control.healthy() {
+            (200, "ok\n")
+        } else {
+            (503, "quitting\n")
+        };
+        let mut out = http_response(status, "text/plain", body);
+        let _ = write_all(stream, &mut out).await;
+        return Ok(format!("GET /healthz -> {status}"));
+    }
+    let (reply, mut out) = respond(&shard.cfg(), &shard.global.registry, &req.method, &req.path);
     write_all(stream, &mut out)
         .await
         .map_err(|e| format!("{} {}: write error: {e}", req.method, req.path))?;

@@ -67,7 +67,7 @@ async fn push(
     }
     // the set-up deadline no longer applies: a destination mostly listens
     let _ = conn.stream.set_read_timeout(None);
-    let consumer = Consumer::new(Format::Rtmp, limits(shard.cfg.vhost(vhost)));
+    let consumer = Consumer::new(Format::Rtmp, limits(shard.cfg().vhost(vhost)));
     hub.borrow_mut().local.add_consumer(consumer.clone());
     let mut rbuf = [0u8; 1024];
     let mut events = Vec::new();
@@ -125,11 +125,11 @@ fn still_live(hub: &RefCell<Hub>, gen: u64) -> bool {
 /// until the publish ends.
 pub async fn forward(shard: Rc<Shard>, hub: Rc<RefCell<Hub>>, req: StreamRequest, dest: String) {
     let gen = hub.borrow().publish_gen();
-    let fw = shard.cfg.vhost(&req.vhost).forward.clone();
+    let fw = shard.cfg().vhost(&req.vhost).forward.clone();
     let key = req.key();
     let url = upstream_url(&dest, &req);
-    let chunk = shard.cfg.rtmp.out_chunk_size;
-    let timeout = Duration::from_millis(shard.cfg.vhost(&req.vhost).cluster.connect_timeout_ms);
+    let chunk = shard.cfg().rtmp.out_chunk_size;
+    let timeout = Duration::from_millis(shard.cfg().vhost(&req.vhost).cluster.connect_timeout_ms);
     let mut backoff = Duration::from_millis(fw.backoff_initial_ms);
     while still_live(&hub, gen) {
         match rtmpc::open(&url, ClientMode::Publish, chunk, timeout).await {
@@ -172,7 +172,7 @@ pub async fn open_relay(
     shard: &Rc<Shard>,
     req: &StreamRequest,
 ) -> Result<(usize, String, ClientConn), String> {
-    let cluster = shard.cfg.vhost(&req.vhost).cluster.clone();
+    let cluster = shard.cfg().vhost(&req.vhost).cluster.clone();
     let retry = Duration::from_millis(cluster.origin_retry_ms);
     let timeout = Duration::from_millis(cluster.connect_timeout_ms);
     let mut errors = Vec::new();
@@ -185,7 +185,7 @@ pub async fn open_relay(
         match rtmpc::open(
             &url,
             ClientMode::Publish,
-            shard.cfg.rtmp.out_chunk_size,
+            shard.cfg().rtmp.out_chunk_size,
             timeout,
         )
         .await

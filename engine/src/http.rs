@@ -104,7 +104,7 @@ async fn serve_inner(
     stream: &mut TcpStream,
     cid: u64,
 ) -> Result<String, String> {
-    let timeout = Duration::from_millis(shard.cfg.server.handshake_timeout_ms);
+    let timeout = Duration::from_millis(shard.cfg().server.handshake_timeout_ms);
     let _ = stream.set_read_timeout(Some(timeout));
     let mut input = BytesMut::with_capacity(1024);
     let req = loop {
@@ -139,7 +139,7 @@ async fn serve_inner(
             req.method, req.path
         ));
     }
-    let Some(sreq) = match_mount(&shard.cfg, &req.path, &req.host) else {
+    let Some(sreq) = match_mount(&shard.cfg(), &req.path, &req.host) else {
         let _ = write_all(stream, &mut simple_response("404 Not Found", "")).await;
         return Err(format!("refused GET {}: no such mount", req.path));
     };
@@ -178,7 +178,8 @@ async fn play(
     req: StreamRequest,
 ) -> Result<String, String> {
     let key = req.key();
-    let vhost = shard.cfg.vhost(&req.vhost);
+    let cfg = shard.cfg();
+    let vhost = cfg.vhost(&req.vhost);
     let wait = Duration::from_millis(vhost.http_flv.unpublish_timeout_ms);
     let consumer = Consumer::new(Format::HttpFlv, limits(vhost));
     let mut ctrl = BytesMut::from(

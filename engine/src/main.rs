@@ -5,6 +5,7 @@ mod api;
 mod cluster;
 mod conn;
 mod consumer;
+mod control;
 mod forward;
 mod frame;
 mod http;
@@ -38,6 +39,10 @@ struct Args {
     /// Test the configuration file and exit.
     #[arg(short = 't', long = "test")]
     test: bool,
+    /// Signal the running server (found through server.pid_file): reload, quit
+    /// (graceful) or stop (fast).
+    #[arg(short = 's', long = "signal", value_name = "reload|quit|stop")]
+    signal: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +60,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(cmd) = &args.signal {
+        return match control::send_command(&cfg, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ringcast: -s {cmd}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.test {
         println!(
             "ringcast: configuration file {} syntax is ok",

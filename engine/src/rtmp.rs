@@ -53,7 +53,7 @@ type Outcome = Result<String, String>;
 
 /// Serves one accepted RTMP connection to its end.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
-    let cfg = &shard.cfg;
+    let cfg = shard.cfg();
     let session = ServerSession::new(ServerConfig {
         out_chunk_size: cfg.rtmp.out_chunk_size,
         window_ack_size: cfg.rtmp.window_ack_size,
@@ -132,7 +132,7 @@ impl Conn {
     }
 
     async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Outcome {
-        let server = &self.shard.cfg.server;
+        let server = &self.shard.cfg().server;
         let handshake = Self::ms(server.handshake_timeout_ms);
         let idle = Self::ms(server.idle_timeout_ms);
         let first_packet = Self::ms(server.publish_first_packet_timeout_ms);
@@ -255,7 +255,8 @@ impl Conn {
 
     fn on_connect(&mut self, info: &ConnectInfo) -> Result<(), String> {
         let requested = crate::url::vhost_of(&info.tc_url, &info.app_query);
-        let (name, vhost) = self.shard.cfg.resolve_vhost(&requested);
+        let cfg = self.shard.cfg();
+        let (name, vhost) = cfg.resolve_vhost(&requested);
         if !vhost.enabled {
             self.session
                 .reject_connect(&format!("vhost {name} is disabled"), &mut self.out);
@@ -313,10 +314,11 @@ impl Conn {
         Registered::new(&self.shard.global.registry, info)
     }
 
-    fn vhost_conf(&self) -> &VhostConf {
+    fn vhost_conf(&self) -> VhostConf {
         self.shard
-            .cfg
+            .cfg()
             .vhost(self.vhost.as_deref().unwrap_or_default())
+            .clone()
     }
 
     async fn on_publish(
@@ -394,7 +396,7 @@ impl Conn {
         }
         match self.shard.publish_start(&key) {
             Ok(hub) => {
-                let vhost = self.vhost_conf().clone();
+                let vhost = self.vhost_conf();
                 if vhost.cluster.mode == ClusterMode::Remote {
                     match forward::open_relay(&self.shard, &req).await {
                         Ok(relay) => {
@@ -477,7 +479,7 @@ impl Conn {
             return Ok(format!("redirected to {url}"));
         }
         let _listed = self.register(&req, ClientKind::RtmpPlay);
-        let consumer = Consumer::new(Format::Rtmp, limits(self.vhost_conf()));
+        let consumer = Consumer::new(Format::Rtmp, limits(&self.vhost_conf()));
         self.session.accept_play(stream_id, &mut self.out);
         let publishing = self.shard.play_join(&req, consumer.clone());
         info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, "rtmp play started");

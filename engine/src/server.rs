@@ -1,6 +1,7 @@
 //! Starts the shards: one pinned io_uring executor per core, a full mesh of
 //! bounded channels between them, and accept loops on every shard.
 
+use crate::control::{spawn_signal_thread, PidFile, Quit};
 use crate::listen::{bind_all, Service, ShardListeners};
 use crate::shard::{Global, Shard, ShardMsg};
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -10,6 +11,7 @@ use ringcast_conf::Config;
 use std::os::fd::FromRawFd;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// Messages in flight per shard pair before a sender sees "full".
@@ -36,6 +38,13 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let listeners = Arc::new(listeners);
     let cfg = Arc::new(cfg);
     let global = Arc::new(Global::default());
+    let _pid = cfg
+        .server
+        .pid_file
+        .as_deref()
+        .map(PidFile::create)
+        .transpose()?;
+    spawn_signal_thread(global.control.clone(), cfg.clone())?;
     let mesh = MeshBuilder::<ShardMsg, _>::full(shards, MESH_CHANNEL_SIZE);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cpus {
@@ -83,15 +92,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     // SAFETY: a bound, listening socket created for this shard alone.
                     let listener = unsafe { TcpListener::from_raw_fd(fd) };
                     info!(shard = id, %addr, ?service, "listening");
-                    tasks.push(glommio::spawn_local(accept_loop(
-                        shard.clone(),
-                        listener,
-                        service,
-                    )));
+                    tasks.push(
+                        glommio::spawn_local(accept_loop(shard.clone(), listener, service))
+                            .detach(),
+                    );
                 }
-                for t in tasks {
-                    t.await;
-                }
+                supervise(&shard, tasks).await;
                 Ok::<(), String>(())
             }
         })
@@ -104,6 +110,58 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How often a shard looks at the control state.
+const CONTROL_TICK: Duration = Duration::from_millis(100);
+
+/// Applies reloads and carries out a quit on this shard; returns when the
+/// shard should stop.
+async fn supervise(shard: &Rc<Shard>, accepts: Vec<glommio::task::JoinHandle<()>>) {
+    let control = shard.global.control.clone();
+    let mut seen = control.reload_gen();
+    let mut accepts = Some(accepts);
+    let mut closing_at: Option<Instant> = None;
+    let mut quit_since: Option<Instant> = None;
+    loop {
+        glommio::timer::sleep(CONTROL_TICK).await;
+        let gen = control.reload_gen();
+        if gen != seen {
+            seen = gen;
+            if let Some(cfg) = control.latest() {
+                shard.set_cfg(cfg);
+                info!(shard = shard.id, "configuration reloaded");
+            }
+        }
+        match control.quit() {
+            Quit::None => continue,
+            Quit::Fast => return,
+            Quit::Graceful => {}
+        }
+        let cfg = shard.cfg();
+        let since = *quit_since.get_or_insert_with(Instant::now);
+        if accepts.is_some()
+            && since.elapsed() >= Duration::from_millis(cfg.server.grace_start_wait_ms)
+        {
+            if let Some(tasks) = accepts.take() {
+                for t in tasks {
+                    t.cancel();
+                }
+            }
+            closing_at = Some(Instant::now());
+            info!(shard = shard.id, "graceful quit: listeners closed");
+        }
+        if let Some(at) = closing_at {
+            let left = shard
+                .global
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if left == 0 || at.elapsed() >= Duration::from_millis(cfg.server.grace_final_wait_ms) {
+                info!(shard = shard.id, connections = left, "graceful quit: done");
+                return;
+            }
+        }
+    }
 }
 
 fn executor_error(e: &str) -> String {
@@ -130,7 +188,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) 
             }
         };
         let Some(guard) = shard.admit() else {
-            warn!(shard = shard.id, %peer, max = shard.cfg.server.max_connections, "refused connection: max_connections reached");
+            warn!(shard = shard.id, %peer, max = shard.cfg().server.max_connections, "refused connection: max_connections reached");
             continue;
         };
         let _ = stream.set_nodelay(true);

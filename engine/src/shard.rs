@@ -87,12 +87,14 @@ struct Mirror {
 pub struct Global {
     pub connections: AtomicUsize,
     pub registry: Arc<crate::registry::Registry>,
+    pub control: Arc<crate::control::Control>,
 }
 
 pub struct Shard {
     pub id: usize,
     pub count: usize,
-    pub cfg: Arc<Config>,
+    /// The configuration in force; replaced as a whole on reload.
+    cfg: RefCell<Arc<Config>>,
     pub global: Arc<Global>,
     senders: Senders<ShardMsg>,
     hubs: RefCell<HashMap<StreamKey, Rc<RefCell<Hub>>>>,
@@ -127,7 +129,7 @@ impl Shard {
         Shard {
             id,
             count: senders.nr_consumers(),
-            cfg,
+            cfg: RefCell::new(cfg),
             global,
             senders,
             hubs: RefCell::default(),
@@ -139,6 +141,16 @@ impl Shard {
             origin_books: RefCell::default(),
             failovers: Cell::new(0),
         }
+    }
+
+    /// The configuration in force now.
+    pub fn cfg(&self) -> Arc<Config> {
+        self.cfg.borrow().clone()
+    }
+
+    /// Applies a reloaded configuration to everything that starts from now on.
+    pub fn set_cfg(&self, cfg: Arc<Config>) {
+        *self.cfg.borrow_mut() = cfg;
     }
 
     /// A connection id unique in the process.
@@ -176,12 +188,13 @@ impl Shard {
         self.next_id.set(n + 1);
         let id = n * self.count as u64 + self.id as u64;
         let vhost = key.split('/').next().unwrap_or_default();
-        let v = self.cfg.vhost(vhost);
+        let cfg = self.cfg();
+        let v = cfg.vhost(vhost);
         let local = LocalStream::new(v.gop_cache, v.gop_cache_max_frames);
         let hub = Rc::new(RefCell::new(Hub::new(
             id,
             local,
-            self.cfg.rtmp.out_chunk_size,
+            self.cfg().rtmp.out_chunk_size,
         )));
         self.hubs.borrow_mut().insert(key.to_string(), hub.clone());
         self.hubs_by_id.borrow_mut().insert(id, key.to_string());
@@ -284,7 +297,8 @@ impl Shard {
             Some(m) => m,
             None => {
                 let vhost = key.split('/').next().unwrap_or_default();
-                let v = self.cfg.vhost(vhost);
+                let cfg = self.cfg();
+                let v = cfg.vhost(vhost);
                 let m = Rc::new(RefCell::new(Mirror {
                     id: None,
                     local: LocalStream::new(v.gop_cache, v.gop_cache_max_frames),
@@ -416,7 +430,7 @@ impl Shard {
     /// Starts the edge pull of a stream that has demand, no source and an
     /// edge vhost.
     fn ensure_pull(self: &Rc<Self>, req: &StreamRequest, hub: &Rc<RefCell<Hub>>) {
-        if self.cfg.vhost(&req.vhost).cluster.mode != ClusterMode::Remote {
+        if self.cfg().vhost(&req.vhost).cluster.mode != ClusterMode::Remote {
             return;
         }
         {
@@ -466,7 +480,8 @@ impl Shard {
         self: &Rc<Self>,
         req: &StreamRequest,
     ) -> Option<crate::cluster::ClusterOrigin> {
-        let cluster = &self.cfg.vhost(&req.vhost).cluster;
+        let cfg = self.cfg();
+        let cluster = &cfg.vhost(&req.vhost).cluster;
         if cluster.coworkers.is_empty()
             || cluster.mode == ClusterMode::Remote
             || self.global.registry.publisher_of(&req.key()).is_some()
@@ -474,12 +489,12 @@ impl Shard {
             return None;
         }
         let own_api = self
-            .cfg
+            .cfg()
             .http_api
             .listen
             .first()
-            .filter(|_| self.cfg.http_api.enabled)
-            .map(|a| format!("{}:{}", self.cfg.server.advertise_host, a.port()));
+            .filter(|_| self.cfg().http_api.enabled)
+            .map(|a| format!("{}:{}", self.cfg().server.advertise_host, a.port()));
         crate::cluster::find_on_coworkers(
             &cluster.coworkers,
             own_api.as_deref(),
@@ -539,7 +554,7 @@ impl Shard {
         let guard = ConnGuard {
             global: self.global.clone(),
         };
-        if n >= self.cfg.server.max_connections {
+        if n >= self.cfg().server.max_connections {
             return None;
         }
         Some(guard)

@@ -96,7 +96,7 @@ enum End {
 /// Runs the pull of one stream until nobody watches it any more.
 pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
     let key = req.key();
-    let cluster: ClusterConf = shard.cfg.vhost(&req.vhost).cluster.clone();
+    let cluster: ClusterConf = shard.cfg().vhost(&req.vhost).cluster.clone();
     let idle = Duration::from_millis(cluster.idle_timeout_ms);
     let retry = Duration::from_millis(cluster.origin_retry_ms);
     let mut idle_since: Option<Instant> = None;
@@ -119,7 +119,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
         let mut conn = match rtmpc::open(
             &url,
             ClientMode::Play,
-            shard.cfg.rtmp.out_chunk_size,
+            shard.cfg().rtmp.out_chunk_size,
             timeout,
         )
         .await

@@ -1,0 +1,232 @@
+//! The control plane: signals (on a plain thread, since glommio has no signal
+//! API), reload, graceful and fast quit, the pid file, and `-s` commands.
+//! Shards poll the shared state on a short tick; nothing here is on a
+//! per-message path.
+
+use ringcast_conf::Config;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use tracing::{error, info, warn};
+
+const RUNNING: u8 = 0;
+const GRACEFUL: u8 = 1;
+const FAST: u8 = 2;
+
+/// What the shards must do, set by signals.
+#[derive(Debug, Default)]
+pub struct Control {
+    quit: AtomicU8,
+    /// Bumped each time a new configuration has been validated.
+    reload_gen: AtomicU64,
+    latest: Mutex<Option<Arc<Config>>>,
+    /// False as soon as a graceful quit starts, so `/healthz` fails and load
+    /// balancers move players elsewhere before the listeners close.
+    unhealthy: AtomicBool,
+}
+
+/// The quit a shard should perform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quit {
+    None,
+    Graceful,
+    Fast,
+}
+
+impl Control {
+    pub fn quit(&self) -> Quit {
+        match self.quit.load(Ordering::Relaxed) {
+            RUNNING => Quit::None,
+            GRACEFUL => Quit::Graceful,
+            _ => Quit::Fast,
+        }
+    }
+
+    pub fn healthy(&self) -> bool {
+        !self.unhealthy.load(Ordering::Relaxed)
+    }
+
+    pub fn request_quit(&self, graceful: bool) {
+        self.unhealthy.store(true, Ordering::Relaxed);
+        let want = if graceful { GRACEFUL } else { FAST };
+        // a fast quit overrides a graceful one in progress, never the reverse
+        self.quit.fetch_max(want, Ordering::Relaxed);
+    }
+
+    pub fn reload_gen(&self) -> u64 {
+        self.reload_gen.load(Ordering::Acquire)
+    }
+
+    pub fn latest(&self) -> Option<Arc<Config>> {
+        self.latest.lock().ok()?.clone()
+    }
+
+    /// Validates the file again and, if it is good, publishes it to the shards.
+    pub fn reload(&self, path: &Path, running: &Config) {
+        match Config::load(path) {
+            Ok(mut next) => {
+                for note in keep_restart_only(running, &mut next) {
+                    warn!("reload: {note}");
+                }
+                if let Ok(mut l) = self.latest.lock() {
+                    *l = Some(Arc::new(next));
+                }
+                self.reload_gen.fetch_add(1, Ordering::Release);
+                info!(file = %path.display(), "reload: configuration applied");
+            }
+            Err(e) => error!("reload failed, keeping the running configuration: {e}"),
+        }
+    }
+}
+
+/// Settings baked into state that lives across a reload keep their running
+/// value; returns what was kept and why.
+fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if next.rtmp.out_chunk_size != running.rtmp.out_chunk_size {
+        notes.push(format!(
+            "rtmp.out_chunk_size stays {} until restart (live streams are encoded with it)",
+            running.rtmp.out_chunk_size
+        ));
+        next.rtmp.out_chunk_size = running.rtmp.out_chunk_size;
+    }
+    if next.shard_count() != running.shard_count() {
+        notes.push("server.shards change needs a restart (or a binary upgrade)".into());
+        next.server.shards = running.server.shards;
+    }
+    if next.rtmp.listen != running.rtmp.listen
+        || next.http_server.listen != running.http_server.listen
+        || next.http_api.listen != running.http_api.listen
+        || next.http_server.enabled != running.http_server.enabled
+        || next.http_api.enabled != running.http_api.enabled
+    {
+        notes.push("listen address changes need a restart (or a binary upgrade)".into());
+        next.rtmp.listen.clone_from(&running.rtmp.listen);
+        next.http_server.clone_from(&running.http_server);
+        next.http_api.clone_from(&running.http_api);
+    }
+    notes
+}
+
+/// Starts the signal thread: SIGHUP reloads, SIGQUIT quits gracefully,
+/// SIGTERM quits fast (gracefully with `force_grace_quit`), SIGINT quits fast.
+pub fn spawn_signal_thread(control: Arc<Control>, cfg: Arc<Config>) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT])
+        .map_err(|e| format!("signals: {e}"))?;
+    let path = cfg.source.clone();
+    std::thread::Builder::new()
+        .name("ringcast-signals".into())
+        .spawn(move || {
+            let mut running = cfg;
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => match &path {
+                        Some(p) => {
+                            control.reload(p, &running);
+                            if let Some(next) = control.latest() {
+                                running = next;
+                            }
+                        }
+                        None => warn!("reload: no configuration file to read"),
+                    },
+                    SIGQUIT => {
+                        info!("SIGQUIT: graceful quit");
+                        control.request_quit(true);
+                    }
+                    SIGTERM if running.server.force_grace_quit => {
+                        info!("SIGTERM: graceful quit (force_grace_quit)");
+                        control.request_quit(true);
+                    }
+                    _ => {
+                        info!(signal = sig, "fast quit");
+                        control.request_quit(false);
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("signal thread: {e}"))?;
+    Ok(())
+}
+
+/// The pid file, written (and locked) at start and removed at exit.
+pub struct PidFile {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl PidFile {
+    pub fn create(path: &Path) -> Result<PidFile, String> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("pid file {}: {e}", path.display()))?;
+        // SAFETY: flock on an fd we own.
+        let locked = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } == 0;
+        if !locked {
+            let other = std::fs::read_to_string(path).unwrap_or_default();
+            return Err(format!(
+                "pid file {} is locked by a running ringcast (pid {})",
+                path.display(),
+                other.trim()
+            ));
+        }
+        file.set_len(0)
+            .map_err(|e| format!("pid file {}: {e}", path.display()))?;
+        writeln!(file, "{}", std::process::id())
+            .map_err(|e| format!("pid file {}: {e}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            _file: file,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `ringcast -s reload|quit|stop -c FILE`: signals the server whose pid file
+/// the configuration names.
+pub fn send_command(cfg: &Config, cmd: &str) -> Result<(), String> {
+    let sig = match cmd {
+        "reload" => libc::SIGHUP,
+        "quit" => libc::SIGQUIT,
+        "stop" => libc::SIGTERM,
+        other => {
+            return Err(format!(
+                "unknown signal command {other:?} (use reload, quit or stop)"
+            ))
+        }
+    };
+    let path = cfg.server.pid_file.as_ref().ok_or(
+        "the configuration sets no server.pid_file, so the running server cannot be found",
+    )?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("pid file {}: {e}", path.display()))?;
+    let pid: i32 = text.trim().parse().map_err(|_| {
+        format!(
+            "pid file {} does not hold a pid: {:?}",
+            path.display(),
+            text.trim()
+        )
+    })?;
+    // SAFETY: kill with a pid read from our own pid file.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(format!(
+            "signal pid {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
