@@ -8,8 +8,6 @@ use std::sync::OnceLock;
 
 use ringcast_proto::flv::{read_file_tags, FlvTag};
 
-use crate::media::MediaRecord;
-
 /// Bump when the generation command changes so stale caches are not reused.
 const FIXTURE_VERSION: &str = "v1-testsrc640x360r25-g50-sine44100-aac64k-10s";
 
@@ -69,7 +67,9 @@ pub fn fixture_path() -> PathBuf {
             .args(["-t", "10"])
             .args(["-c:v", "libx264", "-preset", "ultrafast"])
             .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
-            .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+            .args([
+                "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv",
+            ])
             .arg(&tmp)
             .stdin(Stdio::null())
             .output()
@@ -95,15 +95,6 @@ pub fn fixture_tags() -> Vec<FlvTag> {
     static TAGS: OnceLock<Vec<FlvTag>> = OnceLock::new();
     TAGS.get_or_init(|| read_file_tags(&fixture_bytes()).expect("fixture is valid FLV"))
         .clone()
-}
-
-/// Records of the fixture's tags as a single un-looped publish sends them
-/// (timestamps as in the file).
-pub fn fixture_records() -> Vec<MediaRecord> {
-    fixture_tags()
-        .iter()
-        .map(|t| MediaRecord::new(t.tag_type, t.timestamp, &t.data))
-        .collect()
 }
 
 /// One stream as ffprobe reports it.
@@ -156,8 +147,10 @@ pub fn parse_probe_flat(text: &str) -> ProbeInfo {
         if parts.next() != Some("streams") || parts.next() != Some("stream") {
             continue;
         }
-        let (Some(idx), Some(field)) = (parts.next().and_then(|i| i.parse::<usize>().ok()), parts.next())
-        else {
+        let (Some(idx), Some(field)) = (
+            parts.next().and_then(|i| i.parse::<usize>().ok()),
+            parts.next(),
+        ) else {
             continue;
         };
         if info.streams.len() <= idx {
@@ -230,8 +223,14 @@ mod tests {
                     format.duration=\"10.023000\"\n";
         let p = parse_probe_flat(text);
         assert_eq!(p.streams.len(), 2);
-        assert_eq!(p.stream("video").map(|s| (s.width, s.height)), Some((640, 360)));
-        assert_eq!(p.stream("audio").map(|s| s.codec_name.as_str()), Some("aac"));
+        assert_eq!(
+            p.stream("video").map(|s| (s.width, s.height)),
+            Some((640, 360))
+        );
+        assert_eq!(
+            p.stream("audio").map(|s| s.codec_name.as_str()),
+            Some("aac")
+        );
         assert_eq!(p.duration, Some(10.023));
     }
 
@@ -240,8 +239,14 @@ mod tests {
         let path = fixture_path();
         let p = ffprobe(path.to_str().expect("utf8 path"), 20).expect("probe fixture");
         let v = p.stream("video").expect("video stream");
-        assert_eq!((v.codec_name.as_str(), v.width, v.height), ("h264", 640, 360));
-        assert_eq!(p.stream("audio").map(|s| s.codec_name.as_str()), Some("aac"));
+        assert_eq!(
+            (v.codec_name.as_str(), v.width, v.height),
+            ("h264", 640, 360)
+        );
+        assert_eq!(
+            p.stream("audio").map(|s| s.codec_name.as_str()),
+            Some("aac")
+        );
         let d = p.duration.expect("duration");
         assert!((d - FIXTURE_SECS).abs() < 0.5, "duration {d}");
     }

@@ -146,7 +146,10 @@ mod tests {
     #[test]
     fn finds_shards_and_port_lines() {
         let log = "INFO rtmp play shard=0 peer=127.0.0.1:5000\nINFO play shard=1 peer=127.0.0.1:50001\nINFO publish shard=3\n";
-        assert_eq!(shards_in_log(log, |l| l.contains("play")), BTreeSet::from([0, 1]));
+        assert_eq!(
+            shards_in_log(log, |l| l.contains("play")),
+            BTreeSet::from([0, 1])
+        );
         assert_eq!(lines_for_port(log, 5000).len(), 1);
         assert_eq!(lines_for_port(log, 500).len(), 0);
     }

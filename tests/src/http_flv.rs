@@ -56,7 +56,8 @@ impl ResponseHead {
     }
 
     fn parse(head: &[u8]) -> Result<ResponseHead, String> {
-        let text = std::str::from_utf8(head).map_err(|_| "response head is not UTF-8".to_string())?;
+        let text =
+            std::str::from_utf8(head).map_err(|_| "response head is not UTF-8".to_string())?;
         let mut lines = text.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let mut parts = status_line.splitn(3, ' ');
@@ -81,7 +82,11 @@ impl ResponseHead {
 
 /// Reads from `stream` into `buf` until a full response head arrived;
 /// returns the head and leaves the bytes after it in `buf`.
-fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> Result<ResponseHead, String> {
+fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<ResponseHead, String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = buf.split_to(end + 4);
@@ -104,7 +109,11 @@ fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> R
 }
 
 /// One read with a timeout bounded by `deadline`; `Ok(0)` is EOF.
-fn read_some(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> Result<usize, String> {
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<usize, String> {
     let mut tmp = [0u8; 16 * 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -119,7 +128,12 @@ fn read_some(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> R
                 buf.extend_from_slice(&tmp[..n]);
                 return Ok(n);
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 continue
             }
             Err(e) => return Err(format!("read: {e}")),
@@ -144,6 +158,12 @@ enum ChunkState {
 }
 
 impl Dechunker {
+    /// Whether the terminating zero-length chunk was seen (a clean end of
+    /// the response, as opposed to the connection just closing).
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
     /// Moves decoded body bytes from `input` to `out`; keeps partial framing
     /// in `input`. Returns true once the terminating zero chunk was seen.
     pub fn feed(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, String> {
@@ -158,10 +178,16 @@ impl Dechunker {
                         return Ok(false);
                     };
                     let line = input.split_to(end + 2);
-                    let text = std::str::from_utf8(&line[..end]).map_err(|_| "chunk size not UTF-8".to_string())?;
+                    let text = std::str::from_utf8(&line[..end])
+                        .map_err(|_| "chunk size not UTF-8".to_string())?;
                     let hex = text.split(';').next().unwrap_or_default().trim();
-                    let size = usize::from_str_radix(hex, 16).map_err(|_| format!("bad chunk size line {text:?}"))?;
-                    self.state = if size == 0 { ChunkState::Done } else { ChunkState::Data(size) };
+                    let size = usize::from_str_radix(hex, 16)
+                        .map_err(|_| format!("bad chunk size line {text:?}"))?;
+                    self.state = if size == 0 {
+                        ChunkState::Done
+                    } else {
+                        ChunkState::Data(size)
+                    };
                 }
                 ChunkState::Data(n) => {
                     if input.is_empty() {
@@ -170,7 +196,11 @@ impl Dechunker {
                     let k = n.min(input.len());
                     out.extend_from_slice(&input[..k]);
                     input.advance(k);
-                    self.state = if k == n { ChunkState::DataEnd } else { ChunkState::Data(n - k) };
+                    self.state = if k == n {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(n - k)
+                    };
                 }
                 ChunkState::DataEnd => {
                     if input.len() < 2 {
@@ -198,8 +228,6 @@ pub struct FlvPlayer {
     body: BytesMut,
     reader: FlvReader,
     eof: bool,
-    /// Total body bytes (after de-chunking) received.
-    pub body_bytes: usize,
 }
 
 impl FlvPlayer {
@@ -208,10 +236,16 @@ impl FlvPlayer {
     pub fn connect(url: &str, timeout: Duration) -> Result<FlvPlayer, String> {
         let (addr, path) = parse_http_url(url)?;
         let deadline = Instant::now() + timeout;
-        let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(crate::rtmp::WRITE_TIMEOUT))
+            .map_err(|e| e.to_string())?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ringcast-tests\r\nAccept: */*\r\n\r\n");
-        stream.write_all(req.as_bytes()).map_err(|e| format!("send request: {e}"))?;
+        stream
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("send request: {e}"))?;
         let mut raw = BytesMut::with_capacity(32 * 1024);
         let head = read_head(&mut stream, &mut raw, deadline)?;
         let chunked = head
@@ -226,7 +260,6 @@ impl FlvPlayer {
             body: BytesMut::with_capacity(64 * 1024),
             reader: FlvReader::new(),
             eof: false,
-            body_bytes: 0,
         })
     }
 
@@ -246,7 +279,10 @@ impl FlvPlayer {
             return Err(format!("Content-Type {:?}", h.header("content-type")));
         }
         if h.header("access-control-allow-origin") != Some("*") {
-            return Err(format!("Access-Control-Allow-Origin {:?}", h.header("access-control-allow-origin")));
+            return Err(format!(
+                "Access-Control-Allow-Origin {:?}",
+                h.header("access-control-allow-origin")
+            ));
         }
         if !self.is_chunked() {
             return Err(format!("not chunked (headers {:?})", h.headers));
@@ -259,7 +295,6 @@ impl FlvPlayer {
 
     /// Moves raw bytes through the de-chunker into the FLV body buffer.
     fn pump(&mut self) -> Result<(), String> {
-        let before = self.body.len();
         match &mut self.chunked {
             Some(d) => {
                 if d.feed(&mut self.raw, &mut self.body)? {
@@ -271,7 +306,6 @@ impl FlvPlayer {
                 self.raw.clear();
             }
         }
-        self.body_bytes += self.body.len() - before;
         Ok(())
     }
 
@@ -280,7 +314,11 @@ impl FlvPlayer {
     pub fn next_tag(&mut self, deadline: Instant) -> Result<Option<FlvTag>, String> {
         loop {
             self.pump()?;
-            if let Some(tag) = self.reader.decode(&mut self.body).map_err(|e| format!("FLV: {e}"))? {
+            if let Some(tag) = self
+                .reader
+                .decode(&mut self.body)
+                .map_err(|e| format!("FLV: {e}"))?
+            {
                 return Ok(Some(tag));
             }
             if self.eof {
@@ -299,19 +337,25 @@ impl FlvPlayer {
         let mut clock = StopClock::new(opts);
         loop {
             if let Some(end) = clock.should_stop(&res) {
-                res.end = end;
+                res.finish(end, &clock);
                 return res;
             }
             let deadline = Instant::now() + clock.poll_interval();
             match self.next_tag(deadline) {
-                Ok(Some(tag)) => clock.push(&mut res, MediaRecord::new(tag.tag_type, tag.timestamp, &tag.data)),
+                Ok(Some(tag)) => clock.push(
+                    &mut res,
+                    MediaRecord::new(tag.tag_type, tag.timestamp, &tag.data),
+                ),
                 Ok(None) => {
-                    res.end = PlayEnd::Eof;
+                    if self.chunked.as_ref().is_some_and(Dechunker::is_done) {
+                        res.statuses.push("<last chunk received>".into());
+                    }
+                    res.finish(PlayEnd::Eof, &clock);
                     return res;
                 }
                 Err(e) if e == "timed out reading" => continue,
                 Err(e) => {
-                    res.end = PlayEnd::Error(e);
+                    res.finish(PlayEnd::Error(e), &clock);
                     return res;
                 }
             }
@@ -336,11 +380,6 @@ impl FlvPlayer {
             }
         }
     }
-
-    /// The socket, e.g. to shut it down.
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
-    }
 }
 
 /// A raw response: head plus whatever body bytes arrived before the server
@@ -355,10 +394,17 @@ pub struct RawResponse {
 
 /// Sends `request` verbatim to `addr` and reads the response head and up to
 /// 64 KiB of body (until close or `timeout`).
-pub fn raw_http(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<RawResponse, String> {
+pub fn raw_http(
+    addr: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<RawResponse, String> {
     let deadline = Instant::now() + timeout;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.write_all(request).map_err(|e| format!("send: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .write_all(request)
+        .map_err(|e| format!("send: {e}"))?;
     let mut buf = BytesMut::new();
     let head = read_head(&mut stream, &mut buf, deadline)?;
     let want = head
@@ -372,7 +418,10 @@ pub fn raw_http(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<R
             Ok(_) => {}
         }
     }
-    Ok(RawResponse { head, body: buf.to_vec() })
+    Ok(RawResponse {
+        head,
+        body: buf.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -401,9 +450,13 @@ mod tests {
     fn rejects_bad_chunk_framing() {
         let mut d = Dechunker::default();
         let mut out = BytesMut::new();
-        assert!(d.feed(&mut BytesMut::from(&b"zz\r\n"[..]), &mut out).is_err());
+        assert!(d
+            .feed(&mut BytesMut::from(&b"zz\r\n"[..]), &mut out)
+            .is_err());
         let mut d = Dechunker::default();
-        assert!(d.feed(&mut BytesMut::from(&b"2\r\nabXY"[..]), &mut out).is_err());
+        assert!(d
+            .feed(&mut BytesMut::from(&b"2\r\nabXY"[..]), &mut out)
+            .is_err());
     }
 
     /// Serves the fixture as a chunked HTTP-FLV response in uneven chunks and

@@ -164,23 +164,43 @@ pub fn match_stream(
         .ok_or_else(|| format!("player got no audio/video frame ({} messages)", got.len()))?;
     let (startup, frames) = got.split_at(first_frame);
     if require_metadata && startup.first().map(|m| m.kind) != Some(Kind::Data) {
-        return Err(format!("stream does not start with metadata: {:?}", head(got)));
+        return Err(format!(
+            "stream does not start with metadata: {:?}",
+            head(got)
+        ));
     }
     if !startup.iter().any(|m| m.kind == Kind::VideoSeqHeader) {
-        return Err(format!("no AVC sequence header before first frame: {:?}", head(got)));
+        return Err(format!(
+            "no AVC sequence header before first frame: {:?}",
+            head(got)
+        ));
     }
     if !startup.iter().any(|m| m.kind == Kind::AudioSeqHeader) {
-        return Err(format!("no AAC sequence header before first frame: {:?}", head(got)));
+        return Err(format!(
+            "no AAC sequence header before first frame: {:?}",
+            head(got)
+        ));
     }
-    if let Some(odd) = startup.iter().find(|m| !(m.kind == Kind::Data || m.is_seq_header())) {
-        return Err(format!("unexpected {odd:?} before the first frame: {:?}", head(got)));
+    if let Some(odd) = startup
+        .iter()
+        .find(|m| !(m.kind == Kind::Data || m.is_seq_header()))
+    {
+        return Err(format!(
+            "unexpected {odd:?} before the first frame: {:?}",
+            head(got)
+        ));
     }
     // Audio that precedes the first video frame in the published order may
     // come first (a player present before the publisher gets it), but video
     // must start at a keyframe so decoding can begin.
-    let first_video = frames.iter().find(|m| matches!(m.kind, Kind::Keyframe | Kind::Video));
+    let first_video = frames
+        .iter()
+        .find(|m| matches!(m.kind, Kind::Keyframe | Kind::Video));
     if first_video.map(|m| m.kind) != Some(Kind::Keyframe) {
-        return Err(format!("first video frame is not a keyframe: {:?}", head(got)));
+        return Err(format!(
+            "first video frame is not a keyframe: {:?}",
+            head(got)
+        ));
     }
     // Sequence headers must equal the ones published.
     for h in startup.iter().filter(|m| m.is_seq_header()) {
@@ -188,7 +208,10 @@ pub fn match_stream(
             return Err(format!("sequence header {h:?} was never published"));
         }
     }
-    if let Some(odd) = frames.iter().find(|m| !m.is_frame() && m.kind != Kind::Data) {
+    if let Some(odd) = frames
+        .iter()
+        .find(|m| !m.is_frame() && m.kind != Kind::Data)
+    {
         // A repeated sequence header mid-stream is allowed only if identical
         // to one published (e.g. republish); anything else is suspicious.
         if !sent.iter().any(|s| s.same_payload(odd)) {
@@ -206,7 +229,10 @@ pub fn match_frames(sent: &[MediaRecord], got: &[MediaRecord]) -> Result<MatchRe
     let sent_frames: Vec<&MediaRecord> = sent.iter().filter(|m| m.is_frame()).collect();
     let got_frames: Vec<&MediaRecord> = got.iter().filter(|m| m.is_frame() && m.len > 0).collect();
     let Some(&&first) = got_frames.first() else {
-        return Err(format!("player got no audio/video frame ({} messages)", got.len()));
+        return Err(format!(
+            "player got no audio/video frame ({} messages)",
+            got.len()
+        ));
     };
     // Looped publishing repeats payloads, so every position of the first
     // keyframe is a candidate; the one that matches longest explains errors.
@@ -221,7 +247,7 @@ pub fn match_frames(sent: &[MediaRecord], got: &[MediaRecord]) -> Result<MatchRe
                 })
             }
             Err((matched, e)) => {
-                if best.as_ref().map_or(true, |(m, _)| matched > *m) {
+                if best.as_ref().is_none_or(|(m, _)| matched > *m) {
                     best = Some((matched, e));
                 }
             }
@@ -275,6 +301,74 @@ fn match_from(
         }
     }
     Ok(())
+}
+
+/// What [`match_with_drops`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropReport {
+    /// Places where frames were skipped.
+    pub gaps: usize,
+    /// Frames skipped in total.
+    pub dropped: usize,
+    /// Frames received.
+    pub frames: usize,
+    /// Sent frames after the last one received.
+    pub missing_tail: usize,
+}
+
+/// Checks a player that may have had frames dropped (slow reader): every
+/// received frame was sent, in order, with the sent timestamp delta (so a
+/// repeated payload cannot be mistaken for another), and after every gap
+/// the next video frame is a keyframe — drops must leave a decodable
+/// stream.
+pub fn match_with_drops(sent: &[MediaRecord], got: &[MediaRecord]) -> Result<DropReport, String> {
+    let sent_frames: Vec<&MediaRecord> = sent.iter().filter(|m| m.is_frame()).collect();
+    let got_frames: Vec<&MediaRecord> = got.iter().filter(|m| m.is_frame() && m.len > 0).collect();
+    let Some(first) = got_frames.first() else {
+        return Err(format!(
+            "player got no audio/video frame ({} messages)",
+            got.len()
+        ));
+    };
+    let start = sent_frames
+        .iter()
+        .position(|s| s.same_payload(first))
+        .ok_or_else(|| format!("first frame {first:?} was never published"))?;
+    let (base_sent, base_got) = (sent_frames[start].timestamp, first.timestamp);
+    let mut report = DropReport {
+        gaps: 0,
+        dropped: 0,
+        frames: got_frames.len(),
+        missing_tail: 0,
+    };
+    let mut next = start;
+    // Video must begin (and resume after each gap) with a keyframe.
+    let mut need_key = true;
+    for (k, g) in got_frames.iter().enumerate() {
+        let d_got = g.timestamp.wrapping_sub(base_got);
+        let j = (next..sent_frames.len())
+            .find(|&j| sent_frames[j].same_payload(g) && sent_frames[j].timestamp.wrapping_sub(base_sent) == d_got)
+            .ok_or_else(|| {
+                format!("frame #{k} {g:?} (delta {d_got} ms) is not among the frames sent after sent index {next} (reordered, duplicated or corrupted)")
+            })?;
+        if j > next {
+            report.gaps += 1;
+            report.dropped += j - next;
+            need_key = true;
+        }
+        match g.kind {
+            Kind::Keyframe => need_key = false,
+            Kind::Video if need_key => {
+                return Err(format!(
+                    "frame #{k} {g:?} is an inter frame right after a gap or at the start (sent index {j}); drops must resume at a keyframe"
+                ))
+            }
+            _ => {}
+        }
+        next = j + 1;
+    }
+    report.missing_tail = sent_frames.len() - next;
+    Ok(report)
 }
 
 fn head(v: &[MediaRecord]) -> &[MediaRecord] {
@@ -347,8 +441,14 @@ mod tests {
         let s = sample();
         let mut gap = s.clone();
         gap.remove(5);
-        assert!(match_stream(&s, &gap, true).unwrap_err().contains("differs"));
-        let no_header: Vec<MediaRecord> = s.iter().copied().filter(|m| m.kind != Kind::VideoSeqHeader).collect();
+        assert!(match_stream(&s, &gap, true)
+            .unwrap_err()
+            .contains("differs"));
+        let no_header: Vec<MediaRecord> = s
+            .iter()
+            .copied()
+            .filter(|m| m.kind != Kind::VideoSeqHeader)
+            .collect();
         assert!(match_stream(&s, &no_header, true).is_err());
         let mut jump = s.clone();
         jump[7].timestamp += 5;
@@ -356,6 +456,28 @@ mod tests {
         let no_meta = &s[1..];
         assert!(match_stream(&s, no_meta, true).is_err());
         assert!(match_stream(&s, no_meta, false).is_ok());
+    }
+
+    #[test]
+    fn drops_must_resume_at_keyframes() {
+        let s = sample();
+        // Drop frames 4..6 (audio, inter, keyframe...) but resume at the keyframe at ts 80.
+        let mut ok = s[..5].to_vec();
+        ok.extend_from_slice(&s[6..]);
+        let r = match_with_drops(&s, &ok).expect("resumes at keyframe");
+        assert_eq!((r.gaps, r.dropped, r.missing_tail), (1, 1, 0));
+        // Resuming at an inter frame is an error.
+        let mut bad = s[..4].to_vec();
+        bad.push(s[8]);
+        assert!(match_with_drops(&s, &bad)
+            .unwrap_err()
+            .contains("inter frame"));
+        // Reordering is an error.
+        let mut swapped = s.clone();
+        swapped.swap(5, 6);
+        assert!(match_with_drops(&s, &swapped).is_err());
+        let full = match_with_drops(&s, &s).expect("no drops");
+        assert_eq!((full.gaps, full.frames), (0, 6));
     }
 
     #[test]

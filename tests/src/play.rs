@@ -72,6 +72,8 @@ pub struct PlayResult {
     pub statuses: Vec<String>,
     /// Why collecting stopped.
     pub end: PlayEnd,
+    /// When collecting stopped, relative to its start.
+    pub ended_after: Duration,
 }
 
 impl PlayResult {
@@ -83,12 +85,27 @@ impl PlayResult {
             arrivals: Vec::new(),
             statuses: Vec::new(),
             end: PlayEnd::Timeout,
+            ended_after: Duration::ZERO,
         }
     }
 
-    /// Number of audio/video frames received.
-    pub fn frames(&self) -> usize {
-        self.records.iter().filter(|r| r.is_frame()).count()
+    /// Records why and when collecting stopped (`clock` started it).
+    pub fn finish(&mut self, end: PlayEnd, clock: &StopClock) {
+        self.end = end;
+        self.ended_after = clock.start.elapsed();
+    }
+
+    /// A one-line summary for failure messages: end, counts, timing.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: end {:?} after {:?}, {} messages, last at {:?}, statuses {:?}",
+            self.label,
+            self.end,
+            self.ended_after,
+            self.records.len(),
+            self.arrivals.last(),
+            self.statuses
+        )
     }
 }
 
@@ -134,7 +151,11 @@ impl StopClock {
                 return Some(PlayEnd::Idle);
             }
         }
-        if self.opts.max_messages.is_some_and(|m| res.records.len() >= m) {
+        if self
+            .opts
+            .max_messages
+            .is_some_and(|m| res.records.len() >= m)
+        {
             return Some(PlayEnd::Count);
         }
         None

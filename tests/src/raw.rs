@@ -29,7 +29,11 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Reads exactly `n` bytes or fails by `deadline`.
-pub fn read_exact_by(stream: &mut TcpStream, n: usize, deadline: Instant) -> Result<Vec<u8>, String> {
+pub fn read_exact_by(
+    stream: &mut TcpStream,
+    n: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; n];
     let mut got = 0;
     while got < n {
@@ -37,11 +41,17 @@ pub fn read_exact_by(stream: &mut TcpStream, n: usize, deadline: Instant) -> Res
         if left.is_zero() {
             return Err(format!("timed out after {got}/{n} bytes"));
         }
-        stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
         match stream.read(&mut buf[got..]) {
             Ok(0) => return Err(format!("EOF after {got}/{n} bytes")),
             Ok(k) => got += k,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(format!("read: {e}")),
         }
     }
@@ -50,8 +60,11 @@ pub fn read_exact_by(stream: &mut TcpStream, n: usize, deadline: Instant) -> Res
 
 /// Connects and completes a plain (version 3, no digest) handshake.
 pub fn handshake(addr: SocketAddr) -> Result<TcpStream, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(crate::rtmp::WRITE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     let mut c0c1 = vec![3u8];
     c0c1.extend_from_slice(&[0u8; 8]);
     c0c1.extend_from_slice(&pseudo_random(HANDSHAKE_SIZE - 8, 7));
@@ -62,13 +75,21 @@ pub fn handshake(addr: SocketAddr) -> Result<TcpStream, String> {
         return Err(format!("S0 version {}", s0s1[0]));
     }
     let _s2 = read_exact_by(&mut s, HANDSHAKE_SIZE, deadline)?;
-    s.write_all(&s0s1[1..]).map_err(|e| format!("send C2: {e}"))?;
+    s.write_all(&s0s1[1..])
+        .map_err(|e| format!("send C2: {e}"))?;
     Ok(s)
 }
 
 /// One message as a single type-0 chunk (payload must fit `chunk_size`
 /// or is split with type-3 continuation chunks).
-pub fn chunk_message(csid: u8, timestamp: u32, type_id: u8, stream_id: u32, payload: &[u8], chunk_size: usize) -> Vec<u8> {
+pub fn chunk_message(
+    csid: u8,
+    timestamp: u32,
+    type_id: u8,
+    stream_id: u32,
+    payload: &[u8],
+    chunk_size: usize,
+) -> Vec<u8> {
     assert!((2..64).contains(&csid), "one-byte basic header only");
     let mut v = vec![csid];
     v.extend_from_slice(&timestamp.min(0xFF_FFFF).to_be_bytes()[1..]);
@@ -125,11 +146,20 @@ impl RawRtmp {
 
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream.write_all(bytes).map_err(|e| format!("send: {e}"))
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| format!("send: {e}"))
     }
 
     /// Sends an AMF0 command on chunk stream 3 (128-byte chunks).
-    pub fn send_command(&mut self, stream_id: u32, name: &str, txn: f64, object: Amf0Value, args: Vec<Amf0Value>) -> Result<(), String> {
+    pub fn send_command(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        txn: f64,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+    ) -> Result<(), String> {
         let body = command_body(name, txn, object, args);
         let wire = chunk_message(3, 0, message::msg_type::COMMAND_AMF0, stream_id, &body, 128);
         self.send(&wire)
@@ -138,10 +168,16 @@ impl RawRtmp {
     /// The next message from the server (applying its Set Chunk Size).
     pub fn next_message(&mut self, deadline: Instant) -> Result<RtmpMessage, String> {
         loop {
-            if let Some(msg) = self.decoder.decode(&mut self.input).map_err(|e| format!("chunk: {e:?}"))? {
+            if let Some(msg) = self
+                .decoder
+                .decode(&mut self.input)
+                .map_err(|e| format!("chunk: {e:?}"))?
+            {
                 if msg.header.type_id == message::msg_type::SET_CHUNK_SIZE {
                     if let Ok(Message::SetChunkSize(n)) = message::parse(&msg) {
-                        self.decoder.set_chunk_size(n).map_err(|e| format!("server chunk size: {e:?}"))?;
+                        self.decoder
+                            .set_chunk_size(n)
+                            .map_err(|e| format!("server chunk size: {e:?}"))?;
                     }
                 }
                 return Ok(msg);
@@ -150,12 +186,18 @@ impl RawRtmp {
             if left.is_zero() {
                 return Err("timed out waiting for a message".into());
             }
-            self.stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
             let mut tmp = [0u8; 16 * 1024];
             match self.stream.read(&mut tmp) {
                 Ok(0) => return Err("EOF".into()),
                 Ok(n) => self.input.extend_from_slice(&tmp[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(format!("read: {e}")),
             }
         }
@@ -163,7 +205,12 @@ impl RawRtmp {
 
     /// Waits for a command whose name is one of `names` (and, if given,
     /// whose transaction id matches), skipping everything else.
-    pub fn expect_command(&mut self, names: &[&str], txn: Option<f64>, timeout: Duration) -> Result<Command, String> {
+    pub fn expect_command(
+        &mut self,
+        names: &[&str],
+        txn: Option<f64>,
+        timeout: Duration,
+    ) -> Result<Command, String> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
@@ -171,7 +218,7 @@ impl RawRtmp {
                 .next_message(deadline)
                 .map_err(|e| format!("{e} (waiting for {names:?}; saw {seen:?})"))?;
             if let Ok(Message::Command(c)) = message::parse(&msg) {
-                if names.contains(&c.name.as_str()) && txn.map_or(true, |t| t == c.transaction_id) {
+                if names.contains(&c.name.as_str()) && txn.is_none_or(|t| t == c.transaction_id) {
                     return Ok(c);
                 }
                 seen.push(format!("{}#{}", c.name, c.transaction_id));
@@ -210,7 +257,11 @@ pub fn wait_closed(stream: &mut TcpStream, timeout: Duration) -> Option<Duration
         match stream.read(&mut tmp) {
             Ok(0) => return Some(start.elapsed()),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(_) => return Some(start.elapsed()),
         }
     }
@@ -231,7 +282,14 @@ mod tests {
         let mut dec = ChunkDecoder::new();
         let mut buf = BytesMut::from(&v[..]);
         let msg = dec.decode(&mut buf).expect("decode").expect("message");
-        assert_eq!((msg.header.type_id, msg.header.timestamp, msg.header.stream_id), (20, 5, 1));
+        assert_eq!(
+            (
+                msg.header.type_id,
+                msg.header.timestamp,
+                msg.header.stream_id
+            ),
+            (20, 5, 1)
+        );
         assert_eq!(&msg.payload[..], &payload[..]);
     }
 

@@ -6,7 +6,9 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcast_proto::client::{parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession};
+use ringcast_proto::client::{
+    parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
+};
 use ringcast_proto::flv::FlvTag;
 
 use crate::media::{MediaRecord, TYPE_AUDIO, TYPE_DATA, TYPE_VIDEO};
@@ -15,23 +17,18 @@ use crate::play::{PlayEnd, PlayOptions, PlayResult, StopClock};
 /// Chunk size our clients announce for what they send.
 const CLIENT_CHUNK_SIZE: u32 = 4096;
 
-/// Resolves the host:port of an `rtmp://` URL.
+/// Resolves the host and port of an `rtmp://` URL.
 fn rtmp_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url
-        .strip_prefix("rtmp://")
-        .ok_or_else(|| format!("not an rtmp:// URL: {url}"))?;
-    let hostport = rest.split('/').next().unwrap_or_default();
-    let hostport = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:1935")
-    };
-    hostport
+    let parsed = parse_rtmp_url(url).map_err(|e| format!("parse {url}: {e}"))?;
+    (parsed.host.as_str(), parsed.port)
         .to_socket_addrs()
-        .map_err(|e| format!("resolve {hostport}: {e}"))?
+        .map_err(|e| format!("resolve {}: {e}", parsed.host))?
         .next()
-        .ok_or_else(|| format!("no address for {hostport}"))
+        .ok_or_else(|| format!("no address for {}", parsed.host))
 }
+
+/// Longest a single socket write may block.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// MSS a stalled player announces. On loopback the MSS is ~64 KiB, and the
 /// server's kernel then auto-sizes its send buffer to megabytes, hiding a
@@ -41,20 +38,31 @@ const STALLED_MSS: u32 = 536;
 /// Opens a TCP connection, optionally with a small receive buffer and MSS
 /// (set before connecting so the window is negotiated small) to simulate a
 /// player that cannot keep up.
-pub fn tcp_connect(addr: SocketAddr, timeout: Duration, rcvbuf: Option<usize>) -> Result<TcpStream, String> {
+pub fn tcp_connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    rcvbuf: Option<usize>,
+) -> Result<TcpStream, String> {
     let stream = match rcvbuf {
-        None => TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?,
+        None => TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| format!("connect {addr}: {e}"))?,
         Some(size) => {
             let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
                 .map_err(|e| format!("socket: {e}"))?;
-            sock.set_recv_buffer_size(size).map_err(|e| format!("SO_RCVBUF: {e}"))?;
-            sock.set_mss(STALLED_MSS).map_err(|e| format!("TCP_MAXSEG: {e}"))?;
+            sock.set_recv_buffer_size(size)
+                .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+            sock.set_mss(STALLED_MSS)
+                .map_err(|e| format!("TCP_MAXSEG: {e}"))?;
             sock.connect_timeout(&addr.into(), timeout)
                 .map_err(|e| format!("connect {addr}: {e}"))?;
             sock.into()
         }
     };
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    // A server that stops reading must fail the test, not hang it.
+    stream
+        .set_write_timeout(Some(WRITE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     Ok(stream)
 }
 
@@ -65,7 +73,7 @@ pub struct RtmpConn {
     input: BytesMut,
     out: BytesMut,
     events: Vec<ClientEvent>,
-    /// onStatus codes seen so far.
+    /// onStatus messages seen so far, as `level:code:description`.
     pub statuses: Vec<String>,
     eof: bool,
 }
@@ -74,7 +82,12 @@ impl RtmpConn {
     /// Connects and runs the handshake, connect and publish/play commands
     /// until the session is ready. Media that arrives before `Ready` is
     /// kept as pending events.
-    pub fn connect(url: &str, mode: ClientMode, timeout: Duration, rcvbuf: Option<usize>) -> Result<RtmpConn, String> {
+    pub fn connect(
+        url: &str,
+        mode: ClientMode,
+        timeout: Duration,
+        rcvbuf: Option<usize>,
+    ) -> Result<RtmpConn, String> {
         let deadline = Instant::now() + timeout;
         let parsed = parse_rtmp_url(url).map_err(|e| format!("parse {url}: {e}"))?;
         let addr = rtmp_addr(url)?;
@@ -107,19 +120,33 @@ impl RtmpConn {
                         conn.events = pending;
                         return Ok(conn);
                     }
-                    ClientEvent::Rejected { description } => return Err(format!("rejected: {description}")),
-                    ClientEvent::Status { level, code, description } => {
+                    ClientEvent::Rejected { description } => {
+                        return Err(format!("rejected: {description}"))
+                    }
+                    ClientEvent::Status {
+                        level,
+                        code,
+                        description,
+                    } => {
                         conn.statuses.push(format!("{level}:{code}:{description}"));
                     }
-                    ClientEvent::Redirect { tc_url, .. } => return Err(format!("redirected to {tc_url}")),
+                    ClientEvent::Redirect { tc_url, .. } => {
+                        return Err(format!("redirected to {tc_url}"))
+                    }
                     other => pending.push(other),
                 }
             }
             if conn.eof {
-                return Err(format!("server closed before ready (statuses {:?})", conn.statuses));
+                return Err(format!(
+                    "server closed before ready (statuses {:?})",
+                    conn.statuses
+                ));
             }
             if Instant::now() >= deadline {
-                return Err(format!("not ready after {timeout:?} (statuses {:?})", conn.statuses));
+                return Err(format!(
+                    "not ready after {timeout:?} (statuses {:?})",
+                    conn.statuses
+                ));
             }
             conn.read_once(deadline)?;
         }
@@ -128,7 +155,9 @@ impl RtmpConn {
     /// Writes whatever the session queued.
     fn flush(&mut self) -> Result<(), String> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).map_err(|e| format!("write: {e}"))?;
+            self.stream
+                .write_all(&self.out)
+                .map_err(|e| format!("write: {e}"))?;
             self.out.clear();
         }
         Ok(())
@@ -147,7 +176,9 @@ impl RtmpConn {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_millis(1), Duration::from_millis(100));
-        self.stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
+        self.stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
         let mut tmp = [0u8; 32 * 1024];
         match self.stream.read(&mut tmp) {
             Ok(0) => {
@@ -158,7 +189,14 @@ impl RtmpConn {
                 self.input.extend_from_slice(&tmp[..n]);
                 self.feed()
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                 self.eof = true;
                 Ok(())
@@ -170,7 +208,9 @@ impl RtmpConn {
     /// Reads whatever is already available without blocking (a publisher
     /// must still answer pings and see acknowledgements).
     fn read_available(&mut self) -> Result<(), String> {
-        self.stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        self.stream
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
         let mut tmp = [0u8; 16 * 1024];
         let result = loop {
             match self.stream.read(&mut tmp) {
@@ -184,7 +224,9 @@ impl RtmpConn {
                 Err(e) => break Err(format!("read: {e}")),
             }
         };
-        self.stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+        self.stream
+            .set_nonblocking(false)
+            .map_err(|e| e.to_string())?;
         result?;
         if !self.input.is_empty() {
             self.feed()?;
@@ -259,11 +301,19 @@ impl RtmpPublisher {
     /// Connects and publishes (fails if the server refuses the publish).
     pub fn connect(url: &str) -> Result<RtmpPublisher, String> {
         let conn = RtmpConn::connect(url, ClientMode::Publish, Duration::from_secs(10), None)?;
-        Ok(RtmpPublisher { conn, sent: Vec::new() })
+        Ok(RtmpPublisher {
+            conn,
+            sent: Vec::new(),
+        })
     }
 
     /// Sends one message now; returns how long the write took.
-    pub fn send(&mut self, type_id: u8, timestamp: u32, payload: &[u8]) -> Result<Duration, String> {
+    pub fn send(
+        &mut self,
+        type_id: u8,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> Result<Duration, String> {
         let wire;
         let body: &[u8] = if type_id == TYPE_DATA {
             wire = set_data_frame(payload);
@@ -271,17 +321,25 @@ impl RtmpPublisher {
         } else {
             payload
         };
-        self.conn.session.send_media(type_id, timestamp, body, &mut self.conn.out);
+        self.conn
+            .session
+            .send_media(type_id, timestamp, body, &mut self.conn.out);
         let t = Instant::now();
         self.conn.flush()?;
         let took = t.elapsed();
-        self.sent.push(MediaRecord::new(type_id, timestamp, payload));
+        self.sent
+            .push(MediaRecord::new(type_id, timestamp, payload));
         Ok(took)
     }
 
     /// Sends `tags` `loops` times (timestamps continue across loops;
     /// metadata and sequence headers are sent only in the first loop).
-    pub fn publish(&mut self, tags: &[FlvTag], pace: Pace, loops: usize) -> Result<PublishStats, String> {
+    pub fn publish(
+        &mut self,
+        tags: &[FlvTag],
+        pace: Pace,
+        loops: usize,
+    ) -> Result<PublishStats, String> {
         let media: Vec<&FlvTag> = tags
             .iter()
             .filter(|t| matches!(t.tag_type, TYPE_AUDIO | TYPE_VIDEO | TYPE_DATA))
@@ -318,7 +376,10 @@ impl RtmpPublisher {
                     self.conn.read_available()?;
                     last_read = Instant::now();
                     if self.conn.is_eof() {
-                        return Err(format!("server closed the publisher after {} messages", stats.messages));
+                        return Err(format!(
+                            "server closed the publisher after {} messages",
+                            stats.messages
+                        ));
                     }
                 }
             }
@@ -332,7 +393,7 @@ impl RtmpPublisher {
         self.conn.read_available()
     }
 
-    /// onStatus codes seen.
+    /// onStatus messages seen, as `level:code:description`.
     pub fn statuses(&self) -> &[String] {
         &self.conn.statuses
     }
@@ -362,14 +423,15 @@ impl RtmpPlayer {
         loop {
             for ev in std::mem::take(&mut self.conn.events) {
                 match ev {
-                    ClientEvent::Media(msg) => {
-                        clock.push(&mut res, MediaRecord::new(msg.header.type_id, msg.header.timestamp, &msg.payload))
-                    }
+                    ClientEvent::Media(msg) => clock.push(
+                        &mut res,
+                        MediaRecord::new(msg.header.type_id, msg.header.timestamp, &msg.payload),
+                    ),
                     ClientEvent::Status { code, .. } => res.statuses.push(code),
                     ClientEvent::Unpublished => {
                         res.statuses.push("<unpublished>".into());
                         if clock.stop_on_unpublish() {
-                            res.end = PlayEnd::Unpublished;
+                            res.finish(PlayEnd::Unpublished, &clock);
                             return res;
                         }
                     }
@@ -377,16 +439,16 @@ impl RtmpPlayer {
                 }
             }
             if self.conn.is_eof() {
-                res.end = PlayEnd::Eof;
+                res.finish(PlayEnd::Eof, &clock);
                 return res;
             }
             if let Some(end) = clock.should_stop(&res) {
-                res.end = end;
+                res.finish(end, &clock);
                 return res;
             }
             let deadline = Instant::now() + clock.poll_interval();
             if let Err(e) = self.conn.read_once(deadline) {
-                res.end = PlayEnd::Error(e);
+                res.finish(PlayEnd::Error(e), &clock);
                 return res;
             }
         }
@@ -429,29 +491,47 @@ mod tests {
     #[test]
     #[ignore = "needs an external RTMP server in RINGCAST_TEST_EXTERNAL_RTMP"]
     fn publish_and_play_against_external_server() {
-        let base = std::env::var("RINGCAST_TEST_EXTERNAL_RTMP").expect("RINGCAST_TEST_EXTERNAL_RTMP");
+        let base =
+            std::env::var("RINGCAST_TEST_EXTERNAL_RTMP").expect("RINGCAST_TEST_EXTERNAL_RTMP");
         let url = format!("{base}/ext{}", std::process::id());
         let tags = read_file_tags(&fixture_bytes()).expect("fixture");
         let early_url = url.clone();
         let early = std::thread::spawn(move || {
-            RtmpPlayer::play(&early_url, "early", PlayOptions::until_idle(Duration::from_secs(30), Duration::from_secs(3)))
+            RtmpPlayer::play(
+                &early_url,
+                "early",
+                PlayOptions::until_idle(Duration::from_secs(30), Duration::from_secs(3)),
+            )
         });
         std::thread::sleep(Duration::from_millis(500));
         let mut publisher = RtmpPublisher::connect(&url).expect("publish");
         let late_url = url.clone();
         let late = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(3));
-            RtmpPlayer::play(&late_url, "late", PlayOptions::until_idle(Duration::from_secs(30), Duration::from_secs(3)))
+            RtmpPlayer::play(
+                &late_url,
+                "late",
+                PlayOptions::until_idle(Duration::from_secs(30), Duration::from_secs(3)),
+            )
         });
-        let stats = publisher.publish(&tags, Pace::RealTime, 1).expect("publish run");
+        let stats = publisher
+            .publish(&tags, Pace::RealTime, 1)
+            .expect("publish run");
         assert!(stats.max_lag < Duration::from_millis(500), "{stats:?}");
         std::thread::sleep(Duration::from_millis(500));
         publisher.close();
         for h in [early, late] {
             let res = h.join().expect("player thread");
-            let report = match_frames(&publisher_sent(&tags), &res.records)
-                .unwrap_or_else(|e| panic!("{}: {e}; end {:?}, statuses {:?}", res.label, res.end, res.statuses));
-            eprintln!("{}: {report:?} end {:?} statuses {:?}", res.label, res.end, res.statuses);
+            let report = match_frames(&publisher_sent(&tags), &res.records).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; end {:?}, statuses {:?}",
+                    res.label, res.end, res.statuses
+                )
+            });
+            eprintln!(
+                "{}: {report:?} end {:?} statuses {:?}",
+                res.label, res.end, res.statuses
+            );
             assert_eq!(report.missing_tail, 0, "{}", res.label);
         }
     }
@@ -460,7 +540,8 @@ mod tests {
     #[test]
     #[ignore = "needs an external RTMP server in RINGCAST_TEST_EXTERNAL_RTMP"]
     fn raw_connect_against_external_server() {
-        let base = std::env::var("RINGCAST_TEST_EXTERNAL_RTMP").expect("RINGCAST_TEST_EXTERNAL_RTMP");
+        let base =
+            std::env::var("RINGCAST_TEST_EXTERNAL_RTMP").expect("RINGCAST_TEST_EXTERNAL_RTMP");
         let addr = rtmp_addr(&format!("{base}/x")).expect("addr");
         let mut raw = crate::raw::RawRtmp::handshake(addr).expect("handshake");
         let reply = raw.connect_app("live").expect("connect reply");
@@ -468,6 +549,8 @@ mod tests {
     }
 
     fn publisher_sent(tags: &[FlvTag]) -> Vec<MediaRecord> {
-        tags.iter().map(|t| MediaRecord::new(t.tag_type, t.timestamp, &t.data)).collect()
+        tags.iter()
+            .map(|t| MediaRecord::new(t.tag_type, t.timestamp, &t.data))
+            .collect()
     }
 }

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a fresh server may take before its RTMP port accepts.
+/// How long a fresh server may take before its ports accept.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Port races (another test grabbing the port between probe and bind) are
 /// rare but possible; a few restarts make them harmless.
@@ -36,6 +36,7 @@ pub fn ringcast_bin() -> PathBuf {
         .flat_map(|deps| [deps.join("../ringcast"), deps.join("ringcast")]);
     for c in candidates {
         if c.is_file() {
+            check_not_stale(&c);
             return c;
         }
     }
@@ -45,6 +46,44 @@ pub fn ringcast_bin() -> PathBuf {
          and profile, or set RINGCAST_BIN",
         exe.display()
     );
+}
+
+/// `cargo test -p ringcast-tests` does not rebuild the server binary, so a
+/// binary older than the server's sources would silently test old code.
+/// Fails with a hint unless `RINGCAST_ALLOW_STALE` is set.
+fn check_not_stale(bin: &Path) {
+    if std::env::var_os("RINGCAST_ALLOW_STALE").is_some() {
+        return;
+    }
+    let Ok(built) = fs::metadata(bin).and_then(|m| m.modified()) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut stack: Vec<PathBuf> = ["engine", "proto", "conf"]
+        .iter()
+        .flat_map(|c| [root.join(c).join("src"), root.join(c).join("Cargo.toml")])
+        .collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            if let Ok(rd) = fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(t) = fs::metadata(&p).and_then(|m| m.modified()) {
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                newest = Some((t, p));
+            }
+        }
+    }
+    if let Some((t, p)) = newest {
+        assert!(
+            t <= built,
+            "{} is older than {}; rebuild it with `cargo build -p ringcast-engine` \
+             (same target dir and profile), or set RINGCAST_ALLOW_STALE=1",
+            bin.display(),
+            p.display()
+        );
+    }
 }
 
 /// A unique scratch directory removed on drop, kept when the test panics so
@@ -111,6 +150,8 @@ pub fn build_config(rtmp_port: u16, http_port: u16, extra: &str) -> String {
         r#"
 [server]
 shards = 2
+# The tests read info-level lines (play started, close reasons).
+log_level = "info"
 
 [rtmp]
 listen = ["127.0.0.1:{rtmp_port}"]
@@ -139,7 +180,6 @@ pub struct Server {
     rtmp_port: u16,
     http_port: u16,
     log_path: PathBuf,
-    config_path: PathBuf,
     dir: ScratchDir,
 }
 
@@ -177,7 +217,6 @@ impl Server {
         let child = Command::new(&bin)
             .arg("-c")
             .arg(&config_path)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -189,7 +228,6 @@ impl Server {
             rtmp_port,
             http_port,
             log_path,
-            config_path,
             dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -204,32 +242,21 @@ impl Server {
                 server.child = None;
                 return Err(msg);
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // Both listeners: the server may bind them one after the other.
+            let http = SocketAddr::from(([127, 0, 0, 1], http_port));
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && TcpStream::connect_timeout(&http, Duration::from_millis(200)).is_ok()
+            {
                 return Ok(server);
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "RTMP port {rtmp_port} not accepting after {START_TIMEOUT:?}\nlog:\n{}",
+                    "ports {rtmp_port}/{http_port} not accepting after {START_TIMEOUT:?}\nlog:\n{}",
                     server.log_tail(LOG_TAIL_LINES)
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// The RTMP listening port.
-    pub fn rtmp_port(&self) -> u16 {
-        self.rtmp_port
-    }
-
-    /// The HTTP listening port.
-    pub fn http_port(&self) -> u16 {
-        self.http_port
-    }
-
-    /// The config file the server runs with.
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
     }
 
     /// The test's scratch directory (config and log live here).
@@ -291,12 +318,9 @@ impl Server {
 
     /// `Some(status)` once the process has exited.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    /// Whether the process is still running.
-    pub fn is_alive(&mut self) -> bool {
-        self.child.is_some() && self.exit_status().is_none()
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Panics with the log tail when the server has died.

@@ -29,7 +29,10 @@ fn shipped_configs() -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(&conf) {
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_file() && p.extension().is_some_and(|x| x == "toml") && p.file_name().is_some_and(|n| n != "Cargo.toml") {
+            if p.is_file()
+                && p.extension().is_some_and(|x| x == "toml")
+                && p.file_name().is_some_and(|n| n != "Cargo.toml")
+            {
                 files.push(p);
             }
         }
@@ -55,14 +58,22 @@ fn shipped_configs_validate() {
             failures.push(format!("{} (exit {code:?}):\n{text}", f.display()));
         }
     }
-    assert!(failures.is_empty(), "configs that fail `ringcast -t`:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "configs that fail `ringcast -t`:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn minimal_config_validates() {
     let dir = ScratchDir::new("cfg-ok");
     let file = dir.path().join("ok.toml");
-    std::fs::write(&file, "[server]\nshards = 1\n\n[rtmp]\nlisten = [\"127.0.0.1:19350\"]\n").expect("write");
+    std::fs::write(
+        &file,
+        "[server]\nshards = 1\n\n[rtmp]\nlisten = [\"127.0.0.1:19350\"]\n",
+    )
+    .expect("write");
     let (ok, code, text) = run_test_config(&file);
     assert!(ok, "minimal config rejected (exit {code:?}):\n{text}");
 }
@@ -71,10 +82,16 @@ fn minimal_config_validates() {
 fn unknown_key_fails_with_file_line_and_key() {
     let dir = ScratchDir::new("cfg-bad");
     let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "[server]\nshards = 1\nno_such_knob = 5\n\n[rtmp]\nlisten = [\"127.0.0.1:19350\"]\n")
-        .expect("write");
+    std::fs::write(
+        &file,
+        "[server]\nshards = 1\nno_such_knob = 5\n\n[rtmp]\nlisten = [\"127.0.0.1:19350\"]\n",
+    )
+    .expect("write");
     let (ok, code, text) = run_test_config(&file);
-    assert!(!ok && code != Some(0), "bad config accepted (exit {code:?}):\n{text}");
+    assert!(
+        !ok && code != Some(0),
+        "bad config accepted (exit {code:?}):\n{text}"
+    );
     assert!(code.is_some(), "ringcast -t died from a signal:\n{text}");
     let path = file.display().to_string();
     let line = text
@@ -95,6 +112,12 @@ fn unknown_key_fails_with_file_line_and_key() {
 fn missing_file_fails() {
     let dir = ScratchDir::new("cfg-missing");
     let (ok, code, text) = run_test_config(&dir.path().join("nope.toml"));
-    assert!(!ok && code.is_some(), "missing config accepted or crashed (exit {code:?}):\n{text}");
-    assert!(text.contains("nope.toml"), "error does not name the missing file:\n{text}");
+    assert!(
+        !ok && code.is_some(),
+        "missing config accepted or crashed (exit {code:?}):\n{text}"
+    );
+    assert!(
+        text.contains("nope.toml"),
+        "error does not name the missing file:\n{text}"
+    );
 }

@@ -12,38 +12,44 @@ use ringcast_tests::play::{PlayEnd, PlayOptions};
 use ringcast_tests::rtmp::Pace;
 use ringcast_tests::server::Server;
 
-const RTMP_PLAYERS: usize = 100;
-const FLV_PLAYERS: usize = 100;
+/// Players per protocol.
+const PLAYERS: usize = 100;
+/// Of those, how many join mid-stream (and must start from the GOP cache).
+const LATE: usize = 10;
+/// When the late players join, after the publisher starts: between
+/// keyframes (every 2 s), so the GOP cache holds a partial GOP.
+const LATE_JOIN: Duration = Duration::from_millis(3500);
 
 #[test]
 fn two_hundred_players_get_identical_streams_across_shards() {
     let tags = fixture_tags();
     let mut server = Server::start("[server]\nshards = 2\n");
     let stream = "fanout";
-    let ready = Arc::new(Barrier::new(RTMP_PLAYERS + FLV_PLAYERS + 1));
+    let early = PLAYERS - LATE;
+    let ready = Arc::new(Barrier::new(2 * early + 1));
     // RTMP players end on UnpublishNotify; HTTP-FLV players are never told,
     // so they end once the stream has been quiet for a while.
     let opts = PlayOptions::until_idle(Duration::from_secs(60), Duration::from_secs(4));
+    let (rtmp_url, flv_url) = (server.rtmp_url(stream), server.flv_url(stream));
+    let spawn_pair = |players: &mut Vec<_>, i: usize, barrier: Option<Arc<Barrier>>| {
+        players.push(spawn_player(
+            Proto::Rtmp,
+            rtmp_url.clone(),
+            format!("rtmp#{i}"),
+            opts.clone(),
+            barrier.clone(),
+        ));
+        players.push(spawn_player(
+            Proto::Flv,
+            flv_url.clone(),
+            format!("flv#{i}"),
+            opts.clone(),
+            barrier,
+        ));
+    };
     let mut players = Vec::new();
-    for i in 0..RTMP_PLAYERS.max(FLV_PLAYERS) {
-        if i < RTMP_PLAYERS {
-            players.push(spawn_player(
-                Proto::Rtmp,
-                server.rtmp_url(stream),
-                format!("rtmp#{i}"),
-                opts.clone(),
-                Some(ready.clone()),
-            ));
-        }
-        if i < FLV_PLAYERS {
-            players.push(spawn_player(
-                Proto::Flv,
-                server.flv_url(stream),
-                format!("flv#{i}"),
-                opts.clone(),
-                Some(ready.clone()),
-            ));
-        }
+    for i in 0..early {
+        spawn_pair(&mut players, i, Some(ready.clone()));
     }
     ready.wait();
     server.assert_alive();
@@ -55,6 +61,10 @@ fn two_hundred_players_get_identical_streams_across_shards() {
         Duration::from_millis(500),
         None,
     );
+    std::thread::sleep(LATE_JOIN);
+    for i in early..PLAYERS {
+        spawn_pair(&mut players, i, None);
+    }
     let outcome = publisher
         .join()
         .expect("publisher thread")
@@ -62,7 +72,9 @@ fn two_hundred_players_get_identical_streams_across_shards() {
     eprintln!("publisher: {:?}", outcome.stats);
 
     let mut failures = Vec::new();
-    for h in players {
+    let mut late_starts = Vec::new();
+    for (n, h) in players.into_iter().enumerate() {
+        let is_late = n >= 2 * early;
         let res = h.join().expect("player thread");
         let expected_end = if res.label.starts_with("rtmp") {
             PlayEnd::Unpublished
@@ -70,16 +82,15 @@ fn two_hundred_players_get_identical_streams_across_shards() {
             PlayEnd::Idle
         };
         if res.end != expected_end {
-            failures.push(format!(
-                "{}: ended with {:?} (expected {expected_end:?}) after {} messages",
-                res.label,
-                res.end,
-                res.records.len()
-            ));
+            failures.push(format!("expected end {expected_end:?}: {}", res.summary()));
             continue;
         }
         match match_stream(&outcome.sent, &res.records, true) {
-            Ok(r) if r.start_index == 0 && r.missing_tail == 0 => {}
+            Ok(r) if r.missing_tail == 0 && (is_late || r.start_index == 0) => {
+                if is_late {
+                    late_starts.push(r.start_index);
+                }
+            }
             Ok(r) => failures.push(format!("{}: incomplete stream {r:?}", res.label)),
             Err(e) => failures.push(format!("{}: {e}", res.label)),
         }
@@ -89,8 +100,18 @@ fn two_hundred_players_get_identical_streams_across_shards() {
         failures.is_empty(),
         "{} of {} players failed:\n{}",
         failures.len(),
-        RTMP_PLAYERS + FLV_PLAYERS,
-        failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        2 * PLAYERS,
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Late players started from the GOP cache, i.e. mid-stream, not at 0.
+    assert!(
+        late_starts.iter().all(|&s| s > 0),
+        "late players started at sent frame indices {late_starts:?}; expected the cached GOP"
     );
     let log = server.log();
     let shards = shards_in_log(&log, |l| l.to_ascii_lowercase().contains("play"));

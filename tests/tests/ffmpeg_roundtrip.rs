@@ -37,8 +37,22 @@ fn record(input: String, out: String) -> std::thread::JoinHandle<Result<Duration
             30,
             "ffmpeg",
             &[
-                "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-rw_timeout", "10000000", "-i",
-                &input, "-c", "copy", "-t", &RECORD_SECS.to_string(), "-f", "flv", &out,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-y",
+                "-rw_timeout",
+                "10000000",
+                "-i",
+                &input,
+                "-c",
+                "copy",
+                "-t",
+                &RECORD_SECS.to_string(),
+                "-f",
+                "flv",
+                &out,
             ],
         )?;
         if !o.status.success() {
@@ -60,7 +74,18 @@ fn ffmpeg_publish_and_record_over_rtmp_and_http_flv() {
     let mut server = Server::start("");
     let stream = "ffroundtrip";
     let mut publisher = Command::new("timeout")
-        .args(["-k", "2", "40", "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i"])
+        .args([
+            "-k",
+            "2",
+            "40",
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
         .arg(&fixture)
         .args(["-c", "copy", "-f", "flv"])
         .arg(server.rtmp_url(stream))
@@ -81,15 +106,29 @@ fn ffmpeg_publish_and_record_over_rtmp_and_http_flv() {
     let probe_url = server.rtmp_url(stream);
     let live_probe_rtmp = std::thread::spawn(move || ffprobe(&probe_url, 15));
 
-    for (what, h) in [("live HTTP-FLV", live_probe_http), ("live RTMP", live_probe_rtmp)] {
-        let p = h.join().expect("probe thread").unwrap_or_else(|e| panic!("{what}: {e}"));
+    for (what, h) in [
+        ("live HTTP-FLV", live_probe_http),
+        ("live RTMP", live_probe_rtmp),
+    ] {
+        let p = h
+            .join()
+            .expect("probe thread")
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         check_h264_aac(what, &p);
     }
-    for (what, h, out) in [("RTMP", rec_rtmp, &out_rtmp), ("HTTP-FLV", rec_http, &out_http)] {
-        let took = h.join().expect("record thread").unwrap_or_else(|e| panic!("{what}: {e}"));
+    for (what, h, out) in [
+        ("RTMP", rec_rtmp, &out_rtmp),
+        ("HTTP-FLV", rec_http, &out_http),
+    ] {
+        let took = h
+            .join()
+            .expect("record thread")
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         let p = ffprobe(out, 15).unwrap_or_else(|e| panic!("{what} recording: {e}"));
         check_h264_aac(&format!("{what} recording"), &p);
-        let d = p.duration.unwrap_or_else(|| panic!("{what} recording has no duration\n{}", p.raw));
+        let d = p
+            .duration
+            .unwrap_or_else(|| panic!("{what} recording has no duration\n{}", p.raw));
         assert!(
             (d - RECORD_SECS).abs() <= RECORD_SECS * 0.1,
             "{what} recording lasts {d:.3} s, expected {RECORD_SECS} s ± 10% (took {took:?} wall)"
@@ -108,6 +147,9 @@ fn ffmpeg_publish_and_record_over_rtmp_and_http_flv() {
         use std::io::Read;
         let _ = e.read_to_string(&mut err);
     }
-    assert!(status.success(), "ffmpeg publisher failed ({status}): {err}");
+    assert!(
+        status.success(),
+        "ffmpeg publisher failed ({status}): {err}"
+    );
     server.assert_alive();
 }
