@@ -168,7 +168,7 @@ struct Reply {
     refused: Option<String>,
 }
 
-fn envelope<T: Serialize>(code: i64, body: T) -> String {
+pub(crate) fn envelope<T: Serialize>(code: i64, body: T) -> String {
     let e = Envelope {
         code,
         server: server_id(),
@@ -412,6 +412,38 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
         let mut out = http_response(status, "text/plain", body);
         let _ = write_all(stream, &mut out).await;
         return Ok(format!("GET /healthz -> {status}"));
+    }
+    let path = req.path.split('?').next().unwrap_or_default();
+    if req.method == "GET" && path == "/metrics" {
+        let body = crate::api_stats::metrics(&shard.global);
+        let mut out = http_response(200, "text/plain; version=0.0.4", &body);
+        let _ = write_all(stream, &mut out).await;
+        return Ok("GET /metrics -> 200".into());
+    }
+    if req.method == "GET" {
+        let route = path.trim_end_matches('/');
+        if let Some((status, json)) = crate::api_stats::route(&shard.global, &shard.cfg(), route) {
+            let mut out = http_response(status, "application/json", &json);
+            let _ = write_all(stream, &mut out).await;
+            return Ok(format!("GET {path} -> {status}"));
+        }
+    }
+    if req.method == "DELETE" {
+        let id = path
+            .strip_prefix("/api/v1/clients/")
+            .and_then(|id| id.parse::<u64>().ok());
+        if let Some(id) = id {
+            let (status, code) = match shard.global.registry.client(id) {
+                Some(c) => {
+                    shard.kick(id, c.shard);
+                    (200, 0)
+                }
+                None => (404, CODE_CLIENT_NOT_FOUND),
+            };
+            let mut out = http_response(status, "application/json", &envelope(code, NoBody {}));
+            let _ = write_all(stream, &mut out).await;
+            return Ok(format!("DELETE {path} -> {status}"));
+        }
     }
     let (reply, mut out) = respond(&shard.cfg(), &shard.global.registry, &req.method, &req.path);
     write_all(stream, &mut out)

@@ -64,6 +64,7 @@ fn poll_flush(
         if !ctrl.is_empty() && !consumer.mid_frame() {
             match Pin::new(&mut *stream).poll_write_ctrl(cx, ctrl) {
                 Poll::Ready(Ok(n)) => {
+                    crate::stats::bytes_out(n);
                     ctrl.advance(n);
                     continue;
                 }
@@ -84,7 +85,10 @@ fn poll_flush(
         });
         match res {
             None => return Poll::Ready(Ok(())),
-            Some(Ok(n)) => consumer.advance(n),
+            Some(Ok(n)) => {
+                crate::stats::bytes_out(n);
+                consumer.advance(n);
+            }
             Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Wait for room by sending the next bytes through the
                 // reactor: it registers writability and sends when it can.
@@ -92,7 +96,10 @@ fn poll_flush(
                     .with_head_slice(|s| Pin::new(&mut *stream).poll_write_ctrl(cx, s))
                     .unwrap_or(Poll::Ready(Ok(0)));
                 match r {
-                    Poll::Ready(Ok(n)) => consumer.advance(n),
+                    Poll::Ready(Ok(n)) => {
+                        crate::stats::bytes_out(n);
+                        consumer.advance(n);
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => return Poll::Pending,
                 }

@@ -107,6 +107,7 @@ impl Consumer {
                 q.waiting_keyframe = false;
             } else {
                 self.dropped.set(self.dropped.get() + 1);
+                crate::stats::slow_drops(1);
                 return;
             }
         }
@@ -146,6 +147,7 @@ impl Consumer {
         q.bytes -= removed;
         q.waiting_keyframe = true;
         self.dropped.set(self.dropped.get() + dropped as u64);
+        crate::stats::slow_drops(dropped as u64);
         let now = Instant::now();
         if now.duration_since(q.window_start) > self.limits.overflow_window {
             q.window_start = now;
@@ -153,6 +155,7 @@ impl Consumer {
         }
         q.overflows += 1;
         if q.overflows >= self.limits.max_overflows {
+            crate::stats::slow_kick();
             self.kick(format!(
                 "slow consumer: queue overflowed {} times within {} ms (limits {} ms / {} bytes), {} frames dropped",
                 q.overflows,

@@ -6,7 +6,7 @@ use crate::consumer::{Consumer, Notice};
 use crate::frame::{flv_header_chunk, Format};
 use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::rtmp::limits;
-use crate::shard::{ConnGuard, Shard};
+use crate::shard::{ConnGuard, Kicker, Shard};
 use crate::url::{host_of, split_query, StreamRequest};
 use bytes::BytesMut;
 use glommio::net::TcpStream;
@@ -191,6 +191,7 @@ async fn play(
     );
     ctrl.extend_from_slice(&flv_header_chunk());
     let publishing = shard.play_join(&req, consumer.clone());
+    let _kickable = shard.kickable(cid, Kicker::Player(Rc::downgrade(&consumer)));
     info!(shard = shard.id, cid, stream = %key, param = %req.param, publishing, "flv play started");
     let _ = stream.set_read_timeout(None);
     let mut timer: Option<Pin<Box<dyn Future<Output = ()>>>> = (!publishing)

@@ -2,6 +2,7 @@
 //! playback) on thread-per-core io_uring executors.
 
 mod api;
+mod api_stats;
 mod cluster;
 mod conn;
 mod consumer;
@@ -16,6 +17,7 @@ mod rtmp;
 mod rtmpc;
 mod server;
 mod shard;
+mod stats;
 mod stream;
 mod upstream;
 mod url;

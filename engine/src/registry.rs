@@ -60,9 +60,47 @@ impl ClientInfo {
     }
 }
 
+/// A stream as the API shows it, refreshed by its hub at keyframes and at
+/// publish start and end (never per message).
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    pub id: u64,
+    pub vhost: String,
+    pub app: String,
+    pub stream: String,
+    pub active: bool,
+    /// Connection id of the publisher (or edge pull).
+    pub publisher: Option<u64>,
+    pub since: Option<SystemTime>,
+    pub frames: u64,
+    pub bytes_in: u64,
+    pub kbps_in: u64,
+    pub fps: f64,
+    pub video: Option<VideoInfo>,
+    pub audio: Option<AudioInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoInfo {
+    pub codec: &'static str,
+    pub profile: u8,
+    pub level: u8,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioInfo {
+    pub codec: &'static str,
+    pub object_type: u8,
+    pub sample_rate: u32,
+    pub channels: u8,
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     clients: Mutex<BTreeMap<u64, ClientInfo>>,
+    streams: Mutex<BTreeMap<String, StreamStats>>,
 }
 
 impl Registry {
@@ -88,6 +126,50 @@ impl Registry {
 
     pub fn client(&self, id: u64) -> Option<ClientInfo> {
         self.clients.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Replaces what the API knows of a stream.
+    pub fn set_stream(&self, key: &str, s: StreamStats) {
+        if let Ok(mut m) = self.streams.lock() {
+            m.insert(key.to_string(), s);
+        }
+    }
+
+    pub fn remove_stream(&self, key: &str) {
+        if let Ok(mut m) = self.streams.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// Every known stream, by key.
+    pub fn streams(&self) -> Vec<StreamStats> {
+        self.streams
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Players of a stream in the whole process, by kind.
+    pub fn players_of(&self, key: &str) -> usize {
+        self.clients
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter(|c| {
+                        matches!(c.kind, ClientKind::RtmpPlay | ClientKind::FlvPlay)
+                            && c.key() == key
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every client (for counting by kind).
+    pub fn all_clients(&self) -> Vec<ClientInfo> {
+        self.clients
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The publisher (or edge pull) feeding `vhost/app/stream` in this process.

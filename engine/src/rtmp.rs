@@ -6,7 +6,7 @@ use crate::consumer::{Consumer, Limits, Notice};
 use crate::forward::{self, RelayedPublisher};
 use crate::frame::{Format, Kind};
 use crate::registry::{ClientInfo, ClientKind, Registered};
-use crate::shard::{Adopt, ConnGuard, Shard};
+use crate::shard::{Adopt, ConnGuard, KickGuard, Kicker, Shard};
 use crate::stream::Hub;
 use crate::url::{split_query, StreamRequest};
 use bytes::BytesMut;
@@ -45,6 +45,8 @@ struct Conn {
     listed: Option<Registered>,
     /// Cleared when the connection ends, for tasks that hold its fd.
     alive: Rc<Cell<bool>>,
+    /// Reachable for API kicks while publishing.
+    kickable: Option<KickGuard>,
     _guard: Option<ConnGuard>,
 }
 
@@ -74,6 +76,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard:
         role: Role::Idle,
         listed: None,
         alive: Rc::new(Cell::new(true)),
+        kickable: None,
         _guard: Some(guard),
     };
     conn.run(Vec::new()).await;
@@ -85,6 +88,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
     // closed its own copy; nobody else owns it.
     let stream = unsafe { TcpStream::from_raw_fd(a.fd) };
     let guard = shard.admit_handed_over();
+    crate::stats::connection_opened();
     let conn = Conn {
         cid: a.cid,
         peer: a.peer,
@@ -97,6 +101,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
         role: Role::Idle,
         listed: None,
         alive: Rc::new(Cell::new(true)),
+        kickable: None,
         _guard: guard,
         shard,
     };
@@ -156,7 +161,7 @@ impl Conn {
             let _ = self.stream.set_read_timeout(Some(timeout));
             match read_into(&mut self.stream, &mut self.input).await {
                 Ok(0) => return Ok("peer closed the connection".into()),
-                Ok(_) => {}
+                Ok(n) => crate::stats::bytes_in(n),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     let phase = match &self.role {
                         _ if !self.session.is_handshake_done() => "handshake",
@@ -244,6 +249,8 @@ impl Conn {
                         std::mem::replace(&mut self.role, Role::Idle)
                     {
                         info!(shard = self.shard.id, cid = self.cid, stream = %req.key(), "unpublished");
+                        self.listed = None;
+                        self.kickable = None;
                         self.shard.publish_end(&req.key());
                     }
                 }
@@ -389,12 +396,13 @@ impl Conn {
             // the connection slot moves with the connection
             if let Some(g) = self._guard.take() {
                 std::mem::forget(g);
+                crate::stats::connection_closed();
             }
             return Ok(Some(format!(
                 "publish of {key} handed to owner shard {owner}"
             )));
         }
-        match self.shard.publish_start(&key) {
+        match self.shard.publish_start(&key, self.cid) {
             Ok(hub) => {
                 let vhost = self.vhost_conf();
                 if vhost.cluster.mode == ClusterMode::Remote {
@@ -439,6 +447,11 @@ impl Conn {
                 self.session.accept_publish(stream_id, &mut self.out);
                 info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, "publish started");
                 self.listed = Some(self.register(&req, ClientKind::FmlePublish));
+                let socket = Kicker::Socket {
+                    fd: self.stream.as_raw_fd(),
+                    alive: self.alive.clone(),
+                };
+                self.kickable = Some(self.shard.kickable(self.cid, socket));
                 self.role = Role::Publishing { req, hub };
                 Ok(None)
             }
@@ -482,6 +495,9 @@ impl Conn {
         let consumer = Consumer::new(Format::Rtmp, limits(&self.vhost_conf()));
         self.session.accept_play(stream_id, &mut self.out);
         let publishing = self.shard.play_join(&req, consumer.clone());
+        let _kickable = self
+            .shard
+            .kickable(self.cid, Kicker::Player(Rc::downgrade(&consumer)));
         info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, "rtmp play started");
         let _ = self.stream.set_read_timeout(None);
         // players send little after `play`: give back the set-up buffers

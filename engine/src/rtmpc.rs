@@ -192,7 +192,7 @@ impl ClientConn {
         let _ = self.stream.set_read_timeout(Some(timeout));
         match read_some(&mut self.stream, &mut self.input).await {
             Ok(0) => return Err(format!("{} closed the connection", self.addr)),
-            Ok(_) => {}
+            Ok(n) => crate::stats::bytes_in(n),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(false),
             Err(e) => return Err(format!("read {}: {e}", self.addr)),
         }

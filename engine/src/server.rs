@@ -37,7 +37,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
         listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
     let listeners = Arc::new(listeners);
     let cfg = Arc::new(cfg);
-    let global = Arc::new(Global::default());
+    let global = Arc::new(Global {
+        counters: (0..shards).map(|_| Default::default()).collect(),
+        started: Some(std::time::SystemTime::now()),
+        ..Global::default()
+    });
     let _pid = cfg
         .server
         .pid_file
@@ -125,6 +129,9 @@ async fn supervise(shard: &Rc<Shard>, accepts: Vec<glommio::task::JoinHandle<()>
     let mut quit_since: Option<Instant> = None;
     loop {
         glommio::timer::sleep(CONTROL_TICK).await;
+        if let Some(slot) = shard.global.counters.get(shard.id) {
+            crate::stats::publish(slot);
+        }
         let gen = control.reload_gen();
         if gen != seen {
             seen = gen;
@@ -187,6 +194,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) 
                 continue;
             }
         };
+        crate::stats::connection_opened();
         let Some(guard) = shard.admit() else {
             warn!(shard = shard.id, %peer, max = shard.cfg().server.max_connections, "refused connection: max_connections reached");
             continue;

@@ -19,7 +19,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// `vhost/app/stream`, the identity of a stream in the process.
 pub type StreamKey = String;
@@ -71,6 +71,20 @@ pub enum ShardMsg {
         id: u64,
     },
     Adopt(Box<Adopt>),
+    /// Disconnect a client of this shard (API `DELETE /api/v1/clients/{id}`).
+    Kick {
+        cid: u64,
+    },
+}
+
+/// How the API reaches a connection to disconnect it.
+pub enum Kicker {
+    Player(std::rc::Weak<Consumer>),
+    /// A publisher's socket; `alive` is cleared before the fd is closed.
+    Socket {
+        fd: RawFd,
+        alive: Rc<Cell<bool>>,
+    },
 }
 
 /// A stream mirrored on a shard that does not own it.
@@ -85,6 +99,9 @@ struct Mirror {
 /// never per message).
 #[derive(Debug, Default)]
 pub struct Global {
+    /// One slot per shard, written only by that shard.
+    pub counters: Vec<crate::stats::ShardCounters>,
+    pub started: Option<std::time::SystemTime>,
     pub connections: AtomicUsize,
     pub registry: Arc<crate::registry::Registry>,
     pub control: Arc<crate::control::Control>,
@@ -104,8 +121,7 @@ pub struct Shard {
     next_id: Cell<u64>,
     next_cid: Cell<u64>,
     origin_books: RefCell<HashMap<String, OriginBook>>,
-    /// Edge failovers performed by this shard's pulls.
-    pub failovers: Cell<u64>,
+    kickers: RefCell<HashMap<u64, Kicker>>,
 }
 
 /// FNV-1a: stable across processes and runs, so a stream's owner shard is
@@ -139,7 +155,7 @@ impl Shard {
             next_id: Cell::new(0),
             next_cid: Cell::new(0),
             origin_books: RefCell::default(),
-            failovers: Cell::new(0),
+            kickers: RefCell::default(),
         }
     }
 
@@ -191,11 +207,14 @@ impl Shard {
         let cfg = self.cfg();
         let v = cfg.vhost(vhost);
         let local = LocalStream::new(v.gop_cache, v.gop_cache_max_frames);
-        let hub = Rc::new(RefCell::new(Hub::new(
-            id,
-            local,
-            self.cfg().rtmp.out_chunk_size,
-        )));
+        let mut h = Hub::new(id, local, self.cfg().rtmp.out_chunk_size);
+        if let Some(req) = StreamRequest::from_key(key, String::new()) {
+            h.meter.stats.id = id;
+            h.meter.stats.vhost = req.vhost;
+            h.meter.stats.app = req.app;
+            h.meter.stats.stream = req.stream;
+        }
+        let hub = Rc::new(RefCell::new(h));
         self.hubs.borrow_mut().insert(key.to_string(), hub.clone());
         self.hubs_by_id.borrow_mut().insert(id, key.to_string());
         hub
@@ -213,13 +232,14 @@ impl Shard {
         if idle {
             if let Some(h) = hubs.remove(key) {
                 self.hubs_by_id.borrow_mut().remove(&h.borrow().id);
+                self.global.registry.remove_stream(key);
                 debug!(shard = self.id, stream = key, "stream released");
             }
         }
     }
 
     /// Claims the publisher slot of a stream this shard owns.
-    pub fn publish_start(self: &Rc<Self>, key: &str) -> Result<Rc<RefCell<Hub>>, String> {
+    pub fn publish_start(self: &Rc<Self>, key: &str, cid: u64) -> Result<Rc<RefCell<Hub>>, String> {
         let hub = self.hub_entry(key);
         {
             let mut h = hub.borrow_mut();
@@ -230,6 +250,8 @@ impl Shard {
                 return Err(format!("stream {key} is being pulled from an origin"));
             }
             h.start_publish();
+            h.meter.stats.publisher = Some(cid);
+            self.stream_live(key, &mut h, true);
             for &(shard, _) in &h.mirrors {
                 self.send(shard, ShardMsg::Published { id: h.id });
             }
@@ -244,6 +266,12 @@ impl Shard {
         let frame = h.ingest(kind, ts, payload);
         if h.local.is_repeat(&frame) {
             return;
+        }
+        crate::stats::frame_in();
+        if h.meter.add(&frame) {
+            let s = &h.meter.stats;
+            let key = format!("{}/{}/{}", s.vhost, s.app, s.stream);
+            self.global.registry.set_stream(&key, s.clone());
         }
         let id = h.id;
         let key = frame.keyframe;
@@ -275,6 +303,7 @@ impl Shard {
         if let Some(hub) = hub {
             let mut h = hub.borrow_mut();
             h.local.unpublish();
+            self.stream_live(key, &mut h, false);
             for &(shard, _) in &h.mirrors {
                 self.send(shard, ShardMsg::Unpublished { id: h.id });
             }
@@ -424,6 +453,9 @@ impl Shard {
                 }
             }
             ShardMsg::Adopt(a) => crate::rtmp::adopt(self.clone(), *a),
+            ShardMsg::Kick { cid } => {
+                self.kick_local(cid);
+            }
         }
     }
 
@@ -448,6 +480,17 @@ impl Shard {
         .detach();
     }
 
+    /// Publishes a stream's start or end to the API.
+    fn stream_live(&self, key: &str, h: &mut Hub, active: bool) {
+        h.meter.stats.active = active;
+        if active {
+            h.meter.stats.since = Some(std::time::SystemTime::now());
+        } else {
+            h.meter.stats.publisher = None;
+        }
+        self.global.registry.set_stream(key, h.meter.stats.clone());
+    }
+
     /// The first media of an edge pull arrived: the stream is live.
     pub fn pull_started(self: &Rc<Self>, key: &str, hub: &Rc<RefCell<Hub>>) -> Result<(), String> {
         let mut h = hub.borrow_mut();
@@ -455,6 +498,8 @@ impl Shard {
             return Err(format!("stream {key} is published here"));
         }
         h.start_publish();
+        h.meter.stats.publisher = None;
+        self.stream_live(key, &mut h, true);
         for &(shard, _) in &h.mirrors {
             self.send(shard, ShardMsg::Published { id: h.id });
         }
@@ -535,6 +580,46 @@ impl Shard {
         self.mirrors.borrow().get(&key).cloned()
     }
 
+    /// Makes a connection reachable for API kicks until the returned guard drops.
+    pub fn kickable(self: &Rc<Self>, cid: u64, k: Kicker) -> KickGuard {
+        self.kickers.borrow_mut().insert(cid, k);
+        KickGuard {
+            shard: self.clone(),
+            cid,
+        }
+    }
+
+    /// Disconnects a client of this shard; false when it is not here.
+    pub fn kick_local(&self, cid: u64) -> bool {
+        let Some(k) = self.kickers.borrow_mut().remove(&cid) else {
+            return false;
+        };
+        info!(shard = self.id, cid, "client kicked by the API");
+        match k {
+            Kicker::Player(c) => {
+                if let Some(c) = c.upgrade() {
+                    c.kick("kicked by the API".into());
+                }
+            }
+            Kicker::Socket { fd, alive } => {
+                if alive.get() {
+                    // SAFETY: the connection is open (alive), so fd is its socket.
+                    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                }
+            }
+        }
+        true
+    }
+
+    /// Disconnects a client on whichever shard serves it.
+    pub fn kick(self: &Rc<Self>, cid: u64, shard: usize) {
+        if shard == self.id {
+            self.kick_local(cid);
+        } else {
+            self.send(shard, ShardMsg::Kick { cid });
+        }
+    }
+
     /// Hands a publisher connection to the shard owning its stream.
     pub fn hand_off(self: &Rc<Self>, to: usize, a: Adopt) {
         self.send(to, ShardMsg::Adopt(Box::new(a)));
@@ -561,6 +646,18 @@ impl Shard {
     }
 }
 
+/// Removes a connection from the kick list when it ends.
+pub struct KickGuard {
+    shard: Rc<Shard>,
+    cid: u64,
+}
+
+impl Drop for KickGuard {
+    fn drop(&mut self) {
+        self.shard.kickers.borrow_mut().remove(&self.cid);
+    }
+}
+
 /// Releases a connection slot when the connection ends.
 pub struct ConnGuard {
     global: Arc<Global>,
@@ -568,6 +665,7 @@ pub struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        crate::stats::connection_closed();
         self.global.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -5,9 +5,11 @@
 
 use crate::consumer::{Consumer, Notice};
 use crate::frame::{Frame, Kind};
+use crate::registry::{AudioInfo, StreamStats, VideoInfo};
 use bytes::Bytes;
 use ringcast_proto::codec;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// The start-up cache and the local players of one stream on one shard.
 #[derive(Debug, Default)]
@@ -206,6 +208,76 @@ impl TimeFix {
     }
 }
 
+/// Rates and codec facts of a stream, kept by its hub and copied to the
+/// registry at keyframes.
+#[derive(Debug, Default)]
+pub struct Meter {
+    pub stats: StreamStats,
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    window_video: u64,
+}
+
+impl Meter {
+    /// Counts one ingested message; true when a snapshot is due.
+    pub fn add(&mut self, frame: &Frame) -> bool {
+        let len = frame.payload().len() as u64;
+        self.stats.frames += 1;
+        self.stats.bytes_in += len;
+        self.window_bytes += len;
+        if frame.kind == Kind::Video && !frame.sequence_header {
+            self.window_video += 1;
+        }
+        if frame.sequence_header {
+            match frame.kind {
+                Kind::Video => {
+                    self.stats.video =
+                        codec::parse_avc_sequence_header(frame.payload())
+                            .ok()
+                            .map(|c| VideoInfo {
+                                codec: "H264",
+                                profile: c.profile,
+                                level: c.level,
+                                width: c.width,
+                                height: c.height,
+                            })
+                }
+                _ => {
+                    self.stats.audio =
+                        codec::parse_aac_sequence_header(frame.payload())
+                            .ok()
+                            .map(|c| AudioInfo {
+                                codec: "AAC",
+                                object_type: c.object_type,
+                                sample_rate: c.sample_rate,
+                                channels: c.channels,
+                            })
+                }
+            }
+            return true;
+        }
+        let start = *self.window_start.get_or_insert_with(Instant::now);
+        let elapsed = start.elapsed();
+        if frame.keyframe || elapsed >= METER_WINDOW {
+            let ms = elapsed.as_millis().max(1) as u64;
+            if elapsed >= METER_MIN_WINDOW {
+                self.stats.kbps_in = self.window_bytes * 8 / ms;
+                self.stats.fps = self.window_video as f64 * 1000.0 / ms as f64;
+                self.window_start = Some(Instant::now());
+                self.window_bytes = 0;
+                self.window_video = 0;
+            }
+            return true;
+        }
+        false
+    }
+}
+
+/// Rates are computed over windows of at least this long...
+const METER_MIN_WINDOW: Duration = Duration::from_millis(900);
+/// ...and a snapshot is published at least this often.
+const METER_WINDOW: Duration = Duration::from_secs(2);
+
 /// Owner-shard state of a stream: exactly one per stream in the process.
 #[derive(Debug)]
 pub struct Hub {
@@ -221,6 +293,7 @@ pub struct Hub {
     pub pulling: bool,
     /// Counts publishes, so tasks serving one publish know when it is over.
     publish_gen: u64,
+    pub meter: Meter,
 }
 
 impl Hub {
@@ -234,6 +307,7 @@ impl Hub {
             mirrors: Vec::new(),
             pulling: false,
             publish_gen: 0,
+            meter: Meter::default(),
         }
     }
 

@@ -159,7 +159,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
         match &last_origin {
             Some(prev) if live => {
                 info!(shard = shard.id, stream = %key, from = %prev, to = %origin, via = %conn.addr, "edge failover: pulling from the next origin");
-                shard.failovers.set(shard.failovers.get() + 1);
+                crate::stats::edge_failover();
             }
             _ => {
                 info!(shard = shard.id, stream = %key, origin = %origin, via = %conn.addr, "edge pull started")
