@@ -6,7 +6,9 @@
 //! [`Config::load`], so vhost lookup never fails.
 
 mod error;
+pub mod hooks;
 mod schema;
+pub mod security;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -19,8 +21,8 @@ use toml_edit::{ImDocument, Item};
 
 pub use error::ConfigError;
 pub use schema::{
-    ClusterConf, ClusterMode, ForwardConf, HttpApiConf, HttpFlvConf, HttpServerConf, LogLevel,
-    RtmpConf, ServerConf, VhostConf,
+    ClusterConf, ClusterMode, ForwardConf, HooksConf, HttpApiConf, HttpFlvConf, HttpServerConf,
+    LogLevel, RtmpConf, SecurityConf, ServerConf, VhostConf,
 };
 
 use error::{dotted, Seg};
@@ -95,10 +97,15 @@ impl Config {
                 .map_err(|e| {
                     let path = segments(e.path());
                     let inner = e.inner();
-                    let offset = inner
-                        .span()
-                        .or_else(|| locate(&doc, &path))
-                        .map(|s| s.start);
+                    // toml_edit spans a bad list element with the whole list; the
+                    // element's own position is more useful when it is on its own line.
+                    let element = matches!(path.last(), Some(Seg::Index(_)));
+                    let offset = if element {
+                        locate(&doc, &path).or_else(|| inner.span())
+                    } else {
+                        inner.span().or_else(|| locate(&doc, &path))
+                    }
+                    .map(|s| s.start);
                     located(offset, &path, inner.message())
                 })?;
         validate::validate(&config, &|path| written(&doc, path)).map_err(|invalid| {

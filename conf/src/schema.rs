@@ -12,6 +12,8 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::security::Rule;
+
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
@@ -230,6 +232,10 @@ pub struct VhostConf {
     pub cluster: ClusterConf,
     /// `[vhosts.<name>.forward]`: push every published stream to other servers.
     pub forward: ForwardConf,
+    /// `[vhosts.<name>.hooks]`: SRS-compatible HTTP callbacks that can refuse clients.
+    pub hooks: HooksConf,
+    /// `[vhosts.<name>.security]`: allow/deny publish and play by client address.
+    pub security: SecurityConf,
 }
 
 impl Default for VhostConf {
@@ -245,6 +251,8 @@ impl Default for VhostConf {
             http_flv: HttpFlvConf::default(),
             cluster: ClusterConf::default(),
             forward: ForwardConf::default(),
+            hooks: HooksConf::default(),
+            security: SecurityConf::default(),
         }
     }
 }
@@ -318,6 +326,63 @@ impl Default for ForwardConf {
             backoff_max_ms: 8_000,
         }
     }
+}
+
+/// `[vhosts.<name>.hooks]`: SRS's `http_hooks` block. Each event posts a JSON description
+/// of the client to every URL of its list, in order; for connect, publish and play any
+/// answer other than success refuses the client, so authentication and stream-key checks
+/// live in the operator's own service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConf {
+    /// Called when an RTMP client connects; a refusal rejects the connection.
+    pub on_connect: Vec<String>,
+    /// Called before a publish is accepted; a refusal rejects the publish.
+    pub on_publish: Vec<String>,
+    /// Called after a publisher leaves; its answer is ignored.
+    pub on_unpublish: Vec<String>,
+    /// Called before an RTMP or HTTP-FLV play is accepted; a refusal rejects the play.
+    pub on_play: Vec<String>,
+    /// Called after a player leaves; its answer is ignored.
+    pub on_stop: Vec<String>,
+    /// Time allowed for each call, connect to answer; a hook that takes longer counts as
+    /// a refusal (the client is not kept waiting on a dead hook server).
+    pub timeout_ms: u64,
+}
+
+impl Default for HooksConf {
+    fn default() -> Self {
+        Self {
+            on_connect: Vec::new(),
+            on_publish: Vec::new(),
+            on_unpublish: Vec::new(),
+            on_play: Vec::new(),
+            on_stop: Vec::new(),
+            timeout_ms: 3_000,
+        }
+    }
+}
+
+impl HooksConf {
+    /// Each hook list with its key, in the order the config shows them (for validation).
+    pub fn lists(&self) -> [(&'static str, &[String]); 5] {
+        [
+            ("on_connect", &self.on_connect),
+            ("on_publish", &self.on_publish),
+            ("on_unpublish", &self.on_unpublish),
+            ("on_play", &self.on_play),
+            ("on_stop", &self.on_stop),
+        ]
+    }
+}
+
+/// `[vhosts.<name>.security]`: SRS's `security` block. Deny rules are checked first; then,
+/// if any allow rule exists for the action, one must match. No rules: everything allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConf {
+    /// Rules such as `"deny play 10.0.0.0/8"`, parsed at load.
+    pub rules: Vec<Rule>,
 }
 
 /// `[vhosts.<name>.http_flv]`: serving the vhost's streams as HTTP-FLV.

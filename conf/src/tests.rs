@@ -601,6 +601,20 @@ fn config_strategy() -> impl Strategy<Value = String> {
     ];
     const LEVEL: &[&str] = &["\"info\"", "\"loud\"", "1"];
     const PATH: &[&str] = &["\"/run/x.pid\"", "\"\""];
+    const HOOKS: &[&str] = &[
+        "[\"http://127.0.0.1:8085/h\"]",
+        "[\n  \"http://h:1\",\n  \"https://h:2/\",\n]",
+        "[\"http://h/\"]",
+        "[]",
+        "\"http://h:1\"",
+    ];
+    const RULES: &[&str] = &[
+        "[\"allow play all\", \"deny publish 10.0.0.0/8\"]",
+        "[\n  \"deny play ::1\",\n  \"deny play 10.0.0.1/8\",\n]",
+        "[\"allow watch all\"]",
+        "[]",
+        "[1]",
+    ];
     const TABLES: &[Table] = &[
         ("", &[("bogus", NUM)]),
         (
@@ -654,6 +668,15 @@ fn config_strategy() -> impl Strategy<Value = String> {
             "[vhosts.__defaultVhost__.http_flv]",
             &[("mount", MOUNT), ("unpublish_timeout_ms", NUM)],
         ),
+        (
+            "[vhosts.a.hooks]",
+            &[
+                ("on_publish", HOOKS),
+                ("on_play", HOOKS),
+                ("timeout_ms", NUM),
+            ],
+        ),
+        ("[vhosts.\"b.c\".security]", &[("rules", RULES)]),
     ];
     let table = |(header, keys): Table| {
         prop::sample::subsequence(keys, 0..=keys.len())
@@ -728,4 +751,128 @@ fn edge_needs_origins_and_addresses_are_host_port() {
     .unwrap();
     assert_eq!(ok.vhost("e").cluster.mode, ClusterMode::Remote);
     assert_eq!(ok.vhost("e").forward.destinations.len(), 1);
+}
+
+#[test]
+fn hooks_and_security_default_to_nothing() {
+    let v = ok("").vhost(DEFAULT_VHOST).clone();
+    assert_eq!(v.hooks, HooksConf::default());
+    assert!(v.hooks.lists().iter().all(|(_, urls)| urls.is_empty()));
+    assert_eq!(v.hooks.timeout_ms, 3_000);
+    assert!(v.security.rules.is_empty());
+}
+
+#[test]
+fn hooks_and_security_are_read() {
+    let c = ok(concat!(
+        "[vhosts.a.hooks]\n",
+        "on_connect = [\"http://127.0.0.1:8085/api/v1/clients\"]\n",
+        "on_publish = [\"http://127.0.0.1:8085/a\", \"http://[::1]:8086\"]\n",
+        "on_unpublish = [\"http://hooks.example:80/u?k=v\"]\n",
+        "on_play = [\"http://127.0.0.1:8085/p\"]\n",
+        "on_stop = [\"http://127.0.0.1:8085/s\"]\n",
+        "timeout_ms = 500\n",
+        "[vhosts.a.security]\n",
+        "rules = [\"allow publish 127.0.0.1\", \"deny play 10.0.0.0/8\", \"allow play all\", \"deny publish 2001:db8::/32\"]\n",
+    ));
+    let v = c.vhost("a");
+    assert_eq!(v.hooks.on_publish.len(), 2);
+    assert_eq!(v.hooks.on_connect, ["http://127.0.0.1:8085/api/v1/clients"]);
+    assert_eq!(v.hooks.on_stop, ["http://127.0.0.1:8085/s"]);
+    assert_eq!(v.hooks.timeout_ms, 500);
+    let rules: Vec<String> = v.security.rules.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        rules,
+        [
+            "allow publish 127.0.0.1",
+            "deny play 10.0.0.0/8",
+            "allow play all",
+            "deny publish 2001:db8::/32"
+        ]
+    );
+    assert_eq!(v.security.rules[1].action, security::Action::Play);
+    assert_eq!(v.security.rules[1].policy, security::Policy::Deny);
+    // Other vhosts keep the defaults.
+    assert!(c.vhost(DEFAULT_VHOST).security.rules.is_empty());
+}
+
+#[test]
+fn bad_hooks_and_rules_name_the_element_and_its_line() {
+    let text = concat!(
+        "[vhosts.x.security]\n",            // 1
+        "rules = [\n",                      // 2
+        "  \"allow publish 127.0.0.1\",\n", // 3
+        "  \"deny play 10.0.0.0/8\",\n",    // 4
+        "  \"allow play everyone\",\n",     // 5
+        "]\n",                              // 6
+    );
+    assert_at(
+        &err(text),
+        5,
+        "vhosts.x.security.rules[2]",
+        "`everyone`: expected all, an IP address or a CIDR network in `allow play everyone`",
+    );
+    // The same holds for any list element that fails to deserialize.
+    assert_at(
+        &err("[rtmp]\nlisten = [\n  \"1935\",\n  \"x\",\n]\n"),
+        4,
+        "rtmp.listen[1]",
+        "`x` is not an address",
+    );
+    assert_at(
+        &err("[vhosts.x.security]\nrules = [\"deny play 10.1.0.0/8\"]\n"),
+        2,
+        "vhosts.x.security.rules[0]",
+        "write the network `10.0.0.0/8`",
+    );
+    assert_at(
+        &err("\n[vhosts.x.security]\nrules = \"allow play all\"\n"),
+        3,
+        "vhosts.x.security.rules",
+        "invalid type: string",
+    );
+    assert_at(
+        &err("[vhosts.x.security]\nenabled = true\n"),
+        2,
+        "vhosts.x.security.enabled",
+        "unknown field `enabled`",
+    );
+    let hooks = concat!(
+        "[vhosts.x.hooks]\n",                           // 1
+        "on_connect = [\"http://127.0.0.1:8085/c\"]\n", // 2
+        "on_play = [\n",                                // 3
+        "  \"http://127.0.0.1:8085/p\",\n",             // 4
+        "  \"https://127.0.0.1:8443/p\",\n",            // 5
+        "]\n",                                          // 6
+    );
+    assert_at(
+        &err(hooks),
+        5,
+        "vhosts.x.hooks.on_play[1]",
+        "https is not supported",
+    );
+    for (bad, why) in [
+        ("\"http://127.0.0.1/p\"", "no port"),
+        ("\"127.0.0.1:8085\"", "is not a URL"),
+        ("\"ftp://h:21/\"", "scheme must be http"),
+    ] {
+        assert_at(
+            &err(&format!("[vhosts.x.hooks]\n\non_publish = [{bad}]\n")),
+            3,
+            "vhosts.x.hooks.on_publish[0]",
+            why,
+        );
+    }
+    assert_at(
+        &err("[vhosts.x.hooks]\ntimeout_ms = 0\n"),
+        2,
+        "vhosts.x.hooks.timeout_ms",
+        "must be > 0",
+    );
+    assert_at(
+        &err("[vhosts.x.hooks]\non_forward = []\n"),
+        2,
+        "vhosts.x.hooks.on_forward",
+        "unknown field `on_forward`",
+    );
 }

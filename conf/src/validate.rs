@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::error::Seg;
+use crate::hooks::parse_hook_url;
 use crate::{ClusterMode, Config, VhostConf};
 
 /// A failed check: which key, and why.
@@ -247,6 +248,15 @@ fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
     if v.forward.backoff_max_ms < v.forward.backoff_initial_ms {
         fail(with(&fw, "backoff_max_ms"), "must be >= backoff_initial_ms")?;
     }
+    let hk = with(base, "hooks");
+    for (key, urls) in v.hooks.lists() {
+        for (i, url) in urls.iter().enumerate() {
+            if let Err(why) = parse_hook_url(url) {
+                fail(indexed(&hk, key, i), why)?;
+            }
+        }
+    }
+    positive(v.hooks.timeout_ms, with(&hk, "timeout_ms"))?;
     Ok(())
 }
 

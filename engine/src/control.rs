@@ -5,6 +5,7 @@
 
 use ringcast_conf::Config;
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,8 @@ pub struct Control {
     /// False as soon as a graceful quit starts, so `/healthz` fails and load
     /// balancers move players elsewhere before the listeners close.
     unhealthy: AtomicBool,
+    /// A new binary took over the listeners: stop accepting at once.
+    upgraded: AtomicBool,
 }
 
 /// The quit a shard should perform.
@@ -48,10 +51,22 @@ impl Control {
     }
 
     pub fn request_quit(&self, graceful: bool) {
+        crate::upgrade::sd_notify("STOPPING=1");
         self.unhealthy.store(true, Ordering::Relaxed);
         let want = if graceful { GRACEFUL } else { FAST };
         // a fast quit overrides a graceful one in progress, never the reverse
         self.quit.fetch_max(want, Ordering::Relaxed);
+    }
+
+    /// The new binary serves: quit gracefully without the start wait (the
+    /// listeners are shared with it, so nothing is refused meanwhile).
+    pub fn handed_over(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
+        self.request_quit(true);
+    }
+
+    pub fn upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Relaxed)
     }
 
     pub fn reload_gen(&self) -> u64 {
@@ -111,10 +126,16 @@ fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<String> {
 
 /// Starts the signal thread: SIGHUP reloads, SIGQUIT quits gracefully,
 /// SIGTERM quits fast (gracefully with `force_grace_quit`), SIGINT quits fast.
-pub fn spawn_signal_thread(control: Arc<Control>, cfg: Arc<Config>) -> Result<(), String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT])
-        .map_err(|e| format!("signals: {e}"))?;
+pub fn spawn_signal_thread(
+    control: Arc<Control>,
+    cfg: Arc<Config>,
+    pid: Arc<Mutex<Option<PidFile>>>,
+    listen_fds: Vec<RawFd>,
+) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR2])
+            .map_err(|e| format!("signals: {e}"))?;
     let path = cfg.source.clone();
     std::thread::Builder::new()
         .name("ringcast-signals".into())
@@ -122,9 +143,12 @@ pub fn spawn_signal_thread(control: Arc<Control>, cfg: Arc<Config>) -> Result<()
             let mut running = cfg;
             for sig in signals.forever() {
                 match sig {
+                    SIGUSR2 => upgrade(&control, &pid, &listen_fds),
                     SIGHUP => match &path {
                         Some(p) => {
+                            crate::upgrade::sd_notify("RELOADING=1");
                             control.reload(p, &running);
+                            crate::upgrade::sd_notify("READY=1");
                             if let Some(next) = control.latest() {
                                 running = next;
                             }
@@ -150,9 +174,42 @@ pub fn spawn_signal_thread(control: Arc<Control>, cfg: Arc<Config>) -> Result<()
     Ok(())
 }
 
+/// SIGUSR2: starts the new binary on the same listeners; on success this
+/// process quits gracefully, on failure it keeps serving and says why.
+fn upgrade(control: &Control, pid: &Mutex<Option<PidFile>>, listen_fds: &[RawFd]) {
+    if control.quit() != Quit::None {
+        warn!("upgrade refused: this process is already quitting");
+        return;
+    }
+    let mut pid = pid.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pid.as_mut() {
+        if let Err(e) = p.move_aside() {
+            error!("upgrade failed: {e}; still serving");
+            return;
+        }
+    }
+    info!(binary = %crate::upgrade::self_path().display(), "upgrade: starting the new binary");
+    match crate::upgrade::start_new_binary(listen_fds) {
+        Ok(new_pid) => {
+            info!(new_pid, "upgrade: the new process is serving; this one stops accepting and quits gracefully");
+            control.handed_over();
+        }
+        Err(e) => {
+            if let Some(p) = pid.as_mut() {
+                if let Err(e) = p.restore() {
+                    error!("upgrade: {e}");
+                }
+            }
+            error!("upgrade failed: {e}; still serving");
+        }
+    }
+}
+
 /// The pid file, written (and locked) at start and removed at exit.
 pub struct PidFile {
     path: PathBuf,
+    /// The configured path while the file is set aside as `.oldbin`.
+    original: Option<PathBuf>,
     _file: std::fs::File,
 }
 
@@ -184,9 +241,39 @@ impl PidFile {
         writeln!(file, "{}", std::process::id())
             .map_err(|e| format!("pid file {}: {e}", path.display()))?;
         Ok(PidFile {
+            original: None,
             path: path.to_path_buf(),
             _file: file,
         })
+    }
+}
+
+impl PidFile {
+    /// Renames the file to `<name>.oldbin` while a new binary starts.
+    fn move_aside(&mut self) -> Result<(), String> {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".oldbin");
+        let old = PathBuf::from(old);
+        std::fs::rename(&self.path, &old)
+            .map_err(|e| format!("rename {} to {}: {e}", self.path.display(), old.display()))?;
+        self.original = Some(std::mem::replace(&mut self.path, old));
+        Ok(())
+    }
+
+    /// Undoes [`move_aside`](Self::move_aside) after a failed upgrade.
+    fn restore(&mut self) -> Result<(), String> {
+        let Some(original) = self.original.take() else {
+            return Ok(());
+        };
+        std::fs::rename(&self.path, &original).map_err(|e| {
+            format!(
+                "rename {} back to {}: {e}",
+                self.path.display(),
+                original.display()
+            )
+        })?;
+        self.path = original;
+        Ok(())
     }
 }
 

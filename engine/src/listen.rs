@@ -2,6 +2,7 @@
 //! kernel spreads accepts over every core, created before the shards start
 //! so a port held by another process is a clear start-up error.
 
+use crate::upgrade::Inherited;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, RawFd};
@@ -35,27 +36,41 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(s)
 }
 
-/// Binds every address once per shard. Fails, naming the address, when the
-/// port is taken by anyone else (even a process using `SO_REUSEPORT`).
+fn reuseport_listener(addr: SocketAddr) -> Result<RawFd, String> {
+    let s = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
+    s.set_reuse_port(true)
+        .map_err(|e| format!("listen {addr}: SO_REUSEPORT: {e}"))?;
+    s.bind(&addr.into())
+        .map_err(|e| format!("listen {addr}: {e}"))?;
+    s.listen(1024).map_err(|e| format!("listen {addr}: {e}"))?;
+    Ok(s.into_raw_fd())
+}
+
+/// Binds every address once per shard, or takes the sockets inherited from
+/// an upgrading parent or systemd: every inherited socket is given to some
+/// shard (a shard may accept on several), so none is left with an accept
+/// queue nobody drains; shards left without one get a new socket in the same
+/// `SO_REUSEPORT` group. Fails, naming the address, when a fresh port is
+/// taken by anyone else (even a process using `SO_REUSEPORT`).
 pub fn bind_all(
     addrs: &[(Service, SocketAddr)],
     shards: usize,
+    inherited: &mut Inherited,
 ) -> Result<Vec<ShardListeners>, String> {
     let mut out: Vec<ShardListeners> = (0..shards).map(|_| ShardListeners::default()).collect();
     for &(service, addr) in addrs {
-        let probe = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
-        probe
-            .bind(&addr.into())
-            .map_err(|e| format!("listen {addr}: {e} (is another server using this port?)"))?;
-        drop(probe);
-        for l in out.iter_mut() {
-            let s = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
-            s.set_reuse_port(true)
-                .map_err(|e| format!("listen {addr}: SO_REUSEPORT: {e}"))?;
-            s.bind(&addr.into())
-                .map_err(|e| format!("listen {addr}: {e}"))?;
-            s.listen(1024).map_err(|e| format!("listen {addr}: {e}"))?;
-            l.fds.push((service, addr, s.into_raw_fd()));
+        let taken = inherited.take(addr);
+        if taken.is_empty() {
+            let probe = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
+            probe
+                .bind(&addr.into())
+                .map_err(|e| format!("listen {addr}: {e} (is another server using this port?)"))?;
+        }
+        for (i, fd) in taken.iter().enumerate() {
+            out[i % shards].fds.push((service, addr, *fd));
+        }
+        for l in out.iter_mut().skip(taken.len()) {
+            l.fds.push((service, addr, reuseport_listener(addr)?));
         }
     }
     Ok(out)

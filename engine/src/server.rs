@@ -4,11 +4,13 @@
 use crate::control::{spawn_signal_thread, PidFile, Quit};
 use crate::listen::{bind_all, Service, ShardListeners};
 use crate::shard::{Global, Shard, ShardMsg};
+use crate::upgrade::{report_ready, Inherited};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use ringcast_conf::Config;
 use std::os::fd::FromRawFd;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +34,16 @@ pub fn run(cfg: Config) -> Result<(), String> {
     if cfg.http_api.enabled {
         addrs.extend(cfg.http_api.listen.iter().map(|a| (Service::Api, *a)));
     }
-    let listeners = bind_all(&addrs, shards)?;
+    let mut inherited = Inherited::from_env();
+    let upgrading = !inherited.is_empty();
+    let listeners = bind_all(&addrs, shards, &mut inherited)?;
+    for addr in inherited.close_rest() {
+        info!(%addr, "inherited listener not in the configuration: closed");
+    }
+    let listen_fds: Vec<RawFd> = listeners
+        .iter()
+        .flat_map(|l| l.fds.iter().map(|f| f.2))
+        .collect();
     let listeners: Vec<Mutex<Option<ShardListeners>>> =
         listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
     let listeners = Arc::new(listeners);
@@ -42,13 +53,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
         started: Some(std::time::SystemTime::now()),
         ..Global::default()
     });
-    let _pid = cfg
+    let pid = cfg
         .server
         .pid_file
         .as_deref()
         .map(PidFile::create)
         .transpose()?;
-    spawn_signal_thread(global.control.clone(), cfg.clone())?;
+    let pid = Arc::new(Mutex::new(pid));
+    spawn_signal_thread(global.control.clone(), cfg.clone(), pid.clone(), listen_fds)?;
     let mesh = MeshBuilder::<ShardMsg, _>::full(shards, MESH_CHANNEL_SIZE);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cpus {
@@ -106,6 +118,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
             }
         })
         .map_err(|e| executor_error(&e.to_string()))?;
+    if upgrading {
+        info!("serving on inherited listeners");
+    }
+    report_ready();
     for r in handles.join_all() {
         match r {
             Ok(Ok(())) => {}
@@ -147,9 +163,12 @@ async fn supervise(shard: &Rc<Shard>, accepts: Vec<glommio::task::JoinHandle<()>
         }
         let cfg = shard.cfg();
         let since = *quit_since.get_or_insert_with(Instant::now);
-        if accepts.is_some()
-            && since.elapsed() >= Duration::from_millis(cfg.server.grace_start_wait_ms)
-        {
+        let start_wait = if control.upgraded() {
+            0
+        } else {
+            cfg.server.grace_start_wait_ms
+        };
+        if accepts.is_some() && since.elapsed() >= Duration::from_millis(start_wait) {
             if let Some(tasks) = accepts.take() {
                 for t in tasks {
                     t.cancel();

@@ -317,6 +317,7 @@ impl Shard {
         if self.owner(key) == self.id {
             let hub = self.hub_entry(key);
             hub.borrow_mut().local.add_consumer(c);
+            hub.borrow_mut().last_join = Some(std::time::Instant::now());
             self.ensure_pull(req, &hub);
             let publishing = hub.borrow().local.publishing;
             return publishing;
@@ -381,6 +382,7 @@ impl Shard {
                     self.ensure_pull(&req, &hub);
                 }
                 let mut h = hub.borrow_mut();
+                h.last_join = Some(std::time::Instant::now());
                 if !h.mirrors.iter().any(|m| m.0 == from) {
                     h.mirrors.push((from, false));
                 }

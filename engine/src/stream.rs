@@ -294,6 +294,8 @@ pub struct Hub {
     /// Counts publishes, so tasks serving one publish know when it is over.
     publish_gen: u64,
     pub meter: Meter,
+    /// When a player or mirror last joined (edge idle accounting).
+    pub last_join: Option<Instant>,
 }
 
 impl Hub {
@@ -308,6 +310,7 @@ impl Hub {
             pulling: false,
             publish_gen: 0,
             meter: Meter::default(),
+            last_join: None,
         }
     }
 

@@ -81,6 +81,19 @@ pub fn upstream_url(origin: &str, req: &StreamRequest) -> String {
     format!("rtmp://{origin}/{}/{}{q}", req.app, req.stream)
 }
 
+/// How long the stream has had no players: since the later of when the
+/// pull first saw none and when a player last joined (a player that comes
+/// and goes between two checks still restarts the idle clock).
+fn idle_for(hub: &RefCell<Hub>, idle_since: &mut Option<Instant>) -> std::time::Duration {
+    let since = idle_since.get_or_insert_with(Instant::now);
+    if let Some(joined) = hub.borrow().last_join {
+        if joined > *since {
+            *since = joined;
+        }
+    }
+    since.elapsed()
+}
+
 fn has_demand(hub: &RefCell<Hub>) -> bool {
     let h = hub.borrow();
     h.local.consumer_count() > 0 || !h.mirrors.is_empty()
@@ -106,7 +119,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
     loop {
         if has_demand(&hub) {
             idle_since = None;
-        } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle {
+        } else if idle_for(hub.as_ref(), &mut idle_since) >= idle {
             info!(shard = shard.id, stream = %key, "edge pull stopped: no players for {} ms", idle.as_millis());
             break;
         }
@@ -251,7 +264,7 @@ async fn relay_media(
         }
         if has_demand(hub) {
             idle_since = None;
-        } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= idle {
+        } else if idle_for(hub.as_ref(), &mut idle_since) >= idle {
             return End::Idle;
         }
     }
