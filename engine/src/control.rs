@@ -3,12 +3,15 @@
 //! Shards poll the shared state on a short tick; nothing here is on a
 //! per-message path.
 
+use crate::listen::{bind_for_shards, configured, Service};
 use ringcast_conf::Config;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tracing::{error, info, warn};
 
 const RUNNING: u8 = 0;
@@ -27,6 +30,10 @@ pub struct Control {
     unhealthy: AtomicBool,
     /// A new binary took over the listeners: stop accepting at once.
     upgraded: AtomicBool,
+    /// Every listening socket of every shard, for a binary upgrade.
+    listeners: Mutex<Vec<(Service, SocketAddr, RawFd)>>,
+    /// Sockets a reload added, waiting for their shard: (shard, socket).
+    new_listeners: Mutex<Vec<(usize, (Service, SocketAddr, RawFd))>>,
 }
 
 /// The quit a shard should perform.
@@ -69,6 +76,56 @@ impl Control {
         self.upgraded.load(Ordering::Relaxed)
     }
 
+    pub fn set_listeners(&self, l: Vec<(Service, SocketAddr, RawFd)>) {
+        if let Ok(mut g) = self.listeners.lock() {
+            *g = l;
+        }
+    }
+
+    fn listener_fds(&self) -> Vec<RawFd> {
+        self.listeners
+            .lock()
+            .map(|l| l.iter().map(|x| x.2).collect())
+            .unwrap_or_default()
+    }
+
+    /// The sockets a reload added for `shard`.
+    pub fn take_new_listeners(&self, shard: usize) -> Vec<(Service, SocketAddr, RawFd)> {
+        let Ok(mut all) = self.new_listeners.lock() else {
+            return Vec::new();
+        };
+        let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(s, _)| *s == shard);
+        *all = rest;
+        mine.into_iter().map(|(_, l)| l).collect()
+    }
+
+    /// Opens the listeners `next` adds and forgets those it drops (their
+    /// shards close them); a failed bind is logged and skipped.
+    fn apply_listeners(&self, running: &Config, next: &Config) {
+        let old = configured(running);
+        let new = configured(next);
+        let shards = running.shard_count();
+        if let Ok(mut l) = self.listeners.lock() {
+            l.retain(|(_, addr, _)| new.iter().any(|(_, a)| a == addr));
+        }
+        for &(service, addr) in new.iter().filter(|n| !old.iter().any(|o| o.1 == n.1)) {
+            match bind_for_shards(addr, shards) {
+                Ok(fds) => {
+                    info!(%addr, ?service, "reload: listener added");
+                    for (shard, fd) in fds.into_iter().enumerate() {
+                        if let Ok(mut l) = self.listeners.lock() {
+                            l.push((service, addr, fd));
+                        }
+                        if let Ok(mut p) = self.new_listeners.lock() {
+                            p.push((shard, (service, addr, fd)));
+                        }
+                    }
+                }
+                Err(e) => error!("reload: {e}; that listener is not added"),
+            }
+        }
+    }
+
     pub fn reload_gen(&self) -> u64 {
         self.reload_gen.load(Ordering::Acquire)
     }
@@ -84,6 +141,14 @@ impl Control {
                 for note in keep_restart_only(running, &mut next) {
                     warn!("reload: {note}");
                 }
+                if next.server.log_level != running.server.log_level {
+                    set_log_level(next.server.log_level.as_str());
+                    info!(
+                        level = next.server.log_level.as_str(),
+                        "reload: log level changed"
+                    );
+                }
+                self.apply_listeners(running, &next);
                 if let Ok(mut l) = self.latest.lock() {
                     *l = Some(Arc::new(next));
                 }
@@ -92,6 +157,36 @@ impl Control {
             }
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
+    }
+}
+
+/// Changes the log level of the running process (reload).
+static LOG_LEVEL: OnceLock<Box<dyn Fn(&str) + Send + Sync>> = OnceLock::new();
+
+/// Logs to stderr at `server.log_level` (or `RINGCAST_LOG`, which wins and
+/// is kept across reloads), with a level that a reload can change.
+pub fn init_logging(cfg: &Config) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let forced = std::env::var("RINGCAST_LOG").ok();
+    let level = forced
+        .clone()
+        .unwrap_or_else(|| cfg.server.log_level.as_str().to_string());
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(level));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(false))
+        .init();
+    let _ = LOG_LEVEL.set(Box::new(move |level: &str| {
+        if forced.is_none() {
+            let _ = handle.reload(EnvFilter::new(level));
+        }
+    }));
+}
+
+fn set_log_level(level: &str) {
+    if let Some(f) = LOG_LEVEL.get() {
+        f(level);
     }
 }
 
@@ -110,17 +205,6 @@ fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<String> {
         notes.push("server.shards change needs a restart (or a binary upgrade)".into());
         next.server.shards = running.server.shards;
     }
-    if next.rtmp.listen != running.rtmp.listen
-        || next.http_server.listen != running.http_server.listen
-        || next.http_api.listen != running.http_api.listen
-        || next.http_server.enabled != running.http_server.enabled
-        || next.http_api.enabled != running.http_api.enabled
-    {
-        notes.push("listen address changes need a restart (or a binary upgrade)".into());
-        next.rtmp.listen.clone_from(&running.rtmp.listen);
-        next.http_server.clone_from(&running.http_server);
-        next.http_api.clone_from(&running.http_api);
-    }
     notes
 }
 
@@ -130,7 +214,6 @@ pub fn spawn_signal_thread(
     control: Arc<Control>,
     cfg: Arc<Config>,
     pid: Arc<Mutex<Option<PidFile>>>,
-    listen_fds: Vec<RawFd>,
 ) -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
     let mut signals =
@@ -143,7 +226,7 @@ pub fn spawn_signal_thread(
             let mut running = cfg;
             for sig in signals.forever() {
                 match sig {
-                    SIGUSR2 => upgrade(&control, &pid, &listen_fds),
+                    SIGUSR2 => upgrade(&control, &pid, &control.listener_fds()),
                     SIGHUP => match &path {
                         Some(p) => {
                             crate::upgrade::sd_notify("RELOADING=1");

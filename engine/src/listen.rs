@@ -36,6 +36,37 @@ fn socket_for(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(s)
 }
 
+/// Every address the configuration listens on, with what it serves.
+pub fn configured(cfg: &ringcast_conf::Config) -> Vec<(Service, SocketAddr)> {
+    let mut addrs: Vec<(Service, SocketAddr)> = cfg
+        .rtmp
+        .listen
+        .iter()
+        .map(|a| (Service::Rtmp, *a))
+        .collect();
+    if cfg.http_server.enabled {
+        addrs.extend(cfg.http_server.listen.iter().map(|a| (Service::Http, *a)));
+    }
+    if cfg.http_api.enabled {
+        addrs.extend(cfg.http_api.listen.iter().map(|a| (Service::Api, *a)));
+    }
+    addrs
+}
+
+/// Fails when anyone already listens on `addr`.
+fn probe(addr: SocketAddr) -> Result<(), String> {
+    let probe = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
+    probe
+        .bind(&addr.into())
+        .map_err(|e| format!("listen {addr}: {e} (is another server using this port?)"))
+}
+
+/// One new socket per shard on `addr` (a listener added by a reload).
+pub fn bind_for_shards(addr: SocketAddr, shards: usize) -> Result<Vec<RawFd>, String> {
+    probe(addr)?;
+    (0..shards).map(|_| reuseport_listener(addr)).collect()
+}
+
 fn reuseport_listener(addr: SocketAddr) -> Result<RawFd, String> {
     let s = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
     s.set_reuse_port(true)
@@ -61,10 +92,7 @@ pub fn bind_all(
     for &(service, addr) in addrs {
         let taken = inherited.take(addr);
         if taken.is_empty() {
-            let probe = socket_for(addr).map_err(|e| format!("listen {addr}: {e}"))?;
-            probe
-                .bind(&addr.into())
-                .map_err(|e| format!("listen {addr}: {e} (is another server using this port?)"))?;
+            probe(addr)?;
         }
         for (i, fd) in taken.iter().enumerate() {
             out[i % shards].fds.push((service, addr, *fd));

@@ -85,13 +85,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let filter =
-        std::env::var("RINGCAST_LOG").unwrap_or_else(|_| cfg.server.log_level.as_str().to_string());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    control::init_logging(&cfg);
     match server::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,15 +2,17 @@
 //! bounded channels between them, and accept loops on every shard.
 
 use crate::control::{spawn_signal_thread, PidFile, Quit};
-use crate::listen::{bind_all, Service, ShardListeners};
+use crate::listen::{bind_all, configured, Service, ShardListeners};
 use crate::shard::{Global, Shard, ShardMsg};
 use crate::upgrade::{report_ready, Inherited};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use ringcast_conf::Config;
+use std::net::SocketAddr;
 use std::os::fd::FromRawFd;
 use std::os::fd::RawFd;
+
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,27 +24,16 @@ const MESH_CHANNEL_SIZE: usize = 4096;
 /// Runs the server until the process is told to stop.
 pub fn run(cfg: Config) -> Result<(), String> {
     let shards = cfg.shard_count().max(1);
-    let mut addrs: Vec<(Service, std::net::SocketAddr)> = cfg
-        .rtmp
-        .listen
-        .iter()
-        .map(|a| (Service::Rtmp, *a))
-        .collect();
-    if cfg.http_server.enabled {
-        addrs.extend(cfg.http_server.listen.iter().map(|a| (Service::Http, *a)));
-    }
-    if cfg.http_api.enabled {
-        addrs.extend(cfg.http_api.listen.iter().map(|a| (Service::Api, *a)));
-    }
+    let addrs = configured(&cfg);
     let mut inherited = Inherited::from_env();
     let upgrading = !inherited.is_empty();
     let listeners = bind_all(&addrs, shards, &mut inherited)?;
     for addr in inherited.close_rest() {
         info!(%addr, "inherited listener not in the configuration: closed");
     }
-    let listen_fds: Vec<RawFd> = listeners
+    let listen_fds: Vec<(Service, SocketAddr, RawFd)> = listeners
         .iter()
-        .flat_map(|l| l.fds.iter().map(|f| f.2))
+        .flat_map(|l| l.fds.iter().copied())
         .collect();
     let listeners: Vec<Mutex<Option<ShardListeners>>> =
         listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
@@ -60,7 +51,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .map(PidFile::create)
         .transpose()?;
     let pid = Arc::new(Mutex::new(pid));
-    spawn_signal_thread(global.control.clone(), cfg.clone(), pid.clone(), listen_fds)?;
+    global.control.set_listeners(listen_fds);
+    spawn_signal_thread(global.control.clone(), cfg.clone(), pid.clone())?;
     let mesh = MeshBuilder::<ShardMsg, _>::full(shards, MESH_CHANNEL_SIZE);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cpus {
@@ -103,17 +95,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     .get(id)
                     .and_then(|m| m.lock().ok().and_then(|mut g| g.take()))
                     .ok_or("no listeners for shard")?;
-                let mut tasks = Vec::new();
+                let mut accepts = Accepts::new();
                 for (service, addr, fd) in mine.fds {
-                    // SAFETY: a bound, listening socket created for this shard alone.
-                    let listener = unsafe { TcpListener::from_raw_fd(fd) };
-                    info!(shard = id, %addr, ?service, "listening");
-                    tasks.push(
-                        glommio::spawn_local(accept_loop(shard.clone(), listener, service))
-                            .detach(),
-                    );
+                    accepts.start(&shard, service, addr, fd);
                 }
-                supervise(&shard, tasks).await;
+                supervise(&shard, accepts).await;
                 Ok::<(), String>(())
             }
         })
@@ -122,7 +108,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
         info!("serving on inherited listeners");
     }
     report_ready();
-    for r in handles.join_all() {
+    let results = handles.join_all();
+    // the signal thread shares the pid file: remove it now, not at its exit
+    drop(pid.lock().map(|mut p| p.take()));
+    for r in results {
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
@@ -137,7 +126,44 @@ const CONTROL_TICK: Duration = Duration::from_millis(100);
 
 /// Applies reloads and carries out a quit on this shard; returns when the
 /// shard should stop.
-async fn supervise(shard: &Rc<Shard>, accepts: Vec<glommio::task::JoinHandle<()>>) {
+/// This shard's accept loops, by listening address.
+struct Accepts {
+    loops: Vec<(SocketAddr, glommio::task::JoinHandle<()>)>,
+}
+
+impl Accepts {
+    fn new() -> Accepts {
+        Accepts { loops: Vec::new() }
+    }
+
+    fn start(&mut self, shard: &Rc<Shard>, service: Service, addr: SocketAddr, fd: RawFd) {
+        // SAFETY: a bound, listening socket created for (or handed to) this shard alone.
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        info!(shard = shard.id, %addr, ?service, "listening");
+        let task = glommio::spawn_local(accept_loop(shard.clone(), listener, service)).detach();
+        self.loops.push((addr, task));
+    }
+
+    /// Closes the listeners of addresses the configuration no longer has.
+    fn retain(&mut self, shard: &Rc<Shard>, wanted: &[(Service, SocketAddr)]) {
+        self.loops.retain(|(addr, task)| {
+            let keep = wanted.iter().any(|(_, a)| a == addr);
+            if !keep {
+                task.cancel();
+                info!(shard = shard.id, %addr, "listener removed by reload");
+            }
+            keep
+        });
+    }
+
+    fn close_all(&mut self) {
+        for (_, t) in self.loops.drain(..) {
+            t.cancel();
+        }
+    }
+}
+
+async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
     let control = shard.global.control.clone();
     let mut seen = control.reload_gen();
     let mut accepts = Some(accepts);
@@ -152,6 +178,12 @@ async fn supervise(shard: &Rc<Shard>, accepts: Vec<glommio::task::JoinHandle<()>
         if gen != seen {
             seen = gen;
             if let Some(cfg) = control.latest() {
+                if let Some(a) = accepts.as_mut() {
+                    a.retain(shard, &configured(&cfg));
+                    for (service, addr, fd) in control.take_new_listeners(shard.id) {
+                        a.start(shard, service, addr, fd);
+                    }
+                }
                 shard.set_cfg(cfg);
                 info!(shard = shard.id, "configuration reloaded");
             }
@@ -169,10 +201,8 @@ async fn supervise(shard: &Rc<Shard>, accepts: Vec<glommio::task::JoinHandle<()>
             cfg.server.grace_start_wait_ms
         };
         if accepts.is_some() && since.elapsed() >= Duration::from_millis(start_wait) {
-            if let Some(tasks) = accepts.take() {
-                for t in tasks {
-                    t.cancel();
-                }
+            if let Some(mut a) = accepts.take() {
+                a.close_all();
             }
             closing_at = Some(Instant::now());
             info!(shard = shard.id, "graceful quit: listeners closed");
