@@ -18,6 +18,9 @@ const RUNNING: u8 = 0;
 const GRACEFUL: u8 = 1;
 const FAST: u8 = 2;
 
+/// A listening socket: what it serves, where, and its fd.
+pub type Listener = (Service, SocketAddr, RawFd);
+
 /// What the shards must do, set by signals.
 #[derive(Debug, Default)]
 pub struct Control {
@@ -31,9 +34,9 @@ pub struct Control {
     /// A new binary took over the listeners: stop accepting at once.
     upgraded: AtomicBool,
     /// Every listening socket of every shard, for a binary upgrade.
-    listeners: Mutex<Vec<(Service, SocketAddr, RawFd)>>,
+    listeners: Mutex<Vec<Listener>>,
     /// Sockets a reload added, waiting for their shard: (shard, socket).
-    new_listeners: Mutex<Vec<(usize, (Service, SocketAddr, RawFd))>>,
+    new_listeners: Mutex<Vec<(usize, Listener)>>,
 }
 
 /// The quit a shard should perform.
@@ -76,7 +79,7 @@ impl Control {
         self.upgraded.load(Ordering::Relaxed)
     }
 
-    pub fn set_listeners(&self, l: Vec<(Service, SocketAddr, RawFd)>) {
+    pub fn set_listeners(&self, l: Vec<Listener>) {
         if let Ok(mut g) = self.listeners.lock() {
             *g = l;
         }
@@ -90,7 +93,7 @@ impl Control {
     }
 
     /// The sockets a reload added for `shard`.
-    pub fn take_new_listeners(&self, shard: usize) -> Vec<(Service, SocketAddr, RawFd)> {
+    pub fn take_new_listeners(&self, shard: usize) -> Vec<Listener> {
         let Ok(mut all) = self.new_listeners.lock() else {
             return Vec::new();
         };
@@ -160,8 +163,11 @@ impl Control {
     }
 }
 
+/// Sets the log level of the running process.
+type LevelSetter = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Changes the log level of the running process (reload).
-static LOG_LEVEL: OnceLock<Box<dyn Fn(&str) + Send + Sync>> = OnceLock::new();
+static LOG_LEVEL: OnceLock<LevelSetter> = OnceLock::new();
 
 /// Logs to stderr at `server.log_level` (or `RINGCAST_LOG`, which wins and
 /// is kept across reloads), with a level that a reload can change.
