@@ -406,3 +406,29 @@ pub fn send_command(cfg: &Config, cmd: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// How often the configuration file is checked for changes.
+const WATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Reloads by itself when the configuration file's content changes. Reads
+/// the file through its path each time, so the symlink swap Kubernetes does
+/// for a mounted ConfigMap is seen like an edit in place.
+pub fn spawn_config_watcher(path: PathBuf) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("ringcast-watch".into())
+        .spawn(move || {
+            let mut last = std::fs::read(&path).ok();
+            loop {
+                std::thread::sleep(WATCH_PERIOD);
+                let now = std::fs::read(&path).ok();
+                if now.is_some() && now != last {
+                    last = now;
+                    info!(file = %path.display(), "configuration file changed: reloading");
+                    // SAFETY: signalling ourselves; the signal thread reloads.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+                }
+            }
+        })
+        .map_err(|e| format!("config watcher: {e}"))?;
+    Ok(())
+}

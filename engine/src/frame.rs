@@ -78,7 +78,11 @@ impl Frame {
         let mut tail = BytesMut::with_capacity(6);
         tail.put_slice(&flv::prev_tag_size(len));
         tail.put_slice(b"\r\n");
-        let keyframe = kind == Kind::Video && codec::is_video_keyframe(&payload);
+        // an AVC/HEVC end-of-sequence tag has the keyframe type but no picture
+        let end_of_sequence =
+            matches!(payload.first().map(|b| b & 0x0f), Some(7 | 12)) && payload.get(1) == Some(&2);
+        let keyframe =
+            kind == Kind::Video && codec::is_video_keyframe(&payload) && !end_of_sequence;
         let sequence_header = codec::is_sequence_header(type_id, &payload);
         let rtmp_len = rtmp.iter().map(Bytes::len).sum();
         let flv_len = head.len() + payload.len() + tail.len();

@@ -6,9 +6,6 @@
 //! server delays only the client it is deciding about, never other connections or media.
 //! Every call is bounded by the vhost's `hooks.timeout_ms`.
 
-// The connection code calls these once the lead wires hooks in; until then only tests do.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::time::{Duration, Instant};
 
 use ringcast_conf::hooks::parse_hook_url;

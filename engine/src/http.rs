@@ -4,12 +4,15 @@
 use crate::conn::{read_into, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Notice};
 use crate::frame::{flv_header_chunk, Format};
+use crate::hooks::{self, Hook, HookInfo};
 use crate::registry::{ClientInfo, ClientKind, Registered};
-use crate::rtmp::limits;
+use crate::rtmp::{gone, limits};
+use crate::security;
 use crate::shard::{ConnGuard, Kicker, Shard};
 use crate::url::{host_of, split_query, StreamRequest};
 use bytes::BytesMut;
 use glommio::net::TcpStream;
+use ringcast_conf::security::Action;
 use ringcast_conf::{Config, DEFAULT_VHOST};
 use ringcast_proto::http::parse_request_head;
 use std::future::Future;
@@ -144,6 +147,33 @@ async fn serve_inner(
         return Err(format!("refused GET {}: no such mount", req.path));
     };
     drop(input);
+    let peer_ip = stream.peer_addr().map(|p| p.ip()).ok();
+    let vhost = shard.cfg().vhost(&sreq.vhost).clone();
+    let hook = HookInfo {
+        client_id: cid,
+        ip: peer_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        vhost: sreq.vhost.clone(),
+        app: sreq.app.clone(),
+        stream: sreq.stream.clone(),
+        param: sreq.param.clone(),
+        tc_url: format!("http://{}/{}", req.host, sreq.app),
+        page_url: String::new(),
+    };
+    let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
+    let vetted = match peer_ip {
+        Some(ip) => security::check(&vhost.security.rules, Action::Play, ip),
+        None => Err("no peer address".to_string()),
+    };
+    let vetted = match vetted {
+        Ok(()) => hooks::call(&vhost.hooks.on_play, Hook::Play, &hook, timeout)
+            .await
+            .map_err(|why| format!("hook {why}")),
+        Err(why) => Err(why),
+    };
+    if let Err(why) = vetted {
+        let _ = write_all(stream, &mut simple_response("403 Forbidden", "")).await;
+        return Err(format!("refused GET {}: {why}", req.path));
+    }
     if let Some(o) = shard.find_elsewhere(&sreq).await {
         if let Some(url) = crate::cluster::flv_redirect_url(&o, &req.path) {
             let extra = format!("Location: {url}\r\nAccess-Control-Allow-Origin: *\r\n");
@@ -168,7 +198,9 @@ async fn serve_inner(
         since: std::time::SystemTime::now(),
     };
     let _listed = Registered::new(&shard.global.registry, info);
-    play(shard, stream, cid, sreq).await
+    let r = play(shard, stream, cid, sreq).await;
+    notify_stop(shard, hook);
+    r
 }
 
 async fn play(
@@ -209,18 +241,31 @@ async fn play(
         match wake {
             Wake::Read(Ok(0)) => break Ok("player closed the connection".to_string()),
             Wake::Read(Ok(_)) => {}
-            Wake::Read(Err(e)) => break Err(format!("read error: {e}")),
+            Wake::Read(Err(e)) => break gone(e, "read"),
             Wake::Notice(Notice::Unpublished) => {
                 timer = Some(Box::pin(glommio::timer::sleep(wait)))
             }
             Wake::Notice(Notice::Published) => timer = None,
             Wake::Kicked(reason) => break Err(format!("kicked: {reason}")),
-            Wake::WriteFailed(e) => break Err(format!("write error: {e}")),
+            Wake::WriteFailed(e) => break gone(e, "write"),
             Wake::Timer => break Ok(format!("no publisher for {} ms", wait.as_millis())),
         }
     };
     shard.play_leave(&key, &consumer);
     r
+}
+
+/// Tells on_stop hooks that an HTTP-FLV player left, without waiting.
+fn notify_stop(shard: &Rc<Shard>, hook: HookInfo) {
+    let vhost = shard.cfg().vhost(&hook.vhost).clone();
+    if vhost.hooks.on_stop.is_empty() {
+        return;
+    }
+    let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
+    glommio::spawn_local(async move {
+        let _ = hooks::call(&vhost.hooks.on_stop, Hook::Stop, &hook, timeout).await;
+    })
+    .detach();
 }
 
 #[cfg(test)]

@@ -5,12 +5,15 @@ use crate::conn::{read_into, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::forward::{self, RelayedPublisher};
 use crate::frame::{Format, Kind};
+use crate::hooks::{self, Hook, HookInfo};
 use crate::registry::{ClientInfo, ClientKind, Registered};
+use crate::security;
 use crate::shard::{Adopt, ConnGuard, KickGuard, Kicker, Shard};
 use crate::stream::Hub;
 use crate::url::{split_query, StreamRequest};
 use bytes::BytesMut;
 use glommio::net::TcpStream;
+use ringcast_conf::security::Action;
 use ringcast_conf::{ClusterMode, VhostConf};
 use ringcast_proto::message::{msg_type, normalize_metadata};
 use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
@@ -47,6 +50,10 @@ struct Conn {
     alive: Rc<Cell<bool>>,
     /// Reachable for API kicks while publishing.
     kickable: Option<KickGuard>,
+    /// The publish was already checked (security, hooks) by the shard that
+    /// handed the connection over.
+    vetted: bool,
+
     _guard: Option<ConnGuard>,
 }
 
@@ -77,6 +84,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard:
         listed: None,
         alive: Rc::new(Cell::new(true)),
         kickable: None,
+        vetted: false,
         _guard: Some(guard),
     };
     conn.run(Vec::new()).await;
@@ -102,6 +110,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
         listed: None,
         alive: Rc::new(Cell::new(true)),
         kickable: None,
+        vetted: true,
         _guard: guard,
         shard,
     };
@@ -125,6 +134,7 @@ impl Conn {
         if let Role::Publishing { req, .. } = &self.role {
             info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %req.key(), "publish ended");
             self.shard.publish_end(&req.key());
+            self.notify_hook(req, Hook::Unpublish);
         }
         match outcome {
             Ok(why) => {
@@ -198,7 +208,7 @@ impl Conn {
         let mut iter = events.into_iter();
         while let Some(ev) = iter.next() {
             match ev {
-                ServerEvent::Connect(info) => self.on_connect(&info)?,
+                ServerEvent::Connect(info) => self.on_connect(&info).await?,
                 ServerEvent::Publish {
                     stream_id, name, ..
                 } => {
@@ -252,6 +262,7 @@ impl Conn {
                         self.listed = None;
                         self.kickable = None;
                         self.shard.publish_end(&req.key());
+                        self.notify_hook(&req, Hook::Unpublish);
                     }
                 }
                 ServerEvent::StreamClosed { .. } => {}
@@ -260,7 +271,7 @@ impl Conn {
         Ok(None)
     }
 
-    fn on_connect(&mut self, info: &ConnectInfo) -> Result<(), String> {
+    async fn on_connect(&mut self, info: &ConnectInfo) -> Result<(), String> {
         let requested = crate::url::vhost_of(&info.tc_url, &info.app_query);
         let cfg = self.shard.cfg();
         let (name, vhost) = cfg.resolve_vhost(&requested);
@@ -274,8 +285,73 @@ impl Conn {
         }
         debug!(cid = self.cid, tc_url = %info.tc_url, app = %info.app, vhost = name, "connect");
         self.vhost = Some(name.to_string());
+        let hook = HookInfo {
+            client_id: self.cid,
+            ip: self.peer.ip().to_string(),
+            vhost: name.to_string(),
+            app: info.app.clone(),
+            stream: String::new(),
+            param: info.app_query.clone(),
+            tc_url: info.tc_url.clone(),
+            page_url: info.page_url.clone(),
+        };
+        let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
+        if let Err(why) = hooks::call(&vhost.hooks.on_connect, Hook::Connect, &hook, timeout).await
+        {
+            self.session.reject_connect(&why, &mut self.out);
+            return Err(format!("connect refused: hook {why}"));
+        }
         self.session.accept_connect(&mut self.out);
         Ok(())
+    }
+
+    fn hook_info(&self, req: &StreamRequest) -> HookInfo {
+        let info = self.session.connect_info();
+        HookInfo {
+            client_id: self.cid,
+            ip: self.peer.ip().to_string(),
+            vhost: req.vhost.clone(),
+            app: req.app.clone(),
+            stream: req.stream.clone(),
+            param: req.param.clone(),
+            tc_url: info.map(|i| i.tc_url.clone()).unwrap_or_default(),
+            page_url: info.map(|i| i.page_url.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Security rules, then the vhost's hooks, for a publish or a play;
+    /// `Err` is the reason to give the client and the log.
+    async fn vet(&self, req: &StreamRequest, action: Action) -> Result<(), String> {
+        let vhost = self.vhost_conf();
+        security::check(&vhost.security.rules, action, self.peer.ip())?;
+        let (urls, hook) = match action {
+            Action::Publish => (&vhost.hooks.on_publish, Hook::Publish),
+            Action::Play => (&vhost.hooks.on_play, Hook::Play),
+        };
+        let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
+        hooks::call(urls, hook, &self.hook_info(req), timeout)
+            .await
+            .map_err(|why| format!("hook {why}"))
+    }
+
+    /// Tells the after-the-fact hook (on_unpublish / on_stop) without waiting.
+    fn notify_hook(&self, req: &StreamRequest, hook: Hook) {
+        let vhost = self.vhost_conf();
+        let urls = match hook {
+            Hook::Unpublish => vhost.hooks.on_unpublish.clone(),
+            _ => vhost.hooks.on_stop.clone(),
+        };
+        if urls.is_empty() {
+            return;
+        }
+        let info = self.hook_info(req);
+        let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
+        glommio::spawn_local(async move {
+            if let Err(why) = hooks::call(&urls, hook, &info, timeout).await {
+                debug!("{why} (ignored)");
+            }
+        })
+        .detach();
     }
 
     fn request(&self, name: &str) -> Result<StreamRequest, String> {
@@ -348,6 +424,19 @@ impl Conn {
             }
         };
         let key = req.key();
+        if !self.vetted {
+            if let Err(why) = self.vet(&req, Action::Publish).await {
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.Rejected",
+                    &why,
+                    &mut self.out,
+                );
+                let _ = write_all(&mut self.stream, &mut self.out).await;
+                return Err(format!("publish refused: {why}"));
+            }
+            self.vetted = true;
+        }
         if let Some(o) = self.shard.find_elsewhere(&req).await {
             let e = format!(
                 "stream {key} is already published on coworker {}:{}",
@@ -483,6 +572,12 @@ impl Conn {
             }
         };
         let key = req.key();
+        if let Err(why) = self.vet(&req, Action::Play).await {
+            self.session
+                .reject_play(stream_id, "NetStream.Play.Rejected", &why, &mut self.out);
+            let _ = write_all(&mut self.stream, &mut self.out).await;
+            return Err(format!("play refused: {why}"));
+        }
         if let Some(o) = self.shard.find_elsewhere(&req).await {
             let (tc_url, url) = crate::cluster::rtmp_redirect_urls(&o, &req.app, &name);
             self.session
@@ -502,9 +597,11 @@ impl Conn {
         let _ = self.stream.set_read_timeout(None);
         // players send little after `play`: give back the set-up buffers
         self.input = BytesMut::from(&self.input[..]);
+        self.out = BytesMut::from(&self.out[..]);
         self.events = Vec::new();
         let r = self.play_loop(stream_id, &consumer).await;
         self.shard.play_leave(&key, &consumer);
+        self.notify_hook(&req, Hook::Stop);
         if consumer.dropped.get() > 0 {
             info!(
                 shard = self.shard.id,
@@ -544,7 +641,7 @@ impl Conn {
                         }
                     }
                 }
-                Wake::Read(Err(e)) => return Err(format!("read error: {e}")),
+                Wake::Read(Err(e)) => return gone(e, "read"),
                 Wake::Notice(Notice::Unpublished) => {
                     self.session.unpublish_notify(stream_id, &mut self.out)
                 }
@@ -552,10 +649,20 @@ impl Conn {
                     self.session.publish_notify(stream_id, &mut self.out)
                 }
                 Wake::Kicked(reason) => return Err(format!("kicked: {reason}")),
-                Wake::WriteFailed(e) => return Err(format!("write error: {e}")),
+                Wake::WriteFailed(e) => return gone(e, "write"),
                 Wake::Timer => {}
             }
         }
+    }
+}
+
+/// A player's connection failed: a peer that reset or hung up is ordinary
+/// departure (logged at info), anything else is an error.
+pub fn gone(e: std::io::Error, op: &str) -> Result<String, String> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    match e.kind() {
+        ConnectionReset | BrokenPipe | ConnectionAborted => Ok(format!("player left ({op}: {e})")),
+        _ => Err(format!("{op} error: {e}")),
     }
 }
 

@@ -4,10 +4,6 @@
 //! fails for a bad rule; it only allows or refuses, with a reason that quotes the rule
 //! responsible so an operator can find it.
 
-// The connection code calls `check` once the lead wires security in; until then only
-// tests do.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
-
 use std::net::IpAddr;
 
 use ringcast_conf::security::Policy;

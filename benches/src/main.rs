@@ -1,0 +1,267 @@
+//! `ringcast-bench`: the project's load tool (the counterpart of SRS's
+//! srs-bench). `publish` feeds live streams from an FLV file; `play` runs
+//! thousands of RTMP or HTTP-FLV players on one io_uring thread and reports
+//! start-up latency, stalls and what each player costs the server.
+//!
+//! Every run targets loopback only and ends by itself.
+
+mod chunked;
+mod media;
+mod play;
+mod player;
+mod procstat;
+mod publish;
+mod report;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::play::PlayOptions;
+use crate::publish::{Plan, PublishOptions};
+use crate::target::Target;
+
+/// Longest run accepted, so a forgotten tool cannot load the machine for long.
+const MAX_DURATION_SECS: u64 = 3600;
+/// Most players one run may start.
+const MAX_PLAYERS: usize = 50_000;
+/// Most publishers one run may start.
+const MAX_STREAMS: usize = 1000;
+/// File descriptors kept for the executor and standard streams.
+const SPARE_FDS: u64 = 64;
+/// io_uring registered memory for the tool's executor; it does no file I/O,
+/// so the minimum keeps it well under the usual 8 MiB memlock limit.
+const IO_MEMORY: usize = 512 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringcast-bench",
+    version,
+    about = "Load tool for ringcast (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish an FLV file to rtmp://… in real time.
+    Publish {
+        /// rtmp://127.0.0.1:PORT/app/stream
+        #[arg(long)]
+        url: String,
+        /// FLV file whose tags are sent, paced by their timestamps.
+        #[arg(long)]
+        file: PathBuf,
+        /// Number of streams; with more than one, `-0`..`-N-1` is appended
+        /// to the stream name.
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Seconds to publish at most.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Replay the file until the duration ends, timestamps continuing.
+        #[arg(long = "loop")]
+        looped: bool,
+    },
+    /// Run many players against rtmp://… or http://….flv and report.
+    Play {
+        /// rtmp://127.0.0.1:PORT/app/stream or http://127.0.0.1:PORT/app/stream.flv
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1)]
+        players: usize,
+        /// Spread players over this many streams (`-0`..`-K-1` appended).
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Players started per second (0: all at once).
+        #[arg(long, default_value_t = 500.0)]
+        ramp: f64,
+        /// Seconds the whole run lasts, ramp included.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Server process to measure (CPU per player-second, RSS per player).
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Print one JSON object instead of the text table.
+        #[arg(long)]
+        json: bool,
+        /// Bytes each player reads per call (its fixed read buffer).
+        #[arg(long, default_value_t = 4096)]
+        read_buf: usize,
+        /// Print every media message the first player receives (arrival
+        /// time since its connect, type, timestamp, size) to stderr.
+        #[arg(long)]
+        trace: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ringcast-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Publish {
+            url,
+            file,
+            streams,
+            duration,
+            looped,
+        } => {
+            let target = Target::parse(&url).map_err(|e| e.to_string())?;
+            if !target.is_rtmp() {
+                return Err("publish needs an rtmp:// URL".to_owned());
+            }
+            check_count("--streams", streams, MAX_STREAMS)?;
+            let duration = check_duration(duration)?;
+            ensure_fds(streams)?;
+            let data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let tags = ringcast_proto::flv::read_file_tags(&data)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let plan = Plan::new(tags)
+                .ok_or_else(|| format!("{}: no audio, video or script tags", file.display()))?;
+            eprintln!(
+                "publishing {streams} stream(s) to {url} from {} ({:.1} s per lap) for up to {} s{}",
+                file.display(),
+                plan.lap().as_secs_f64(),
+                duration.as_secs(),
+                if looped { ", looped" } else { "" }
+            );
+            let opts = PublishOptions {
+                target,
+                plan,
+                streams,
+                duration,
+                looped,
+            };
+            let outcomes = executor()?.run(publish::run(opts));
+            let mut failed = false;
+            for o in &outcomes {
+                failed |= o.error.is_some();
+                println!("{o}");
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Play {
+            url,
+            players,
+            streams,
+            ramp,
+            duration,
+            server_pid,
+            json,
+            read_buf,
+            trace,
+        } => {
+            let target = Target::parse(&url).map_err(|e| e.to_string())?;
+            check_count("--players", players, MAX_PLAYERS)?;
+            check_count("--streams", streams, MAX_PLAYERS)?;
+            if !(ramp.is_finite() && ramp >= 0.0) {
+                return Err("--ramp must be a number of players per second, 0 or more".to_owned());
+            }
+            if !(512..=1 << 20).contains(&read_buf) {
+                return Err("--read-buf must be between 512 and 1048576 bytes".to_owned());
+            }
+            let duration = check_duration(duration)?;
+            if let Some(pid) = server_pid {
+                procstat::sample(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
+            }
+            ensure_fds(players)?;
+            let opts = PlayOptions {
+                url,
+                target,
+                players,
+                streams,
+                ramp,
+                duration,
+                server_pid,
+                read_buf,
+                trace,
+            };
+            let report = executor()?.run(play::run(opts));
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_count(flag: &str, n: usize, max: usize) -> Result<(), String> {
+    if (1..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("{flag} must be between 1 and {max}"))
+    }
+}
+
+fn check_duration(secs: u64) -> Result<Duration, String> {
+    if (1..=MAX_DURATION_SECS).contains(&secs) {
+        Ok(Duration::from_secs(secs))
+    } else {
+        Err(format!(
+            "--duration must be between 1 and {MAX_DURATION_SECS} seconds"
+        ))
+    }
+}
+
+/// Raises the soft open-file limit to the hard one if `conns` sockets would
+/// not fit, and refuses to start when even that is too low: a run that
+/// fails half its connects on EMFILE measures nothing.
+fn ensure_fds(conns: usize) -> Result<(), String> {
+    let need = conns as u64 + SPARE_FDS;
+    if procstat::nofile_limit().is_some_and(|n| n >= need) {
+        return Ok(());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && {
+            lim.rlim_cur = lim.rlim_max.min(need.max(lim.rlim_cur));
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+        }
+    };
+    match procstat::nofile_limit() {
+        Some(n) if raised && n >= need => Ok(()),
+        n => Err(format!(
+            "{conns} connections need {need} file descriptors but the limit is {}; \
+             run `ulimit -n {need}` (or higher) first",
+            n.map_or("unknown".to_owned(), |n| n.to_string())
+        )),
+    }
+}
+
+fn executor() -> Result<glommio::LocalExecutor, String> {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name("ringcast-bench")
+        .io_memory(IO_MEMORY)
+        .make()
+        .map_err(|e| {
+            format!(
+                "cannot start the io_uring executor: {e} (it locks about {} KiB: check `ulimit -l`)",
+                IO_MEMORY / 1024
+            )
+        })
+}

@@ -1,0 +1,334 @@
+//! The `play` run: ramps players up on one glommio executor, watches them
+//! for stalls, samples the server at the edges of the steady window, then
+//! stops every player and builds the [`Report`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::timer::sleep;
+use glommio::Task;
+use hdrhistogram::Histogram;
+
+use crate::player::{self, Failure, PlayerSlot};
+use crate::procstat::{self, ProcSample};
+use crate::report::{Latency, Report, ServerCost};
+use crate::target::{Endpoint, Target};
+
+/// How often the monitor looks for stalls and for the run being over.
+const TICK: Duration = Duration::from_millis(200);
+/// After the ramp, how long to wait for the last players to start before
+/// the steady window opens regardless.
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+/// A steady window shorter than this gives noisy per-player costs.
+const MIN_STEADY: Duration = Duration::from_secs(1);
+/// Own CPU share above which the tool's numbers describe the tool itself.
+const SATURATED_PERCENT: f64 = 90.0;
+/// Latencies are recorded in microseconds up to this bound.
+const LATENCY_MAX_US: u64 = 600_000_000;
+
+/// What `play` was asked to do.
+#[derive(Debug, Clone)]
+pub struct PlayOptions {
+    pub url: String,
+    pub target: Target,
+    pub players: usize,
+    pub streams: usize,
+    /// Players started per second; 0 starts them all at once.
+    pub ramp: f64,
+    pub duration: Duration,
+    pub server_pid: Option<u32>,
+    pub read_buf: usize,
+    /// Print the first player's media arrivals to stderr.
+    pub trace: bool,
+}
+
+/// Server and tool samples taken at one instant.
+struct Edge {
+    at: Instant,
+    server: Option<ProcSample>,
+    own_cpu: Duration,
+}
+
+impl Edge {
+    fn take(pid: Option<u32>, notes: &mut Vec<String>) -> Edge {
+        let server = pid.and_then(|p| match procstat::sample(p) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                notes.push(format!("cannot sample server pid {p}: {e}"));
+                None
+            }
+        });
+        Edge {
+            at: Instant::now(),
+            server,
+            own_cpu: procstat::own_cpu(),
+        }
+    }
+}
+
+/// Runs the whole `play` scenario on the current thread's executor.
+pub async fn run(opts: PlayOptions) -> Report {
+    let mut notes = Vec::new();
+    let endpoints: Vec<Rc<Endpoint>> = (0..opts.streams.max(1))
+        .map(|i| Rc::new(opts.target.endpoint(i, opts.streams)))
+        .collect();
+    let slots: Rc<Vec<Rc<PlayerSlot>>> = Rc::new(
+        (0..opts.players)
+            .map(|i| Rc::new(PlayerSlot::new(opts.trace && i == 0)))
+            .collect(),
+    );
+
+    let baseline = Edge::take(opts.server_pid, &mut notes);
+    let t0 = baseline.at;
+    let deadline = t0 + opts.duration;
+    let monitor = glommio::spawn_local(monitor(slots.clone()));
+
+    let mut tasks: Vec<Task<()>> = Vec::with_capacity(opts.players);
+    for (i, slot) in slots.iter().enumerate() {
+        if opts.ramp > 0.0 {
+            let due = t0 + Duration::from_secs_f64(i as f64 / opts.ramp);
+            let now = Instant::now();
+            if due >= deadline {
+                break;
+            }
+            if due > now {
+                sleep(due - now).await;
+            }
+        }
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let slot = slot.clone();
+        let addr: SocketAddr = opts.target.addr;
+        let read_buf = opts.read_buf;
+        tasks.push(glommio::spawn_local(async move {
+            player::run(addr, &endpoint, &slot, read_buf).await;
+        }));
+    }
+    let started = tasks.len();
+    let ramp_end = Instant::now();
+    if started < opts.players {
+        notes.push(format!(
+            "only {started} of {} players started before the duration ended; lower --players or raise --ramp/--duration",
+            opts.players
+        ));
+    }
+
+    let settle_until = (ramp_end + SETTLE_MAX).min(deadline);
+    while Instant::now() < settle_until && !slots[..started].iter().all(|s| resolved(s)) {
+        sleep(TICK).await;
+    }
+    let mut steady_start = Edge::take(opts.server_pid, &mut notes);
+    let bytes_at_start: Vec<u64> = slots.iter().map(|s| s.bytes.get()).collect();
+    while Instant::now() < deadline && slots[..started].iter().any(|s| s.ended.get().is_none()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        sleep(left.min(TICK)).await;
+    }
+    let steady_end = Edge::take(opts.server_pid, &mut notes);
+    drop(tasks);
+    drop(monitor);
+    if steady_start.at >= steady_end.at {
+        steady_start.at = steady_end.at;
+    }
+
+    build_report(
+        &opts,
+        &slots[..started],
+        &bytes_at_start,
+        [&baseline, &steady_start, &steady_end],
+        ramp_end.saturating_duration_since(t0),
+        notes,
+    )
+}
+
+/// A player has either started playing or given up.
+fn resolved(s: &PlayerSlot) -> bool {
+    s.first_keyframe.get().is_some() || s.ended.get().is_some()
+}
+
+async fn monitor(slots: Rc<Vec<Rc<PlayerSlot>>>) {
+    loop {
+        sleep(TICK).await;
+        let now = Instant::now();
+        for s in slots.iter() {
+            s.check_stall(now);
+        }
+    }
+}
+
+fn build_report(
+    opts: &PlayOptions,
+    slots: &[Rc<PlayerSlot>],
+    bytes_at_start: &[u64],
+    [baseline, ws, we]: [&Edge; 3],
+    ramp: Duration,
+    mut notes: Vec<String>,
+) -> Report {
+    let window = we.at.saturating_duration_since(ws.at);
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let histogram = || {
+        Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
+            .expect("constant histogram bounds are valid")
+    };
+    let (mut connect, mut play_start, mut latency) = (histogram(), histogram(), histogram());
+    let mut ok = 0;
+    let mut alive_at_end = 0;
+    let mut player_seconds = 0.0;
+    let mut window_kbps = Vec::new();
+    let mut stalls = 0u64;
+    let mut players_with_stalls = 0;
+    let mut max_gap = Duration::ZERO;
+    let mut media = 0u64;
+    let mut bytes = 0u64;
+    let mut unpublished = 0u64;
+
+    for (slot, &b0) in slots.iter().zip(bytes_at_start) {
+        slot.close_gap(we.at);
+        media += slot.media.get();
+        bytes += slot.bytes.get();
+        unpublished += u64::from(slot.unpublished.get());
+        stalls += u64::from(slot.stalls.get());
+        if slot.stalls.get() > 0 {
+            players_with_stalls += 1;
+        }
+        max_gap = max_gap.max(slot.max_gap.get());
+        for (h, phase) in [
+            (&mut connect, &slot.connected),
+            (&mut play_start, &slot.play_started),
+            (&mut latency, &slot.first_keyframe),
+        ] {
+            if let Some(d) = phase.get() {
+                let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                let _ = h.record(us.clamp(1, LATENCY_MAX_US));
+            }
+        }
+        let failure = slot.failure.borrow().clone().or_else(|| {
+            slot.first_keyframe
+                .get()
+                .is_none()
+                .then_some(Failure::NoKeyframe)
+        });
+        match failure {
+            Some(f) => *failures.entry(f.to_string()).or_default() += 1,
+            None => ok += 1,
+        }
+        if let Some(first) = slot.first_media.get() {
+            let from = first.max(ws.at);
+            let to = slot.ended.get().unwrap_or(we.at).min(we.at);
+            player_seconds += to.saturating_duration_since(from).as_secs_f64();
+            if slot.ended.get().is_none() {
+                alive_at_end += 1;
+                if first <= ws.at && !window.is_zero() {
+                    let delta = slot.bytes.get().saturating_sub(b0);
+                    window_kbps.push(delta as f64 * 8.0 / 1000.0 / window.as_secs_f64());
+                }
+            }
+        }
+    }
+
+    if window < MIN_STEADY {
+        notes.push(format!(
+            "steady window only {:.1} s: per-player costs are unreliable (raise --duration)",
+            window.as_secs_f64()
+        ));
+    }
+    let run = we.at.saturating_duration_since(baseline.at);
+    let mean_kbps = if window_kbps.is_empty() {
+        // No player spanned the window: fall back to whole-run averages.
+        let secs = run.as_secs_f64().max(f64::EPSILON);
+        let playing = slots
+            .iter()
+            .filter(|s| s.first_media.get().is_some())
+            .count();
+        if playing == 0 {
+            0.0
+        } else {
+            bytes as f64 * 8.0 / 1000.0 / secs / playing as f64
+        }
+    } else {
+        window_kbps.iter().sum::<f64>() / window_kbps.len() as f64
+    };
+
+    let server = match (baseline.server, ws.server, we.server, opts.server_pid) {
+        (Some(b), Some(s), Some(e), Some(pid)) => Some(server_cost(
+            pid,
+            [b, s, e],
+            window,
+            player_seconds,
+            alive_at_end,
+        )),
+        _ => None,
+    };
+    let own = |from: &Edge, wall: Duration| {
+        let cpu = we.own_cpu.saturating_sub(from.own_cpu).as_secs_f64();
+        if wall.is_zero() {
+            0.0
+        } else {
+            cpu / wall.as_secs_f64() * 100.0
+        }
+    };
+    let client_cpu_percent = if window >= MIN_STEADY {
+        own(ws, window)
+    } else {
+        own(baseline, run)
+    };
+
+    Report {
+        protocol: if opts.target.is_rtmp() {
+            "rtmp"
+        } else {
+            "http-flv"
+        },
+        url: opts.url.clone(),
+        streams: opts.streams,
+        players: opts.players,
+        started: slots.len(),
+        ok,
+        failed: slots.len() - ok,
+        failures,
+        connect_ms: Latency::from_histogram(&connect),
+        play_start_ms: Latency::from_histogram(&play_start),
+        first_keyframe_ms: Latency::from_histogram(&latency),
+        mean_kbps_per_player: mean_kbps,
+        total_mbps: bytes as f64 * 8.0 / 1e6 / run.as_secs_f64().max(f64::EPSILON),
+        media_messages: media,
+        stalls,
+        players_with_stalls,
+        max_media_gap_ms: max_gap.as_secs_f64() * 1000.0,
+        unpublish_notices: unpublished,
+        run_secs: run.as_secs_f64(),
+        ramp_secs: ramp.as_secs_f64(),
+        steady_secs: window.as_secs_f64(),
+        server,
+        client_cpu_percent,
+        client_whole_run_cpu_percent: own(baseline, run),
+        client_saturated: client_cpu_percent > SATURATED_PERCENT,
+        notes,
+    }
+}
+
+fn server_cost(
+    pid: u32,
+    [baseline, ws, we]: [ProcSample; 3],
+    window: Duration,
+    player_seconds: f64,
+    alive: usize,
+) -> ServerCost {
+    let cpu_ms = we.cpu.saturating_sub(ws.cpu).as_secs_f64() * 1000.0;
+    let rss_delta = we.rss_kib as f64 - baseline.rss_kib as f64;
+    ServerCost {
+        pid,
+        cpu_ms_per_player_second: (player_seconds > 0.0).then(|| cpu_ms / player_seconds),
+        cpu_percent: if window.is_zero() {
+            0.0
+        } else {
+            cpu_ms / 10.0 / window.as_secs_f64()
+        },
+        rss_kib_per_player: (alive > 0).then(|| rss_delta / alive as f64),
+        rss_baseline_kib: baseline.rss_kib,
+        rss_steady_start_kib: ws.rss_kib,
+        rss_steady_end_kib: we.rss_kib,
+        player_seconds,
+        players_measured: alive,
+    }
+}
