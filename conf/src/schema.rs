@@ -54,6 +54,14 @@ pub struct ServerConf {
     /// cluster answers, redirects); the ports are those of the first listeners. Set it
     /// when the listen address is a wildcard or behind NAT (SRS #1501).
     pub advertise_host: String,
+    /// Detach into the background (double fork) at start, as init scripts expect. Ignored
+    /// inside containers, where the process must stay in the foreground as PID 1 (see
+    /// [`crate::Config::daemon_effective`]).
+    pub daemon: bool,
+    /// Reload when the config file changes (SRS's inotify auto reload). Absent means on
+    /// inside containers, where mounted ConfigMaps change under the process and nobody
+    /// sends SIGHUP, and off elsewhere (see [`crate::Config::auto_reload_effective`]).
+    pub auto_reload: Option<bool>,
 }
 
 impl Default for ServerConf {
@@ -72,6 +80,8 @@ impl Default for ServerConf {
             grace_final_wait_ms: 3_200,
             force_grace_quit: false,
             advertise_host: "127.0.0.1".to_owned(),
+            daemon: false,
+            auto_reload: None,
         }
     }
 }
@@ -137,6 +147,52 @@ impl fmt::Display for LogLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// `[log]`: where log lines go and how they are written. The level is
+/// [`ServerConf::log_level`], kept there because it predates this table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConf {
+    /// Console (stderr, what containers and systemd collect) or a file.
+    pub target: LogTarget,
+    /// The log file when `target = "file"`; a relative path is relative to the working
+    /// directory. Reopened on SIGUSR1 so logrotate can move it away.
+    pub file: PathBuf,
+    /// Plain text for people, or one JSON object per line for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogConf {
+    fn default() -> Self {
+        Self {
+            target: LogTarget::Console,
+            file: PathBuf::from("ringcast.log"),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Where log lines are written (SRS `srs_log_tank`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// Standard error.
+    #[default]
+    Console,
+    /// [`LogConf::file`].
+    File,
+}
+
+/// How each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[rtmp]`: the RTMP listener and the chunk-stream parameters we announce.

@@ -227,6 +227,7 @@ fn every_shipped_example_loads() {
         "low-latency.toml",
         "minimal.toml",
         "origin-cluster.toml",
+        "origin.toml",
         "two-vhosts.toml",
     ];
     assert_eq!(names, expected.map(|n| Some(n.to_owned())));
