@@ -9,5 +9,7 @@ pub mod codec;
 pub mod flv;
 pub mod handshake;
 pub mod http;
+pub mod m3u8;
 pub mod message;
 pub mod server;
+pub mod ts;
