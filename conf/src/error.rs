@@ -10,7 +10,8 @@ use std::fmt;
 /// and refuse to start (or, on reload, keep the old config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The file as given to [`crate::Config::load`] or [`crate::Config::parse`].
+    /// The file as given to [`crate::Config::load`] or [`crate::Config::parse`], or
+    /// `env NAME` when the mistake is in a key the environment variable `NAME` set.
     pub file: String,
     /// 1-based line of the offending key or value, when the input locates it.
     pub line: Option<usize>,

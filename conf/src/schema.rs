@@ -58,6 +58,9 @@ pub struct ServerConf {
     /// inside containers, where the process must stay in the foreground as PID 1 (see
     /// [`crate::Config::daemon_effective`]).
     pub daemon: bool,
+    /// Keep the process in the foreground inside containers even when `daemon` is on
+    /// (SRS `disable_daemon_for_docker`); off only for testing daemon mode in one.
+    pub disable_daemon_for_docker: bool,
     /// Reload when the config file changes (SRS's inotify auto reload). Absent means on
     /// inside containers, where mounted ConfigMaps change under the process and nobody
     /// sends SIGHUP, and off elsewhere (see [`crate::Config::auto_reload_effective`]).
@@ -81,6 +84,7 @@ impl Default for ServerConf {
             force_grace_quit: false,
             advertise_host: "127.0.0.1".to_owned(),
             daemon: false,
+            disable_daemon_for_docker: true,
             auto_reload: None,
         }
     }

@@ -199,7 +199,7 @@ fn other_settings_are_read() {
 #[test]
 fn default_config_file_matches_defaults() {
     let path = manifest_dir().join("ringcast.toml");
-    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let c = Config::load_with_env(&path, &no_env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.source.as_deref(), Some(path.as_path()));
     assert_eq!(
         Config { source: None, ..c },
@@ -215,7 +215,7 @@ fn every_shipped_example_loads() {
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
         if path.extension().is_some_and(|x| x == "toml") {
-            let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let c = Config::load_with_env(&path, &no_env).unwrap_or_else(|e| panic!("{e}"));
             assert!(c.vhosts.contains_key(DEFAULT_VHOST));
             names.push(path.file_name().map(|n| n.to_string_lossy().into_owned()));
         }
@@ -236,7 +236,8 @@ fn every_shipped_example_loads() {
 #[test]
 fn shipped_examples_say_what_they_promise() {
     let load = |name: &str| {
-        Config::load(&manifest_dir().join("examples").join(name)).unwrap_or_else(|e| panic!("{e}"))
+        Config::load_with_env(&manifest_dir().join("examples").join(name), &no_env)
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     let low = load("low-latency.toml");
     let v = low.vhost(DEFAULT_VHOST);
@@ -601,7 +602,9 @@ fn config_strategy() -> impl Strategy<Value = String> {
         "{}",
     ];
     const LEVEL: &[&str] = &["\"info\"", "\"loud\"", "1"];
-    const PATH: &[&str] = &["\"/run/x.pid\"", "\"\""];
+    const PATH: &[&str] = &["\"/run/x.pid\"", "\"\"", "\"logs/\""];
+    const TARGET: &[&str] = &["\"console\"", "\"file\"", "\"syslog\""];
+    const FORMAT: &[&str] = &["\"text\"", "\"json\"", "true"];
     const HOOKS: &[&str] = &[
         "[\"http://127.0.0.1:8085/h\"]",
         "[\n  \"http://h:1\",\n  \"https://h:2/\",\n]",
@@ -627,6 +630,8 @@ fn config_strategy() -> impl Strategy<Value = String> {
                 ("log_level", LEVEL),
                 ("idle_timeout_ms", NUM),
                 ("pid_file", PATH),
+                ("daemon", BOOL),
+                ("auto_reload", BOOL),
             ],
         ),
         (
@@ -636,6 +641,10 @@ fn config_strategy() -> impl Strategy<Value = String> {
                 ("out_chunk_size", NUM),
                 ("window_ack_size", NUM),
             ],
+        ),
+        (
+            "[log]",
+            &[("target", TARGET), ("file", PATH), ("format", FORMAT)],
         ),
         ("[http_server]", &[("enabled", BOOL), ("listen", LISTEN)]),
         ("[http_api]", &[("enabled", BOOL), ("listen", LISTEN)]),
@@ -876,4 +885,101 @@ fn bad_hooks_and_rules_name_the_element_and_its_line() {
         "vhosts.x.hooks.on_forward",
         "unknown field `on_forward`",
     );
+}
+
+#[test]
+fn process_keys_default_and_are_read() {
+    let c = ok("");
+    assert!(!c.server.daemon);
+    assert_eq!(c.server.auto_reload, None);
+    assert_eq!(c.log, LogConf::default());
+    assert_eq!(c.log.target, LogTarget::Console);
+    assert_eq!(c.log.file, PathBuf::from("ringcast.log"));
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert!(c.env_overrides.is_empty());
+
+    let c = ok(concat!(
+        "[server]\n",
+        "daemon = true\n",
+        "auto_reload = false\n",
+        "[log]\n",
+        "target = \"file\"\n",
+        "file = \"/var/log/ringcast.log\"\n",
+        "format = \"json\"\n",
+    ));
+    assert!(c.server.daemon);
+    assert_eq!(c.server.auto_reload, Some(false));
+    assert_eq!(c.log.target, LogTarget::File);
+    assert_eq!(c.log.file, PathBuf::from("/var/log/ringcast.log"));
+    assert_eq!(c.log.format, LogFormat::Json);
+    // A relative log file is kept relative: the server resolves it against its working
+    // directory.
+    assert_eq!(
+        ok("[log]\ntarget = \"file\"\nfile = \"logs/r.log\"\n")
+            .log
+            .file,
+        PathBuf::from("logs/r.log")
+    );
+    // An unused empty log file is not an error.
+    assert_eq!(ok("[log]\nfile = \"\"\n").log.file, PathBuf::new());
+}
+
+#[test]
+fn process_keys_are_validated_with_line_and_key() {
+    assert_at(
+        &err("[log]\ntarget = \"file\"\nfile = \"\"\n"),
+        3,
+        "log.file",
+        "must name a file while target = \"file\"",
+    );
+    assert_at(
+        &err("[log]\ntarget = \"file\"\nfile = \"/var/log/\"\n"),
+        3,
+        "log.file",
+        "not a directory",
+    );
+    assert_at(
+        &err("[log]\n\ntarget = \"syslog\"\n"),
+        3,
+        "log.target",
+        "unknown variant `syslog`",
+    );
+    assert_at(
+        &err("[log]\nformat = \"xml\"\n"),
+        2,
+        "log.format",
+        "unknown variant `xml`",
+    );
+    assert_at(
+        &err("[log]\nlevel = \"info\"\n"),
+        2,
+        "log.level",
+        "unknown field `level`",
+    );
+    assert_at(
+        &err("[server]\ndaemon = \"on\"\n"),
+        2,
+        "server.daemon",
+        "invalid type",
+    );
+    assert_at(
+        &err("[server]\nauto_reload = 1\n"),
+        2,
+        "server.auto_reload",
+        "invalid type",
+    );
+}
+
+#[test]
+fn effective_daemon_and_auto_reload() {
+    let mut c = Config::default();
+    c.server.auto_reload = Some(true);
+    assert!(c.auto_reload_effective());
+    c.server.auto_reload = Some(false);
+    assert!(!c.auto_reload_effective());
+    c.server.auto_reload = None;
+    assert_eq!(c.auto_reload_effective(), in_container());
+    assert!(!c.daemon_effective());
+    c.server.daemon = true;
+    assert_eq!(c.daemon_effective(), !in_container());
 }

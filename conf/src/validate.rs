@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use crate::error::Seg;
 use crate::hooks::parse_hook_url;
-use crate::{ClusterMode, Config, VhostConf};
+use crate::{ClusterMode, Config, LogConf, LogTarget, VhostConf};
 
 /// A failed check: which key, and why.
 #[derive(Debug)]
@@ -88,6 +88,7 @@ pub(crate) fn validate(c: &Config, written: &dyn Fn(&[Seg]) -> bool) -> Check {
             "must not be empty (omit it for no pid file)",
         )?;
     }
+    validate_log(&c.log)?;
 
     let r = &c.rtmp;
     if r.listen.is_empty() {
@@ -126,6 +127,21 @@ pub(crate) fn validate(c: &Config, written: &dyn Fn(&[Seg]) -> bool) -> Check {
         }
         seen.push(name);
         validate_vhost(vhost, &base)?;
+    }
+    Ok(())
+}
+
+/// The log file is only checked when it is used, so an unused default cannot fail.
+fn validate_log(log: &LogConf) -> Check {
+    if log.target != LogTarget::File {
+        return Ok(());
+    }
+    let file = path(&["log", "file"]);
+    if log.file.as_os_str().is_empty() {
+        fail(file.clone(), "must name a file while target = \"file\"")?;
+    }
+    if log.file.as_os_str().to_string_lossy().ends_with('/') {
+        fail(file, "must name a file, not a directory")?;
     }
     Ok(())
 }

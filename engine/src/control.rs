@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use tracing::{error, info, warn};
 
 const RUNNING: u8 = 0;
@@ -145,7 +145,7 @@ impl Control {
                     warn!("reload: {note}");
                 }
                 if next.server.log_level != running.server.log_level {
-                    set_log_level(next.server.log_level.as_str());
+                    crate::logging::set_level(next.server.log_level.as_str());
                     info!(
                         level = next.server.log_level.as_str(),
                         "reload: log level changed"
@@ -160,39 +160,6 @@ impl Control {
             }
             Err(e) => error!("reload failed, keeping the running configuration: {e}"),
         }
-    }
-}
-
-/// Sets the log level of the running process.
-type LevelSetter = Box<dyn Fn(&str) + Send + Sync>;
-
-/// Changes the log level of the running process (reload).
-static LOG_LEVEL: OnceLock<LevelSetter> = OnceLock::new();
-
-/// Logs to stderr at `server.log_level` (or `RINGCAST_LOG`, which wins and
-/// is kept across reloads), with a level that a reload can change.
-pub fn init_logging(cfg: &Config) {
-    use tracing_subscriber::prelude::*;
-    use tracing_subscriber::{fmt, reload, EnvFilter};
-    let forced = std::env::var("RINGCAST_LOG").ok();
-    let level = forced
-        .clone()
-        .unwrap_or_else(|| cfg.server.log_level.as_str().to_string());
-    let (filter, handle) = reload::Layer::new(EnvFilter::new(level));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(false))
-        .init();
-    let _ = LOG_LEVEL.set(Box::new(move |level: &str| {
-        if forced.is_none() {
-            let _ = handle.reload(EnvFilter::new(level));
-        }
-    }));
-}
-
-fn set_log_level(level: &str) {
-    if let Some(f) = LOG_LEVEL.get() {
-        f(level);
     }
 }
 
@@ -221,9 +188,9 @@ pub fn spawn_signal_thread(
     cfg: Arc<Config>,
     pid: Arc<Mutex<Option<PidFile>>>,
 ) -> Result<(), String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR2};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
     let mut signals =
-        signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR2])
+        signal_hook::iterator::Signals::new([SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2])
             .map_err(|e| format!("signals: {e}"))?;
     let path = cfg.source.clone();
     std::thread::Builder::new()
@@ -233,6 +200,10 @@ pub fn spawn_signal_thread(
             for sig in signals.forever() {
                 match sig {
                     SIGUSR2 => upgrade(&control, &pid, &control.listener_fds()),
+                    SIGUSR1 => match crate::logging::reopen() {
+                        Ok(()) => info!("log file reopened"),
+                        Err(e) => error!("log reopen failed: {e}"),
+                    },
                     SIGHUP => match &path {
                         Some(p) => {
                             crate::upgrade::sd_notify("RELOADING=1");
@@ -320,9 +291,9 @@ impl PidFile {
         if !locked {
             let other = std::fs::read_to_string(path).unwrap_or_default();
             return Err(format!(
-                "pid file {} is locked by a running ringcast (pid {})",
-                path.display(),
-                other.trim()
+                "already running (pid {}): pid file {} is locked",
+                other.trim(),
+                path.display()
             ));
         }
         file.set_len(0)
@@ -379,9 +350,10 @@ pub fn send_command(cfg: &Config, cmd: &str) -> Result<(), String> {
         "reload" => libc::SIGHUP,
         "quit" => libc::SIGQUIT,
         "stop" => libc::SIGTERM,
+        "reopen" => libc::SIGUSR1,
         other => {
             return Err(format!(
-                "unknown signal command {other:?} (use reload, quit or stop)"
+                "unknown signal command {other:?} (use reload, quit, stop or reopen)"
             ))
         }
     };
@@ -431,4 +403,63 @@ pub fn spawn_config_watcher(path: PathBuf) -> Result<(), String> {
         })
         .map_err(|e| format!("config watcher: {e}"))?;
     Ok(())
+}
+
+/// Detaches from the terminal as a classic daemon (double fork, new
+/// session, stdio to /dev/null). Must run before any thread is started.
+pub fn daemonize() -> Result<(), String> {
+    // SAFETY: called while the process is single-threaded; the parent
+    // halves exit at once without running destructors.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        if libc::setsid() < 0 {
+            return Err(format!("setsid: {}", std::io::Error::last_os_error()));
+        }
+        match libc::fork() {
+            -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
+            0 => {}
+            _ => libc::_exit(0),
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fails with "already running (pid N)" when another server holds the pid
+/// file's lock: checked before daemonizing, so the operator sees it.
+pub fn check_not_running(cfg: &Config) -> Result<(), String> {
+    let Some(path) = cfg.server.pid_file.as_deref() else {
+        return Ok(());
+    };
+    let Ok(file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    // SAFETY: flock on an fd we own; released when `file` drops.
+    let free = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } == 0;
+    if free {
+        return Ok(());
+    }
+    let pid = std::fs::read_to_string(path).unwrap_or_default();
+    Err(format!(
+        "already running (pid {}): pid file {} is locked",
+        pid.trim(),
+        path.display()
+    ))
 }

@@ -88,17 +88,24 @@ pub fn init(cfg: &ringcast_conf::Config) -> Result<(), String> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, reload, EnvFilter};
     let forced = std::env::var("RINGCAST_LOG").ok();
-    let level = forced.clone().unwrap_or_else(|| cfg.server.log_level.as_str().to_string());
+    let level = forced
+        .clone()
+        .unwrap_or_else(|| cfg.server.log_level.as_str().to_string());
     let (filter, handle) = reload::Layer::new(EnvFilter::new(level));
     let file = match cfg.log.target {
-        LogTarget::File => Some(Arc::new(LogFile { path: cfg.log.file.clone(), file: Mutex::new(open(&cfg.log.file)?) })),
+        LogTarget::File => Some(Arc::new(LogFile {
+            path: cfg.log.file.clone(),
+            file: Mutex::new(open(&cfg.log.file)?),
+        })),
         LogTarget::Console => None,
     };
     let sink = file.clone().map_or(Sink::Console, Sink::File);
     let registry = tracing_subscriber::registry().with(filter);
     match cfg.log.format {
         LogFormat::Json => registry.with(fmt::layer().json().with_writer(sink)).init(),
-        LogFormat::Text => registry.with(fmt::layer().with_writer(sink).with_ansi(false)).init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_writer(sink).with_ansi(false))
+            .init(),
     }
     let set_level = Box::new(move |level: &str| {
         if forced.is_none() {

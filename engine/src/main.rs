@@ -13,6 +13,7 @@ mod hooks;
 mod http;
 mod httpc;
 mod listen;
+mod logging;
 mod registry;
 mod rtmp;
 mod rtmpc;
@@ -45,8 +46,8 @@ struct Args {
     #[arg(short = 't', long = "test")]
     test: bool,
     /// Signal the running server (found through server.pid_file): reload, quit
-    /// (graceful) or stop (fast).
-    #[arg(short = 's', long = "signal", value_name = "reload|quit|stop")]
+    /// (graceful), stop (fast) or reopen (the log file).
+    #[arg(short = 's', long = "signal", value_name = "reload|quit|stop|reopen")]
     signal: Option<String>,
 }
 
@@ -85,7 +86,31 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    control::init_logging(&cfg);
+    if let Err(e) = control::check_not_running(&cfg) {
+        eprintln!("ringcast: {e}");
+        return ExitCode::FAILURE;
+    }
+    let daemon = cfg.daemon_effective();
+    if daemon {
+        if let Err(e) = control::daemonize() {
+            eprintln!("ringcast: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = logging::init(&cfg) {
+        eprintln!("ringcast: {e}");
+        return ExitCode::FAILURE;
+    }
+    if cfg.server.daemon && !daemon {
+        tracing::info!("running in a container: daemon mode is off");
+    }
+    if cfg.auto_reload_effective() {
+        if let Some(path) = cfg.source.clone() {
+            if let Err(e) = control::spawn_config_watcher(path) {
+                tracing::error!("{e}");
+            }
+        }
+    }
     match server::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -154,8 +154,14 @@ impl Conn {
         let normal = Self::ms(server.publish_normal_timeout_ms);
         self.events = pending;
         if !self.events.is_empty() {
-            if let Some(done) = self.handle_events().await? {
-                return Ok(done);
+            match self.handle_events().await {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {}
+                Err(e) => {
+                    // the refusal (e.g. connect rejected) must reach the client
+                    let _ = write_all(&mut self.stream, &mut self.out).await;
+                    return Err(e);
+                }
             }
             write_all(&mut self.stream, &mut self.out)
                 .await
@@ -192,8 +198,14 @@ impl Conn {
                 let _ = write_all(&mut self.stream, &mut self.out).await;
                 return Err(format!("protocol error: {e}"));
             }
-            if let Some(done) = self.handle_events().await? {
-                return Ok(done);
+            match self.handle_events().await {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {}
+                Err(e) => {
+                    // the refusal (e.g. connect rejected) must reach the client
+                    let _ = write_all(&mut self.stream, &mut self.out).await;
+                    return Err(e);
+                }
             }
             write_all(&mut self.stream, &mut self.out)
                 .await

@@ -139,8 +139,9 @@ impl Call {
 }
 
 /// A fake SRS hook service on a `std::net` listener: one thread per request, so a
-/// delayed answer does not delay the others. The verdict is chosen by the stream name
-/// (the app for on_connect, which has no stream); unknown names are allowed.
+/// delayed answer does not delay the others. The verdict is chosen by `"<action> <name>"`
+/// or else by `<name>`, where the name is the stream (the app for on_connect, which has
+/// no stream); unknown names are allowed.
 struct HookServer {
     addr: SocketAddr,
     calls: Arc<Mutex<Vec<Call>>>,
@@ -236,8 +237,13 @@ fn serve_hook(mut conn: TcpStream, calls: &Mutex<Vec<Call>>, verdicts: &BTreeMap
     } else {
         body.get("stream")
     };
+    let action = body.get("action").cloned().unwrap_or_default();
     let verdict = key
-        .and_then(|k| verdicts.get(k))
+        .and_then(|k| {
+            verdicts
+                .get(&format!("{action} {k}"))
+                .or_else(|| verdicts.get(k))
+        })
         .copied()
         .unwrap_or(Verdict::Allow);
     calls.lock().expect("calls lock").push(Call { at, body });
@@ -533,8 +539,8 @@ fn on_publish_refusal_rejects_the_publisher() {
     assert!(
         server.wait_for_log(Duration::from_secs(3), |l| l
             .lines()
-            .any(|l| l.contains("publish refused: hook") && l.contains("nopub"))),
-        "no `publish refused: hook` line naming the stream"
+            .any(|l| l.contains("publish refused: hook") && l.contains("on_publish"))),
+        "no `publish refused: hook ...` line"
     );
     // The client library sees a refusal too, and a refused publish never started.
     let e = RtmpPublisher::connect(&server.rtmp_url("nopub"))
@@ -548,7 +554,7 @@ fn on_publish_refusal_rejects_the_publisher() {
 
 #[test]
 fn on_play_refusal_rejects_rtmp_and_http_flv_players() {
-    let hooks = HookServer::start(&[("noplay", Verdict::Forbidden)]);
+    let hooks = HookServer::start(&[("on_play noplay", Verdict::Forbidden)]);
     let server = Server::start(&all_hooks(&hooks.url(), 3000));
     let publisher = spawn_publisher(
         server.rtmp_url("noplay"),
@@ -642,7 +648,10 @@ fn unpublish_and_stop_failures_are_ignored() {
 /// stream on the same shard: that one starts playing in well under a second.
 #[test]
 fn slow_hook_does_not_block_other_connections() {
-    let hooks = HookServer::start(&[("slowplay", Verdict::AllowAfter(Duration::from_secs(2)))]);
+    let hooks = HookServer::start(&[(
+        "on_play slowplay",
+        Verdict::AllowAfter(Duration::from_secs(2)),
+    )]);
     let server = Server::start(&format!(
         "[server]\nshards = 1\n[vhosts.{VHOST}.hooks]\non_play = [\"{}\"]\ntimeout_ms = 5000\n",
         hooks.url()
