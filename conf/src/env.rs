@@ -35,6 +35,8 @@ pub(crate) enum Kind {
     Bool,
     /// A TOML integer (`1000`, `1_000`, `0x400`).
     Int,
+    /// A number of seconds, `10` or `2.5`.
+    Float,
     /// The text itself (a TOML string literal is unquoted).
     Str,
     /// A TOML array, or a bare list split at the separator (`1935`, `a:1 b:2`).
@@ -105,6 +107,14 @@ pub(crate) const VHOST_KEYS: &[(&str, Kind)] = &[
     ("forward.destinations", Kind::List(Sep::SpaceOrComma)),
     ("forward.backoff_initial_ms", Kind::Int),
     ("forward.backoff_max_ms", Kind::Int),
+    ("hls.enabled", Kind::Bool),
+    ("hls.hls_fragment", Kind::Float),
+    ("hls.hls_window", Kind::Float),
+    ("hls.hls_path", Kind::Str),
+    ("hls.hls_m3u8_file", Kind::Str),
+    ("hls.hls_ts_file", Kind::Str),
+    ("hls.hls_cleanup", Kind::Bool),
+    ("hls.hls_dispose", Kind::Float),
     ("hooks.on_connect", Kind::List(Sep::Space)),
     ("hooks.on_publish", Kind::List(Sep::Space)),
     ("hooks.on_unpublish", Kind::List(Sep::Space)),
@@ -520,6 +530,11 @@ fn to_value(raw: &str, kind: Kind) -> Value {
         },
         Kind::Int => match parsed {
             Some(v @ Value::Integer(_)) => v,
+            _ => Value::from(raw),
+        },
+        Kind::Float => match parsed {
+            Some(v @ Value::Float(_)) => v,
+            Some(Value::Integer(i)) => Value::from(*i.value() as f64),
             _ => Value::from(raw),
         },
         Kind::Str => match parsed {

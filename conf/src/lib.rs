@@ -28,8 +28,9 @@ use toml_edit::{DocumentMut, ImDocument, Item};
 pub use container::{detect_container, in_container, ContainerProbes};
 pub use error::ConfigError;
 pub use schema::{
-    ClusterConf, ClusterMode, ForwardConf, HooksConf, HttpApiConf, HttpFlvConf, HttpServerConf,
-    LogConf, LogFormat, LogLevel, LogTarget, RtmpConf, SecurityConf, ServerConf, VhostConf,
+    ClusterConf, ClusterMode, ForwardConf, HlsConf, HooksConf, HttpApiConf, HttpFlvConf,
+    HttpServerConf, LogConf, LogFormat, LogLevel, LogTarget, RtmpConf, SecurityConf, ServerConf,
+    VhostConf,
 };
 
 use error::{dotted, Seg};

@@ -292,6 +292,8 @@ pub struct VhostConf {
     pub cluster: ClusterConf,
     /// `[vhosts.<name>.forward]`: push every published stream to other servers.
     pub forward: ForwardConf,
+    /// `[vhosts.<name>.hls]`: HLS segmenting, with SRS's key names.
+    pub hls: HlsConf,
     /// `[vhosts.<name>.hooks]`: SRS-compatible HTTP callbacks that can refuse clients.
     pub hooks: HooksConf,
     /// `[vhosts.<name>.security]`: allow/deny publish and play by client address.
@@ -311,6 +313,7 @@ impl Default for VhostConf {
             http_flv: HttpFlvConf::default(),
             cluster: ClusterConf::default(),
             forward: ForwardConf::default(),
+            hls: HlsConf::default(),
             hooks: HooksConf::default(),
             security: SecurityConf::default(),
         }
@@ -362,6 +365,45 @@ impl Default for ClusterConf {
             origin_retry_ms: 3_000,
             coworkers: Vec::new(),
             coworker_timeout_ms: 1_000,
+        }
+    }
+}
+
+/// `[vhosts.<name>.hls]`: SRS's `hls` block (same key names; durations in seconds).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConf {
+    pub enabled: bool,
+    /// Target segment length: a segment is cut at the first keyframe after this long.
+    pub hls_fragment: f64,
+    /// Media time the playlist spans; older segments leave it (and memory or disk).
+    pub hls_window: f64,
+    /// Empty: segments live in memory and the HTTP server serves them. Otherwise the
+    /// directory the playlist and segments are written to (atomically) for nginx.
+    pub hls_path: String,
+    /// Playlist path under `hls_path`, and the URL path it is served at.
+    pub hls_m3u8_file: String,
+    /// Segment path under `hls_path`; `[seq]` is the media sequence number.
+    pub hls_ts_file: String,
+    /// Delete segments from disk as they leave the window.
+    pub hls_cleanup: bool,
+    /// Remove everything of a stream this long after it stops publishing; 0 keeps it.
+    pub hls_dispose: f64,
+}
+
+impl Eq for HlsConf {}
+
+impl Default for HlsConf {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            hls_fragment: 10.0,
+            hls_window: 60.0,
+            hls_path: String::new(),
+            hls_m3u8_file: "[app]/[stream].m3u8".to_owned(),
+            hls_ts_file: "[app]/[stream]-[seq].ts".to_owned(),
+            hls_cleanup: true,
+            hls_dispose: 120.0,
         }
     }
 }

@@ -575,6 +575,7 @@ fn every_key_of_the_shipped_file_can_be_overridden() {
         let fits = match kind {
             Kind::Bool => value.is_bool(),
             Kind::Int => value.is_integer(),
+            Kind::Float => value.is_float() || value.is_integer(),
             Kind::Str => value.is_str(),
             Kind::List(_) => value.is_array(),
         };

@@ -210,7 +210,43 @@ fn vhost_name(name: &str, base: &[Seg]) -> Check {
     Ok(())
 }
 
+fn validate_hls(h: &crate::HlsConf, base: &[Seg]) -> Check {
+    let at = with(base, "hls");
+    if !(0.0..=3600.0).contains(&h.hls_fragment) || h.hls_fragment == 0.0 {
+        fail(with(&at, "hls_fragment"), "must be in (0, 3600] seconds")?;
+    }
+    if !(h.hls_fragment..=86_400.0).contains(&h.hls_window) {
+        fail(
+            with(&at, "hls_window"),
+            "must be at least hls_fragment and at most 86400 seconds",
+        )?;
+    }
+    if !(0.0..=f64::MAX).contains(&h.hls_dispose) {
+        fail(with(&at, "hls_dispose"), "must be >= 0 seconds")?;
+    }
+    for (key, pattern, ext) in [
+        ("hls_m3u8_file", &h.hls_m3u8_file, ".m3u8"),
+        ("hls_ts_file", &h.hls_ts_file, ".ts"),
+    ] {
+        if !pattern.contains("[stream]")
+            || !pattern.ends_with(ext)
+            || pattern.starts_with('/')
+            || pattern.contains("..")
+        {
+            fail(
+                with(&at, key),
+                format!("must be a relative path containing [stream] and ending in {ext}"),
+            )?;
+        }
+    }
+    if !h.hls_ts_file.contains("[seq]") {
+        fail(with(&at, "hls_ts_file"), "must contain [seq]")?;
+    }
+    Ok(())
+}
+
 fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
+    validate_hls(&v.hls, base)?;
     positive(
         as_u64(v.gop_cache_max_frames),
         with(base, "gop_cache_max_frames"),

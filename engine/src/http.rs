@@ -107,28 +107,49 @@ async fn serve_inner(
     stream: &mut TcpStream,
     cid: u64,
 ) -> Result<String, String> {
-    let timeout = Duration::from_millis(shard.cfg().server.handshake_timeout_ms);
-    let _ = stream.set_read_timeout(Some(timeout));
+    let cfg = shard.cfg();
+    let first = Duration::from_millis(cfg.server.handshake_timeout_ms);
+    let idle = Duration::from_millis(cfg.server.idle_timeout_ms);
     let mut input = BytesMut::with_capacity(1024);
+    let mut served = 0u64;
+    // keep-alive: HLS requests follow each other on one connection; an
+    // HTTP-FLV request ends it (its response never ends)
     let req = loop {
-        match read_into(stream, &mut input).await {
-            Ok(0) => return Ok("peer closed before sending a request".into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(format!(
-                    "request timeout: no complete request within {} ms",
-                    timeout.as_millis()
-                ))
+        let timeout = if served == 0 { first } else { idle };
+        let _ = stream.set_read_timeout(Some(timeout));
+        let req = loop {
+            match parse_request_head(&input) {
+                Ok(Some(r)) => break r,
+                Ok(None) => {}
+                Err(why) => {
+                    let _ = write_all(stream, &mut simple_response("400 Bad Request", "")).await;
+                    return Err(why.to_string());
+                }
             }
-            Err(e) => return Err(format!("read error: {e}")),
-        }
-        match parse_request_head(&input) {
-            Ok(None) => continue,
-            Err(why) => {
-                let _ = write_all(stream, &mut simple_response("400 Bad Request", "")).await;
-                return Err(why.to_string());
+            match read_into(stream, &mut input).await {
+                Ok(0) if served > 0 => return Ok(format!("{served} requests served")),
+                Ok(0) => return Ok("peer closed before sending a request".into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && served > 0 => {
+                    return Ok(format!("{served} requests served, then idle"))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(format!(
+                        "request timeout: no complete request within {} ms",
+                        timeout.as_millis()
+                    ))
+                }
+                Err(e) => return Err(format!("read error: {e}")),
             }
-            Ok(Some(r)) => break r,
+        };
+        let _ = input.split_to(req.len);
+        let Some(target) = crate::hls::match_request(&shard.cfg(), &req.path, &req.host) else {
+            break req;
+        };
+        served += 1;
+        crate::hls::respond(shard, stream, &req, target).await?;
+        if req.close {
+            return Ok(format!("{served} requests served"));
         }
     };
     if req.method != "GET" {

@@ -9,6 +9,7 @@ mod consumer;
 mod control;
 mod forward;
 mod frame;
+mod hls;
 mod hooks;
 mod http;
 mod httpc;

@@ -75,6 +75,11 @@ pub enum ShardMsg {
     Kick {
         cid: u64,
     },
+    /// An HLS request for a stream this (edge) shard owns: keep or start its pull.
+    HlsDemand {
+        key: StreamKey,
+        param: String,
+    },
 }
 
 /// How the API reaches a connection to disconnect it.
@@ -105,6 +110,7 @@ pub struct Global {
     pub connections: AtomicUsize,
     pub registry: Arc<crate::registry::Registry>,
     pub control: Arc<crate::control::Control>,
+    pub hls: Arc<crate::hls::Store>,
 }
 
 pub struct Shard {
@@ -250,6 +256,7 @@ impl Shard {
                 return Err(format!("stream {key} is being pulled from an origin"));
             }
             h.start_publish();
+            self.start_hls(key, &mut h);
             h.meter.stats.publisher = Some(cid);
             self.stream_live(key, &mut h, true);
             for &(shard, _) in &h.mirrors {
@@ -272,6 +279,9 @@ impl Shard {
             let s = &h.meter.stats;
             let key = format!("{}/{}/{}", s.vhost, s.app, s.stream);
             self.global.registry.set_stream(&key, s.clone());
+        }
+        if let Some(seg) = h.hls.as_mut() {
+            seg.on_frame(&self.global.hls, &frame);
         }
         let id = h.id;
         let key = frame.keyframe;
@@ -304,6 +314,7 @@ impl Shard {
             let mut h = hub.borrow_mut();
             h.local.unpublish();
             self.stream_live(key, &mut h, false);
+            self.end_hls(key, &mut h);
             for &(shard, _) in &h.mirrors {
                 self.send(shard, ShardMsg::Unpublished { id: h.id });
             }
@@ -458,6 +469,11 @@ impl Shard {
             ShardMsg::Kick { cid } => {
                 self.kick_local(cid);
             }
+            ShardMsg::HlsDemand { key, param } => {
+                if let Some(req) = StreamRequest::from_key(&key, param) {
+                    self.hls_demand(&req);
+                }
+            }
         }
     }
 
@@ -482,6 +498,44 @@ impl Shard {
         .detach();
     }
 
+    /// Starts (or, on a republish, continues with a discontinuity) the
+    /// stream's HLS segmenter when its vhost has HLS on.
+    fn start_hls(&self, key: &str, h: &mut Hub) {
+        let cfg = self.cfg();
+        let vhost = &h.meter.stats.vhost;
+        let conf = cfg.vhost(vhost).hls.clone();
+        if !conf.enabled {
+            h.hls = None;
+            return;
+        }
+        let (app, stream) = (h.meter.stats.app.clone(), h.meter.stats.stream.clone());
+        h.hls = Some(crate::hls::Segmenter::new(
+            &self.global.hls,
+            key,
+            &app,
+            &stream,
+            conf,
+        ));
+    }
+
+    /// Closes the last segment and schedules the stream's HLS output for
+    /// removal after `hls_dispose`.
+    fn end_hls(&self, key: &str, h: &mut Hub) {
+        let Some(mut seg) = h.hls.take() else { return };
+        seg.cut(&self.global.hls);
+        let dispose = self.cfg().vhost(&h.meter.stats.vhost).hls.hls_dispose;
+        if dispose > 0.0 {
+            let task = crate::hls::dispose_later(
+                self.global.hls.clone(),
+                key.to_string(),
+                seg.generation(),
+                std::time::Duration::from_secs_f64(dispose),
+                seg.files(),
+            );
+            glommio::spawn_local(task).detach();
+        }
+    }
+
     /// Publishes a stream's start or end to the API.
     fn stream_live(&self, key: &str, h: &mut Hub, active: bool) {
         h.meter.stats.active = active;
@@ -500,6 +554,7 @@ impl Shard {
             return Err(format!("stream {key} is published here"));
         }
         h.start_publish();
+        self.start_hls(key, &mut h);
         h.meter.stats.publisher = None;
         self.stream_live(key, &mut h, true);
         for &(shard, _) in &h.mirrors {
@@ -580,6 +635,30 @@ impl Shard {
     fn mirror_by_id(self: &Rc<Self>, id: u64) -> Option<Rc<RefCell<Mirror>>> {
         let key = self.mirrors_by_id.borrow().get(&id).cloned()?;
         self.mirrors.borrow().get(&key).cloned()
+    }
+
+    /// An HLS request: marks the stream as watched and, on an edge, makes
+    /// sure its owner pulls it (HLS players hold no consumer).
+    pub fn hls_demand(self: &Rc<Self>, req: &StreamRequest) {
+        let key = req.key();
+        self.global.hls.touch(&key);
+        if self.cfg().vhost(&req.vhost).cluster.mode != ClusterMode::Remote {
+            return;
+        }
+        let owner = self.owner(&key);
+        if owner != self.id {
+            self.send(
+                owner,
+                ShardMsg::HlsDemand {
+                    key,
+                    param: req.param.clone(),
+                },
+            );
+            return;
+        }
+        let hub = self.hub_entry(&key);
+        hub.borrow_mut().last_join = Some(std::time::Instant::now());
+        self.ensure_pull(req, &hub);
     }
 
     /// Makes a connection reachable for API kicks until the returned guard drops.

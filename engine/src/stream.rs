@@ -296,6 +296,8 @@ pub struct Hub {
     pub meter: Meter,
     /// When a player or mirror last joined (edge idle accounting).
     pub last_join: Option<Instant>,
+    /// The stream's HLS segmenter, when its vhost has HLS on.
+    pub hls: Option<crate::hls::Segmenter>,
 }
 
 impl Hub {
@@ -311,6 +313,7 @@ impl Hub {
             publish_gen: 0,
             meter: Meter::default(),
             last_join: None,
+            hls: None,
         }
     }
 

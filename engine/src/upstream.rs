@@ -94,9 +94,19 @@ fn idle_for(hub: &RefCell<Hub>, idle_since: &mut Option<Instant>) -> std::time::
     since.elapsed()
 }
 
-fn has_demand(hub: &RefCell<Hub>) -> bool {
+/// Players, mirroring shards, or HLS requests within the idle timeout.
+fn has_demand(shard: &Shard, hub: &RefCell<Hub>, idle: Duration) -> bool {
     let h = hub.borrow();
-    h.local.consumer_count() > 0 || !h.mirrors.is_empty()
+    if h.local.consumer_count() > 0 || !h.mirrors.is_empty() {
+        return true;
+    }
+    let s = &h.meter.stats;
+    let key = format!("{}/{}/{}", s.vhost, s.app, s.stream);
+    shard
+        .global
+        .hls
+        .last_request(&key)
+        .is_some_and(|t| t.elapsed() < idle)
 }
 
 /// Why one upstream session ended.
@@ -117,7 +127,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
     let mut last_origin: Option<String> = None;
     let mut failures = 0usize;
     loop {
-        if has_demand(&hub) {
+        if has_demand(&shard, &hub, idle) {
             idle_since = None;
         } else if idle_for(hub.as_ref(), &mut idle_since) >= idle {
             info!(shard = shard.id, stream = %key, "edge pull stopped: no players for {} ms", idle.as_millis());
@@ -262,7 +272,7 @@ async fn relay_media(
         if last_media.elapsed() >= silence {
             return End::Failed(format!("no media for {} ms", silence.as_millis()));
         }
-        if has_demand(hub) {
+        if has_demand(shard, hub, idle) {
             idle_since = None;
         } else if idle_for(hub.as_ref(), &mut idle_since) >= idle {
             return End::Idle;

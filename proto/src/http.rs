@@ -19,6 +19,42 @@ pub struct RequestHead {
     pub host: String,
     /// Bytes the head took, including the blank line.
     pub len: usize,
+    /// The `Range` header (`bytes=0-99`), if any.
+    pub range: Option<String>,
+    /// The client wants the connection closed after this request
+    /// (`Connection: close`, or HTTP/1.0 without keep-alive).
+    pub close: bool,
+}
+
+/// A single byte range of a body of `total` bytes, from a `Range: bytes=`
+/// header; `None` for anything else (the whole body is sent) and
+/// `Some(Err(()))` for a range that cannot be satisfied (416).
+pub fn byte_range(range: &str, total: usize) -> Option<Result<(usize, usize), ()>> {
+    let spec = range.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let r = if a.is_empty() {
+        let n: usize = b.parse().ok()?;
+        if n == 0 || total == 0 {
+            return Some(Err(()));
+        }
+        (total.saturating_sub(n), total - 1)
+    } else {
+        let start: usize = a.parse().ok()?;
+        let end = if b.is_empty() {
+            total.saturating_sub(1)
+        } else {
+            b.parse::<usize>().ok()?.min(total.saturating_sub(1))
+        };
+        if start >= total || end < start {
+            return Some(Err(()));
+        }
+        (start, end)
+    };
+    Some(Ok(r))
 }
 
 /// The parts of a response head the client acts on: how the body is framed
@@ -80,11 +116,24 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead>, HttpError> 
                 .find(|h| h.name.eq_ignore_ascii_case("host"))
                 .map(|h| String::from_utf8_lossy(h.value).into_owned())
                 .unwrap_or_default();
+            let header = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            };
+            let connection = header("connection")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let close = connection.contains("close")
+                || (req.version == Some(0) && !connection.contains("keep-alive"));
             Ok(Some(RequestHead {
                 method: req.method.unwrap_or_default().to_string(),
                 path: req.path.unwrap_or_default().to_string(),
                 host,
                 len,
+                range: header("range"),
+                close,
             }))
         }
         Err(httparse::Error::TooManyHeaders) => Err(HttpError::TooManyHeaders),
@@ -302,6 +351,40 @@ mod tests {
     }
 
     #[test]
+    fn keep_alive_and_range_are_read() {
+        let h = parse_request_head(b"GET /a.ts HTTP/1.1\r\nRange: bytes=10-19\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.range.as_deref(), Some("bytes=10-19"));
+        assert!(!h.close);
+        let h = parse_request_head(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.close);
+        let h = parse_request_head(b"GET / HTTP/1.0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.close);
+        let h = parse_request_head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.close);
+    }
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range("bytes=10-19", 100), Some(Ok((10, 19))));
+        assert_eq!(byte_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=95-200", 100), Some(Ok((95, 99))));
+        assert_eq!(byte_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=20-10", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(byte_range("bytes=x-1", 100), None);
+    }
+
+    #[test]
     fn missing_host_is_empty() {
         let h = parse_request_head(b"POST /x HTTP/1.0\r\n\r\n")
             .unwrap()
@@ -433,6 +516,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn byte_ranges_stay_inside_the_body(spec in "bytes=[0-9]{0,4}-[0-9]{0,4}", total in 0usize..5000) {
+            if let Some(Ok((a, b))) = byte_range(&spec, total) {
+                prop_assert!(a <= b && b < total);
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = parse_request_head(&data);

@@ -1,0 +1,586 @@
+//! HLS: one segmenter per stream on the stream's owner shard (never per
+//! player) muxes MPEG-TS once and cuts segments at keyframes; the
+//! playlist and segments are `Bytes` in a process-wide store that every
+//! shard's HTTP connections read without copying, and optionally files
+//! under `hls_path` written atomically (write, then rename) for nginx.
+
+use crate::conn::write_all;
+use crate::frame::{Frame, Kind};
+use crate::shard::Shard;
+use crate::url::{host_of, query_value, split_query, StreamRequest};
+use bytes::{Bytes, BytesMut};
+use glommio::net::TcpStream;
+use ringcast_conf::{ClusterMode, Config, HlsConf};
+use ringcast_proto::http::{byte_range, RequestHead};
+use ringcast_proto::m3u8::{media_playlist, Segment};
+use ringcast_proto::ts::TsMuxer;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// What HTTP serves for one stream.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub playlist: Option<Bytes>,
+    pub segments: HashMap<u64, Bytes>,
+    /// The last sequence number used, so a republish continues it.
+    pub last_seq: Option<u64>,
+    /// Bumped at every publish; a dispose timer only removes its own.
+    pub generation: u64,
+}
+
+/// Process-wide HLS output, keyed by `vhost/app/stream`. Written once per
+/// segment per stream, read once per HTTP request.
+#[derive(Debug, Default)]
+pub struct Store {
+    streams: Mutex<HashMap<String, Published>>,
+    /// Last HLS request per stream, for edge pulls kept alive by HLS alone.
+    requests: Mutex<HashMap<String, Instant>>,
+}
+
+impl Store {
+    pub fn playlist(&self, key: &str) -> Option<Bytes> {
+        self.streams.lock().ok()?.get(key)?.playlist.clone()
+    }
+
+    pub fn segment(&self, key: &str, seq: u64) -> Option<Bytes> {
+        self.streams
+            .lock()
+            .ok()?
+            .get(key)?
+            .segments
+            .get(&seq)
+            .cloned()
+    }
+
+    fn with<R>(&self, key: &str, f: impl FnOnce(&mut Published) -> R) -> Option<R> {
+        let mut m = self.streams.lock().ok()?;
+        Some(f(m.entry(key.to_string()).or_default()))
+    }
+
+    /// Removes a stream's HLS output if it still belongs to `generation`.
+    pub fn dispose(&self, key: &str, generation: u64) -> bool {
+        let Ok(mut m) = self.streams.lock() else {
+            return false;
+        };
+        if m.get(key).is_some_and(|p| p.generation == generation) {
+            m.remove(key);
+            return true;
+        }
+        false
+    }
+
+    pub fn touch(&self, key: &str) {
+        if let Ok(mut r) = self.requests.lock() {
+            r.insert(key.to_string(), Instant::now());
+        }
+    }
+
+    pub fn last_request(&self, key: &str) -> Option<Instant> {
+        self.requests.lock().ok()?.get(key).copied()
+    }
+}
+
+#[derive(Debug)]
+struct Seg {
+    seq: u64,
+    duration_ms: u64,
+    discontinuity: bool,
+    uri: String,
+    file: Option<PathBuf>,
+}
+
+/// Cuts one stream into segments.
+#[derive(Debug)]
+pub struct Segmenter {
+    key: String,
+    app: String,
+    stream: String,
+    conf: HlsConf,
+    muxer: TsMuxer,
+    cur: Vec<u8>,
+    cur_start: Option<u32>,
+    last_ts: u32,
+    next_seq: u64,
+    discontinuity: bool,
+    window: VecDeque<Seg>,
+    disabled: bool,
+    generation: u64,
+}
+
+fn fill(pattern: &str, app: &str, stream: &str, seq: Option<u64>) -> String {
+    let mut s = pattern.replace("[app]", app).replace("[stream]", stream);
+    if let Some(seq) = seq {
+        s = s.replace("[seq]", &seq.to_string());
+    }
+    s
+}
+
+impl Segmenter {
+    /// A segmenter for a stream starting to publish; continues sequence
+    /// numbers (with a discontinuity) when the stream was published before.
+    pub fn new(store: &Store, key: &str, app: &str, stream: &str, conf: HlsConf) -> Segmenter {
+        let (next_seq, generation) = store
+            .with(key, |p| {
+                p.generation += 1;
+                (p.last_seq.map_or(0, |s| s + 1), p.generation)
+            })
+            .unwrap_or((0, 0));
+        Segmenter {
+            key: key.to_string(),
+            app: app.to_string(),
+            stream: stream.to_string(),
+            conf,
+            muxer: TsMuxer::new(),
+            cur: Vec::new(),
+            cur_start: None,
+            last_ts: 0,
+            next_seq,
+            discontinuity: next_seq > 0,
+            window: VecDeque::new(),
+            disabled: false,
+            generation,
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Feeds one frame (after timestamp correction, once per stream).
+    pub fn on_frame(&mut self, store: &Store, frame: &Frame) {
+        if self.disabled || frame.kind == Kind::Data {
+            return;
+        }
+        let ts = frame.timestamp;
+        let fragment = (self.conf.hls_fragment * 1000.0) as u32;
+        let elapsed = self.cur_start.map_or(0, |s| ts.saturating_sub(s));
+        let video = self.muxer.has_video();
+        let cut_here = if video {
+            frame.keyframe
+        } else {
+            frame.kind == Kind::Audio
+        };
+        if cut_here && self.cur_start.is_some() && elapsed >= fragment {
+            self.cut_at(store, ts);
+        }
+        if self.cur_start.is_none() && !frame.sequence_header {
+            if video && !frame.keyframe && frame.kind == Kind::Video {
+                return; // a segment starts at a keyframe
+            }
+            self.muxer.write_tables(&mut self.cur);
+            self.cur_start = Some(ts);
+        }
+        if let Err(e) = self
+            .muxer
+            .write(frame.kind.type_id(), ts, frame.payload(), &mut self.cur)
+        {
+            warn!(stream = %self.key, "HLS disabled for this stream: {e}");
+            self.disabled = true;
+            return;
+        }
+        if !frame.sequence_header {
+            self.last_ts = self.last_ts.max(ts);
+        }
+    }
+
+    /// Closes the current segment, publishes it and the playlist, and
+    /// drops segments that left the window.
+    pub fn cut(&mut self, store: &Store) {
+        self.cut_at(store, self.last_ts);
+    }
+
+    /// Closes the current segment at media time `end` (the next segment's
+    /// first timestamp, or the last one seen when the stream ends).
+    fn cut_at(&mut self, store: &Store, end: u32) {
+        let Some(start) = self.cur_start.take() else {
+            return;
+        };
+        let data = Bytes::from(std::mem::take(&mut self.cur));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let uri = fill(&self.conf.hls_ts_file, &self.app, &self.stream, Some(seq));
+        let uri = uri.rsplit('/').next().unwrap_or_default().to_string();
+        let file = self.write_file(
+            &fill(&self.conf.hls_ts_file, &self.app, &self.stream, Some(seq)),
+            &data,
+        );
+        self.window.push_back(Seg {
+            seq,
+            duration_ms: u64::from(end.saturating_sub(start)).max(1),
+            discontinuity: std::mem::take(&mut self.discontinuity),
+            uri,
+            file,
+        });
+        let window_ms = (self.conf.hls_window * 1000.0) as u64;
+        let mut removed = Vec::new();
+        while self.window.len() > 1
+            && self.window.iter().map(|s| s.duration_ms).sum::<u64>() > window_ms
+        {
+            if let Some(old) = self.window.pop_front() {
+                removed.push(old);
+            }
+        }
+        let segments: Vec<Segment> = self
+            .window
+            .iter()
+            .map(|s| Segment {
+                sequence: s.seq,
+                duration_ms: s.duration_ms,
+                uri: s.uri.clone(),
+                discontinuity: s.discontinuity,
+            })
+            .collect();
+        let text = media_playlist(&segments, 0);
+        self.write_file(
+            &fill(&self.conf.hls_m3u8_file, &self.app, &self.stream, None),
+            text.as_bytes(),
+        );
+        store.with(&self.key, |p| {
+            p.segments.insert(seq, data);
+            for old in &removed {
+                p.segments.remove(&old.seq);
+            }
+            p.playlist = Some(Bytes::from(text));
+            p.last_seq = Some(seq);
+        });
+        if self.conf.hls_cleanup {
+            for old in removed {
+                if let Some(f) = old.file {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+        }
+    }
+
+    /// Writes `data` to `hls_path/rel` atomically (write then rename), when
+    /// a disk path is configured.
+    fn write_file(&self, rel: &str, data: &[u8]) -> Option<PathBuf> {
+        if self.conf.hls_path.is_empty() {
+            return None;
+        }
+        let path = Path::new(&self.conf.hls_path).join(rel);
+        let tmp = path.with_extension("tmp");
+        let result = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, data))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        match result {
+            Ok(()) => Some(path),
+            Err(e) => {
+                warn!(stream = %self.key, file = %path.display(), "HLS write failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Every file this segmenter still has on disk (for dispose).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.window.iter().filter_map(|s| s.file.clone()).collect();
+        if !self.conf.hls_path.is_empty() {
+            v.push(Path::new(&self.conf.hls_path).join(fill(
+                &self.conf.hls_m3u8_file,
+                &self.app,
+                &self.stream,
+                None,
+            )));
+        }
+        v
+    }
+}
+
+/// Removes a stream's HLS output `hls_dispose` after its publish ended,
+/// unless it was published again meanwhile.
+pub async fn dispose_later(
+    store: std::sync::Arc<Store>,
+    key: String,
+    generation: u64,
+    after: std::time::Duration,
+    files: Vec<PathBuf>,
+) {
+    glommio::timer::sleep(after).await;
+    if store.dispose(&key, generation) {
+        for f in files {
+            let _ = std::fs::remove_file(f);
+        }
+        info!(stream = %key, "HLS output disposed");
+    }
+}
+
+/// An HLS request: a stream's playlist or one of its segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Playlist(StreamRequest),
+    Segment(StreamRequest, u64),
+}
+
+/// Maps `/[app]/[stream].m3u8` and `/[app]/[stream]-[seq].ts` (optionally
+/// with a leading `/[vhost]`) to a stream of a vhost with HLS on.
+pub fn match_request(cfg: &Config, path: &str, host: &str) -> Option<Target> {
+    let (path, query) = split_query(path);
+    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    if !(2..=3).contains(&segs.len()) || segs.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let last = *segs.last()?;
+    if !last.ends_with(".m3u8") && !last.ends_with(".ts") {
+        return None;
+    }
+    let (named, app) = match segs.len() {
+        3 => (Some(segs[0]), segs[1]),
+        _ => (None, segs[0]),
+    };
+    let wanted = named.map_or_else(
+        || {
+            query_value(query, "vhost")
+                .unwrap_or(host_of(host))
+                .to_string()
+        },
+        str::to_string,
+    );
+    let (vhost, conf) = cfg.resolve_vhost(&wanted);
+    if named.is_some_and(|n| !vhost.eq_ignore_ascii_case(n)) || !conf.enabled || !conf.hls.enabled {
+        return None;
+    }
+    let req = |stream: &str| StreamRequest {
+        vhost: vhost.to_string(),
+        app: app.to_string(),
+        stream: stream.to_string(),
+        param: query.to_string(),
+    };
+    if let Some(stream) = last.strip_suffix(".m3u8").filter(|s| !s.is_empty()) {
+        return Some(Target::Playlist(req(stream)));
+    }
+    let (stream, seq) = last.strip_suffix(".ts")?.rsplit_once('-')?;
+    let seq = seq.parse().ok()?;
+    (!stream.is_empty()).then(|| Target::Segment(req(stream), seq))
+}
+
+fn head(status: &str, ctype: &str, len: usize, extra: &str, close: bool) -> BytesMut {
+    let conn = if close { "close" } else { "keep-alive" };
+    BytesMut::from(
+        format!(
+            "HTTP/1.1 {status}\r\nServer: ringcast/{}\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nAccess-Control-Allow-Origin: *\r\nConnection: {conn}\r\n{extra}\r\n",
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    )
+}
+
+/// The longest a first playlist request on an edge waits for the pull to
+/// produce a segment.
+const FIRST_PLAYLIST_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// Answers one HLS request (GET or HEAD; Range on segments) without
+/// copying segment bytes; the connection stays open for the next request.
+pub async fn respond(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    req: &RequestHead,
+    target: Target,
+) -> Result<(), String> {
+    if req.method != "GET" && req.method != "HEAD" {
+        let mut out = head(
+            "405 Method Not Allowed",
+            "text/plain",
+            0,
+            "Allow: GET, HEAD\r\n",
+            true,
+        );
+        let _ = write_all(stream, &mut out).await;
+        return Err(format!(
+            "refused {} {}: method not allowed",
+            req.method, req.path
+        ));
+    }
+    let store = &shard.global.hls;
+    let (body, ctype, cache) = match &target {
+        Target::Playlist(sreq) => {
+            shard.hls_demand(sreq);
+            let key = sreq.key();
+            let cfg = shard.cfg();
+            let vhost = cfg.vhost(&sreq.vhost);
+            let mut body = store.playlist(&key);
+            if body.is_none() && vhost.cluster.mode == ClusterMode::Remote {
+                // the first request on an edge starts the pull: wait for a segment
+                let wait = Duration::from_secs_f64(vhost.hls.hls_fragment * 2.0)
+                    .saturating_add(Duration::from_millis(vhost.cluster.connect_timeout_ms))
+                    .min(FIRST_PLAYLIST_WAIT_CAP);
+                let deadline = Instant::now() + wait;
+                while body.is_none() && Instant::now() < deadline {
+                    glommio::timer::sleep(Duration::from_millis(100)).await;
+                    shard.hls_demand(sreq);
+                    body = store.playlist(&key);
+                }
+            }
+            (
+                body,
+                "application/vnd.apple.mpegurl",
+                "Cache-Control: no-cache\r\n",
+            )
+        }
+        Target::Segment(sreq, seq) => {
+            store.touch(&sreq.key());
+            (
+                store.segment(&sreq.key(), *seq),
+                "video/mp2t",
+                "Cache-Control: public, max-age=3600\r\nAccept-Ranges: bytes\r\n",
+            )
+        }
+    };
+    let Some(body) = body else {
+        let mut out = head("404 Not Found", "text/plain", 0, "", req.close);
+        write_all(stream, &mut out)
+            .await
+            .map_err(|e| format!("write error: {e}"))?;
+        debug!(shard = shard.id, path = %req.path, "HLS 404");
+        return Ok(());
+    };
+    let range = match (&target, req.range.as_deref()) {
+        (Target::Segment(..), Some(r)) => byte_range(r, body.len()),
+        _ => None,
+    };
+    let (status, slice, extra) = match range {
+        Some(Ok((a, b))) => (
+            "206 Partial Content",
+            body.slice(a..=b),
+            format!("{cache}Content-Range: bytes {a}-{b}/{}\r\n", body.len()),
+        ),
+        Some(Err(())) => {
+            let extra = format!("Content-Range: bytes */{}\r\n", body.len());
+            let mut out = head(
+                "416 Range Not Satisfiable",
+                "text/plain",
+                0,
+                &extra,
+                req.close,
+            );
+            return write_all(stream, &mut out)
+                .await
+                .map_err(|e| format!("write error: {e}"));
+        }
+        None => ("200 OK", body, cache.to_string()),
+    };
+    let mut out = head(status, ctype, slice.len(), &extra, req.close);
+    write_all(stream, &mut out)
+        .await
+        .map_err(|e| format!("write error: {e}"))?;
+    if req.method == "GET" {
+        use futures_lite::AsyncWriteExt;
+        stream
+            .write_all(&slice)
+            .await
+            .map_err(|e| format!("write error: {e}"))?;
+        crate::stats::bytes_out(slice.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::parse("[vhosts.__defaultVhost__.hls]\nenabled = true\n[vhosts.v1.hls]\nenabled = true\n[vhosts.off]\n", "t.toml").unwrap()
+    }
+
+    #[test]
+    fn playlist_and_segment_paths() {
+        let c = cfg();
+        match match_request(&c, "/live/s1.m3u8?token=x", "h:8080") {
+            Some(Target::Playlist(r)) => {
+                assert_eq!(r.key(), "__defaultVhost__/live/s1");
+                assert_eq!(r.param, "token=x");
+            }
+            other => panic!("{other:?}"),
+        }
+        match match_request(&c, "/v1/live/my-cam-12.ts", "h") {
+            Some(Target::Segment(r, 12)) => assert_eq!(r.key(), "v1/live/my-cam"),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "/live/.m3u8",
+            "/live/s-x.ts",
+            "/live/s.flv",
+            "/a/b/c/d.ts",
+            "/off/live/s.m3u8",
+            "/live//s.m3u8",
+        ] {
+            assert_eq!(match_request(&c, bad, "h"), None, "{bad}");
+        }
+        let off = Config::parse("", "t.toml").unwrap();
+        assert_eq!(
+            match_request(&off, "/live/s.m3u8", "h"),
+            None,
+            "HLS off by default"
+        );
+    }
+
+    #[test]
+    fn segmenter_cuts_at_keyframes_after_the_fragment_and_keeps_a_window() {
+        let store = Store::default();
+        let conf = HlsConf {
+            enabled: true,
+            hls_fragment: 1.0,
+            hls_window: 3.0,
+            ..HlsConf::default()
+        };
+        let mut seg = Segmenter::new(&store, "v/live/s", "live", "s", conf);
+        let sh = Frame::new(
+            Kind::Video,
+            0,
+            Bytes::from_static(&[
+                0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x42, 0xc0, 0x1e, 1,
+                0, 2, 0x68, 0xce,
+            ]),
+            60000,
+        );
+        seg.on_frame(&store, &sh);
+        for i in 0..100u32 {
+            let key = i % 25 == 0;
+            let body = [
+                if key { 0x17 } else { 0x27 },
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                2,
+                if key { 0x65 } else { 0x41 },
+                0x88,
+            ];
+            seg.on_frame(
+                &store,
+                &Frame::new(Kind::Video, i * 40, Bytes::copy_from_slice(&body), 60000),
+            );
+        }
+        let playlist = String::from_utf8(store.playlist("v/live/s").unwrap().to_vec()).unwrap();
+        assert!(playlist.contains("#EXTINF:1.000,"), "{playlist}");
+        assert!(playlist.contains("s-2.ts"), "{playlist}");
+        assert!(store.segment("v/live/s", 2).is_some());
+        assert!(store.segment("v/live/s", 0).is_some());
+        // a republish continues the sequence with a discontinuity
+        seg.cut(&store);
+        let mut again = Segmenter::new(
+            &store,
+            "v/live/s",
+            "live",
+            "s",
+            HlsConf {
+                enabled: true,
+                hls_fragment: 1.0,
+                hls_window: 3.0,
+                ..HlsConf::default()
+            },
+        );
+        assert_eq!(again.next_seq, 4);
+        assert!(again.discontinuity);
+        again.on_frame(&store, &sh);
+    }
+}
