@@ -20,7 +20,9 @@ use crate::upstream::upstream_url;
 use crate::url::StreamRequest;
 use ringcast_proto::client::{ClientEvent, ClientMode};
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::os::fd::RawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -29,8 +31,13 @@ use tracing::{info, warn};
 enum Ended {
     /// The source stream ended: nothing more to push.
     Unpublished,
+    /// A reload removed the destination.
+    Removed,
     Failed(String),
 }
+
+/// How often a push checks that its destination is still configured.
+const KEEP_CHECK: Duration = Duration::from_secs(1);
 
 fn register(shard: &Rc<Shard>, conn: &ClientConn, req: &StreamRequest, url: &str) -> Registered {
     Registered::new(
@@ -57,6 +64,7 @@ async fn push(
     hub: &Rc<RefCell<Hub>>,
     conn: &mut ClientConn,
     vhost: &str,
+    keep: &dyn Fn() -> bool,
 ) -> Ended {
     if conn.session.stream_id() != Some(1) {
         return Ended::Failed(format!(
@@ -71,13 +79,14 @@ async fn push(
     hub.borrow_mut().local.add_consumer(consumer.clone());
     let mut rbuf = [0u8; 1024];
     let mut events = Vec::new();
+    let mut tick: Pin<Box<dyn Future<Output = ()>>> = Box::pin(glommio::timer::sleep(KEEP_CHECK));
     let end = loop {
         let wake = Drive {
             stream: &mut conn.stream,
             consumer: &consumer,
             ctrl: &mut conn.out,
             rbuf: &mut rbuf,
-            timer: None,
+            timer: Some(tick.as_mut()),
         }
         .await;
         match wake {
@@ -107,7 +116,13 @@ async fn push(
             }
             Wake::Read(Err(e)) => break Ended::Failed(format!("read {}: {e}", conn.addr)),
             Wake::Notice(Notice::Unpublished) => break Ended::Unpublished,
-            Wake::Notice(Notice::Published) | Wake::Timer => {}
+            Wake::Notice(Notice::Published) => {}
+            Wake::Timer => {
+                if !keep() {
+                    break Ended::Removed;
+                }
+                tick = Box::pin(glommio::timer::sleep(KEEP_CHECK));
+            }
             Wake::Kicked(why) => break Ended::Failed(why),
             Wake::WriteFailed(e) => break Ended::Failed(format!("write {}: {e}", conn.addr)),
         }
@@ -121,8 +136,20 @@ fn still_live(hub: &RefCell<Hub>, gen: u64) -> bool {
     h.local.publishing && h.publish_gen() == gen
 }
 
+/// True while `dest` is among the vhost's forward destinations (a reload
+/// may remove it).
+fn configured(shard: &Shard, vhost: &str, dest: &str) -> bool {
+    shard
+        .cfg()
+        .vhost(vhost)
+        .forward
+        .destinations
+        .iter()
+        .any(|d| d == dest)
+}
+
 /// Forwards one publish to one destination, reconnecting with backoff
-/// until the publish ends.
+/// until the publish ends or a reload removes the destination.
 pub async fn forward(shard: Rc<Shard>, hub: Rc<RefCell<Hub>>, req: StreamRequest, dest: String) {
     let gen = hub.borrow().publish_gen();
     let fw = shard.cfg().vhost(&req.vhost).forward.clone();
@@ -131,13 +158,20 @@ pub async fn forward(shard: Rc<Shard>, hub: Rc<RefCell<Hub>>, req: StreamRequest
     let chunk = shard.cfg().rtmp.out_chunk_size;
     let timeout = Duration::from_millis(shard.cfg().vhost(&req.vhost).cluster.connect_timeout_ms);
     let mut backoff = Duration::from_millis(fw.backoff_initial_ms);
-    while still_live(&hub, gen) {
+    let keep = || configured(&shard, &req.vhost, &dest);
+    while still_live(&hub, gen) && keep() {
         match rtmpc::open(&url, ClientMode::Publish, chunk, timeout).await {
             Ok(mut conn) => {
                 backoff = Duration::from_millis(fw.backoff_initial_ms);
                 let _listed = register(&shard, &conn, &req, &url);
                 info!(shard = shard.id, stream = %key, dest = %dest, "forward started");
-                match push(&shard, &hub, &mut conn, &req.vhost).await {
+                match push(&shard, &hub, &mut conn, &req.vhost, &keep).await {
+                    Ended::Removed => {
+                        conn.session.close(&mut conn.out);
+                        let _ = crate::conn::write_all(&mut conn.stream, &mut conn.out).await;
+                        info!(shard = shard.id, stream = %key, dest = %dest, "forward stopped: destination removed by reload");
+                        return;
+                    }
                     Ended::Unpublished => {
                         conn.session.close(&mut conn.out);
                         let _ = crate::conn::write_all(&mut conn.stream, &mut conn.out).await;
@@ -217,8 +251,8 @@ pub async fn relay(
     let url = upstream_url(&origin, &req);
     let _listed = register(&shard, &conn, &req, &url);
     info!(shard = shard.id, stream = %key, origin = %origin, "edge publish relayed");
-    match push(&shard, &hub, &mut conn, &req.vhost).await {
-        Ended::Unpublished => {
+    match push(&shard, &hub, &mut conn, &req.vhost, &|| true).await {
+        Ended::Unpublished | Ended::Removed => {
             conn.session.close(&mut conn.out);
             let _ = crate::conn::write_all(&mut conn.stream, &mut conn.out).await;
         }

@@ -184,7 +184,9 @@ async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
                         a.start(shard, service, addr, fd);
                     }
                 }
+                let before = shard.cfg();
                 shard.set_cfg(cfg);
+                shard.apply_reload(&before);
                 info!(shard = shard.id, "configuration reloaded");
             }
         }
@@ -221,9 +223,20 @@ async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
 }
 
 fn executor_error(e: &str) -> String {
-    format!(
-        "cannot start shard executors: {e} (each shard locks server.io_memory bytes of io_uring memory: raise `ulimit -l` or lower server.io_memory)"
-    )
+    let memory = [
+        "memory",
+        "memlock",
+        "Cannot allocate",
+        "ENOMEM",
+        "Operation not permitted",
+    ];
+    if memory.iter().any(|m| e.contains(m)) {
+        format!(
+            "cannot start shard executors: {e} (each shard locks server.io_memory bytes of io_uring memory: raise `ulimit -l` or lower server.io_memory)"
+        )
+    } else {
+        format!("shard executor failed: {e}")
+    }
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {

@@ -175,6 +175,48 @@ impl Shard {
         *self.cfg.borrow_mut() = cfg;
     }
 
+    /// Applies what a reload changed to live streams: GOP cache settings,
+    /// and forward destinations added for streams publishing now (removed
+    /// ones stop by themselves).
+    pub fn apply_reload(self: &Rc<Self>, old: &Config) {
+        let new = self.cfg();
+        let mut start = Vec::new();
+        for (key, hub) in self.hubs.borrow().iter() {
+            let mut h = hub.borrow_mut();
+            let vhost = h.meter.stats.vhost.clone();
+            let v = new.vhost(&vhost);
+            h.local.set_gop(v.gop_cache, v.gop_cache_max_frames);
+            if !h.local.publishing || h.pulling {
+                continue;
+            }
+            let before = &old.vhost(&vhost).forward.destinations;
+            for dest in v
+                .forward
+                .destinations
+                .iter()
+                .filter(|d| !before.contains(d))
+            {
+                let Some(req) = StreamRequest::from_key(key, String::new()) else {
+                    continue;
+                };
+                info!(shard = self.id, stream = %key, dest = %dest, "reload: forwarding to a new destination");
+                start.push((hub.clone(), req, dest.clone()));
+            }
+        }
+        // started once no stream is borrowed: a task may run at once
+        for (hub, req, dest) in start {
+            glommio::spawn_local(crate::forward::forward(self.clone(), hub, req, dest)).detach();
+        }
+
+        for (key, m) in self.mirrors.borrow().iter() {
+            let vhost = key.split('/').next().unwrap_or_default();
+            let v = new.vhost(vhost);
+            m.borrow_mut()
+                .local
+                .set_gop(v.gop_cache, v.gop_cache_max_frames);
+        }
+    }
+
     /// A connection id unique in the process.
     pub fn new_cid(&self) -> u64 {
         let n = self.next_cid.get();

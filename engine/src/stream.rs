@@ -109,6 +109,15 @@ impl LocalStream {
             .chain(self.gop.iter())
     }
 
+    /// GOP cache settings changed by a reload; a disabled cache is emptied.
+    pub fn set_gop(&mut self, enabled: bool, max_frames: usize) {
+        self.gop_enabled = enabled;
+        self.gop_max_frames = max_frames;
+        if !enabled {
+            self.gop.clear();
+        }
+    }
+
     pub fn add_consumer(&mut self, c: Rc<Consumer>) {
         for f in self.startup_frames() {
             c.push_startup(f);
