@@ -147,7 +147,7 @@ async fn serve_inner(
             break req;
         };
         served += 1;
-        crate::hls::respond(shard, stream, &req, target).await?;
+        Box::pin(crate::hls::respond(shard, stream, &req, target)).await?;
         if req.close {
             return Ok(format!("{served} requests served"));
         }
@@ -186,16 +186,21 @@ async fn serve_inner(
         None => Err("no peer address".to_string()),
     };
     let vetted = match vetted {
-        Ok(()) => hooks::call(&vhost.hooks.on_play, Hook::Play, &hook, timeout)
-            .await
-            .map_err(|why| format!("hook {why}")),
+        Ok(()) => Box::pin(hooks::call(
+            &vhost.hooks.on_play,
+            Hook::Play,
+            &hook,
+            timeout,
+        ))
+        .await
+        .map_err(|why| format!("hook {why}")),
         Err(why) => Err(why),
     };
     if let Err(why) = vetted {
         let _ = write_all(stream, &mut simple_response("403 Forbidden", "")).await;
         return Err(format!("refused GET {}: {why}", req.path));
     }
-    if let Some(o) = shard.find_elsewhere(&sreq).await {
+    if let Some(o) = Box::pin(shard.find_elsewhere(&sreq)).await {
         if let Some(url) = crate::cluster::flv_redirect_url(&o, &req.path) {
             let extra = format!("Location: {url}\r\nAccess-Control-Allow-Origin: *\r\n");
             let _ = write_all(stream, &mut simple_response("302 Found", &extra)).await;

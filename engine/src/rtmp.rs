@@ -220,11 +220,13 @@ impl Conn {
         let mut iter = events.into_iter();
         while let Some(ev) = iter.next() {
             match ev {
-                ServerEvent::Connect(info) => self.on_connect(&info).await?,
+                ServerEvent::Connect(info) => Box::pin(self.on_connect(&info)).await?,
                 ServerEvent::Publish {
                     stream_id, name, ..
                 } => {
-                    if let Some(done) = self.on_publish(stream_id, name, &mut iter).await? {
+                    if let Some(done) =
+                        Box::pin(self.on_publish(stream_id, name, &mut iter)).await?
+                    {
                         return Ok(Some(done));
                     }
                 }
@@ -449,7 +451,7 @@ impl Conn {
             }
             self.vetted = true;
         }
-        if let Some(o) = self.shard.find_elsewhere(&req).await {
+        if let Some(o) = Box::pin(self.shard.find_elsewhere(&req)).await {
             let e = format!(
                 "stream {key} is already published on coworker {}:{}",
                 o.ip, o.port
@@ -584,13 +586,13 @@ impl Conn {
             }
         };
         let key = req.key();
-        if let Err(why) = self.vet(&req, Action::Play).await {
+        if let Err(why) = Box::pin(self.vet(&req, Action::Play)).await {
             self.session
                 .reject_play(stream_id, "NetStream.Play.Rejected", &why, &mut self.out);
             let _ = write_all(&mut self.stream, &mut self.out).await;
             return Err(format!("play refused: {why}"));
         }
-        if let Some(o) = self.shard.find_elsewhere(&req).await {
+        if let Some(o) = Box::pin(self.shard.find_elsewhere(&req)).await {
             let (tc_url, url) = crate::cluster::rtmp_redirect_urls(&o, &req.app, &name);
             self.session
                 .redirect_play(stream_id, &tc_url, &url, &mut self.out);
