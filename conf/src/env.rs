@@ -82,6 +82,8 @@ pub(crate) const GLOBAL_KEYS: &[(&str, Kind)] = &[
     ("http_server.listen", Kind::List(Sep::SpaceOrComma)),
     ("http_api.enabled", Kind::Bool),
     ("http_api.listen", Kind::List(Sep::SpaceOrComma)),
+    ("http_api.username", Kind::Str),
+    ("http_api.password", Kind::Str),
 ];
 
 /// Keys of a vhost, relative to `vhosts.<name>`, with their kinds.

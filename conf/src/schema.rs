@@ -254,6 +254,9 @@ pub struct HttpApiConf {
     /// Addresses to listen on, same forms as [`RtmpConf::listen`].
     #[serde(deserialize_with = "listen_list")]
     pub listen: Vec<SocketAddr>,
+    /// With a username, every API request but `/healthz` needs HTTP basic auth.
+    pub username: String,
+    pub password: String,
 }
 
 impl Default for HttpApiConf {
@@ -261,6 +264,8 @@ impl Default for HttpApiConf {
         Self {
             enabled: false,
             listen: vec![any_v4(1985)],
+            username: String::new(),
+            password: String::new(),
         }
     }
 }

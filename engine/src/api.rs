@@ -351,6 +351,7 @@ fn http_response(status: u16, ctype: &str, body: &str) -> BytesMut {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         503 => "Service Unavailable",
@@ -414,6 +415,29 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
         return Ok(format!("GET /healthz -> {status}"));
     }
     let path = req.path.split('?').next().unwrap_or_default();
+    let cfg = shard.cfg();
+    if !cfg.http_api.username.is_empty() {
+        let expected = format!(
+            "Basic {}",
+            ringcast_proto::http::base64(
+                format!("{}:{}", cfg.http_api.username, cfg.http_api.password).as_bytes()
+            )
+        );
+        if req.authorization.as_deref().map(str::trim) != Some(expected.as_str()) {
+            let mut out = http_response(401, "application/json", &envelope(401, NoBody {}));
+            let challenge = b"WWW-Authenticate: Basic realm=\"ringcast\"\r\n";
+            if let Some(at) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+                let tail = out.split_off(at + 2);
+                out.extend_from_slice(challenge);
+                out.extend_from_slice(&tail);
+            }
+            let _ = write_all(stream, &mut out).await;
+            return Err(format!(
+                "refused {} {}: missing or wrong credentials",
+                req.method, path
+            ));
+        }
+    }
     if req.method == "GET" && path == "/metrics" {
         let body = crate::api_stats::metrics(&shard.global);
         let mut out = http_response(200, "text/plain; version=0.0.4", &body);

@@ -390,15 +390,24 @@ pub fn spawn_config_watcher(path: PathBuf) -> Result<(), String> {
         .name("ringcast-watch".into())
         .spawn(move || {
             let mut last = std::fs::read(&path).ok();
+            let mut candidate: Option<Vec<u8>> = None;
             loop {
                 std::thread::sleep(WATCH_PERIOD);
-                let now = std::fs::read(&path).ok();
-                if now.is_some() && now != last {
-                    last = now;
-                    info!(file = %path.display(), "configuration file changed: reloading");
-                    // SAFETY: signalling ourselves; the signal thread reloads.
-                    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+                let now = std::fs::read(&path).ok().filter(|c| !c.is_empty());
+                if now.is_none() || now == last {
+                    candidate = None;
+                    continue;
                 }
+                // a file being rewritten (truncate, then write) must read the
+                // same twice in a row before it is applied
+                if candidate != now {
+                    candidate = now;
+                    continue;
+                }
+                last = candidate.take();
+                info!(file = %path.display(), "configuration file changed: reloading");
+                // SAFETY: signalling ourselves; the signal thread reloads.
+                unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
             }
         })
         .map_err(|e| format!("config watcher: {e}"))?;

@@ -214,3 +214,72 @@ fn api_reports_versions_clients_and_cluster_origin() {
     drop(server);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// One GET with an `Authorization` header: the status.
+fn status_with_auth(port: u16, target: &str, auth: Option<&str>) -> u16 {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let header = auth
+        .map(|a| format!("Authorization: Basic {a}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n{header}\r\n").expect("write");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn api_basic_auth_guards_everything_but_healthz() {
+    let dir = std::env::temp_dir().join(format!("ringcast-api-auth-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("scratch dir");
+    let [rtmp, api] = free_ports::<2>();
+    let conf = dir.join("ringcast.toml");
+    fs::write(
+        &conf,
+        format!(
+            "[server]\nshards = 1\nio_memory = 262144\n[rtmp]\nlisten = [\"127.0.0.1:{rtmp}\"]\n\
+             [http_server]\nenabled = false\n\
+             [http_api]\nenabled = true\nlisten = [\"127.0.0.1:{api}\"]\nusername = \"admin\"\npassword = \"secret\"\n"
+        ),
+    )
+    .expect("write config");
+    let server_log = dir.join("ringcast.log");
+    let log = File::create(&server_log).expect("server log");
+    let mut server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .arg("-c")
+            .arg(&conf)
+            .env("RINGCAST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start ringcast"),
+        "ringcast",
+    );
+    wait_for("the API port", || {
+        server.assert_running(&server_log);
+        http_get(api, "/healthz").ok()
+    });
+    // "admin:secret" and "admin:wrong" in base64
+    assert_eq!(status_with_auth(api, "/api/v1/versions", None), 401);
+    assert_eq!(
+        status_with_auth(api, "/metrics", Some("YWRtaW46d3Jvbmc=")),
+        401
+    );
+    assert_eq!(
+        status_with_auth(api, "/api/v1/versions", Some("YWRtaW46c2VjcmV0")),
+        200
+    );
+    assert_eq!(
+        status_with_auth(api, "/metrics", Some("YWRtaW46c2VjcmV0")),
+        200
+    );
+    assert_eq!(status_with_auth(api, "/healthz", None), 200);
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -21,6 +21,8 @@ pub struct RequestHead {
     pub len: usize,
     /// The `Range` header (`bytes=0-99`), if any.
     pub range: Option<String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
     /// The client wants the connection closed after this request
     /// (`Connection: close`, or HTTP/1.0 without keep-alive).
     pub close: bool,
@@ -55,6 +57,28 @@ pub fn byte_range(range: &str, total: usize) -> Option<Result<(usize, usize), ()
         (start, end)
     };
     Some(Ok(r))
+}
+
+/// Standard base64 (RFC 4648, with padding), for HTTP basic auth.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The parts of a response head the client acts on: how the body is framed
@@ -133,6 +157,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead>, HttpError> 
                 host,
                 len,
                 range: header("range"),
+                authorization: header("authorization"),
                 close,
             }))
         }
@@ -369,6 +394,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!h.close);
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        for (input, out) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), out);
+        }
+        assert_eq!(base64(b"admin:secret"), "YWRtaW46c2VjcmV0");
     }
 
     #[test]
