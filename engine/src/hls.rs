@@ -28,9 +28,19 @@ pub struct Published {
     pub segments: HashMap<u64, Bytes>,
     /// The last sequence number used, so a republish continues it.
     pub last_seq: Option<u64>,
+    /// The playlist's segments, carried over to the next publish so they
+    /// leave the window (and memory and disk) in order.
+    window: VecDeque<Seg>,
+    /// Discontinuities that left the window (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    discontinuity_seq: u64,
     /// Bumped at every publish; a dispose timer only removes its own.
     pub generation: u64,
 }
+
+/// Streams whose last HLS request is remembered (for edge idle accounting).
+const MAX_TRACKED_REQUESTS: usize = 10_000;
+/// How long a request is remembered once the table is full.
+const REQUEST_MEMORY: Duration = Duration::from_secs(60);
 
 /// Process-wide HLS output, keyed by `vhost/app/stream`. Written once per
 /// segment per stream, read once per HTTP request.
@@ -75,7 +85,13 @@ impl Store {
 
     pub fn touch(&self, key: &str) {
         if let Ok(mut r) = self.requests.lock() {
-            r.insert(key.to_string(), Instant::now());
+            // requests for made-up names must not grow the map for ever
+            if r.len() >= MAX_TRACKED_REQUESTS {
+                r.retain(|_, t| t.elapsed() < REQUEST_MEMORY);
+            }
+            if r.len() < MAX_TRACKED_REQUESTS {
+                r.insert(key.to_string(), Instant::now());
+            }
         }
     }
 
@@ -84,7 +100,7 @@ impl Store {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Seg {
     seq: u64,
     duration_ms: u64,
@@ -107,6 +123,7 @@ pub struct Segmenter {
     next_seq: u64,
     discontinuity: bool,
     window: VecDeque<Seg>,
+    discontinuity_seq: u64,
     disabled: bool,
     generation: u64,
 }
@@ -123,12 +140,17 @@ impl Segmenter {
     /// A segmenter for a stream starting to publish; continues sequence
     /// numbers (with a discontinuity) when the stream was published before.
     pub fn new(store: &Store, key: &str, app: &str, stream: &str, conf: HlsConf) -> Segmenter {
-        let (next_seq, generation) = store
+        let (next_seq, generation, window, disc) = store
             .with(key, |p| {
                 p.generation += 1;
-                (p.last_seq.map_or(0, |s| s + 1), p.generation)
+                (
+                    p.last_seq.map_or(0, |s| s + 1),
+                    p.generation,
+                    std::mem::take(&mut p.window),
+                    p.discontinuity_seq,
+                )
             })
-            .unwrap_or((0, 0));
+            .unwrap_or_default();
         Segmenter {
             key: key.to_string(),
             app: app.to_string(),
@@ -140,7 +162,8 @@ impl Segmenter {
             last_ts: 0,
             next_seq,
             discontinuity: next_seq > 0,
-            window: VecDeque::new(),
+            window,
+            discontinuity_seq: disc,
             disabled: false,
             generation,
         }
@@ -221,6 +244,9 @@ impl Segmenter {
             && self.window.iter().map(|s| s.duration_ms).sum::<u64>() > window_ms
         {
             if let Some(old) = self.window.pop_front() {
+                if old.discontinuity {
+                    self.discontinuity_seq += 1;
+                }
                 removed.push(old);
             }
         }
@@ -234,7 +260,7 @@ impl Segmenter {
                 discontinuity: s.discontinuity,
             })
             .collect();
-        let text = media_playlist(&segments, 0);
+        let text = media_playlist(&segments, self.discontinuity_seq);
         self.write_file(
             &fill(&self.conf.hls_m3u8_file, &self.app, &self.stream, None),
             text.as_bytes(),
@@ -246,6 +272,8 @@ impl Segmenter {
             }
             p.playlist = Some(Bytes::from(text));
             p.last_seq = Some(seq);
+            p.window = self.window.clone();
+            p.discontinuity_seq = self.discontinuity_seq;
         });
         if self.conf.hls_cleanup {
             for old in removed {
@@ -260,6 +288,14 @@ impl Segmenter {
     /// a disk path is configured.
     fn write_file(&self, rel: &str, data: &[u8]) -> Option<PathBuf> {
         if self.conf.hls_path.is_empty() {
+            return None;
+        }
+        // names come from publishers: never leave hls_path
+        if Path::new(rel)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            warn!(stream = %self.key, file = rel, "HLS file name refused: it would leave hls_path");
             return None;
         }
         let path = Path::new(&self.conf.hls_path).join(rel);

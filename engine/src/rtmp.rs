@@ -375,7 +375,12 @@ impl Conn {
             .ok_or("publish/play before connect")?;
         let vhost = self.vhost.clone().ok_or("publish/play before connect")?;
         let (stream, param) = split_query(name);
-        if stream.is_empty() || stream.contains('/') && stream.split('/').any(str::is_empty) {
+        if stream.is_empty()
+            || stream
+                .split('/')
+                .chain(info.app.split('/'))
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
             return Err(format!("bad stream name {name:?}"));
         }
         let mut param = param.to_string();

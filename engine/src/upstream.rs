@@ -82,11 +82,22 @@ pub fn upstream_url(origin: &str, req: &StreamRequest) -> String {
 }
 
 /// How long the stream has had no players: since the later of when the
-/// pull first saw none and when a player last joined (a player that comes
-/// and goes between two checks still restarts the idle clock).
-fn idle_for(hub: &RefCell<Hub>, idle_since: &mut Option<Instant>) -> std::time::Duration {
+/// pull first saw none, when a player last joined (a player that comes and
+/// goes between two checks still restarts the idle clock) and the last HLS
+/// request (HLS players hold no consumer).
+fn idle_for(
+    shard: &Shard,
+    hub: &RefCell<Hub>,
+    idle_since: &mut Option<Instant>,
+) -> std::time::Duration {
     let since = idle_since.get_or_insert_with(Instant::now);
-    if let Some(joined) = hub.borrow().last_join {
+    let h = hub.borrow();
+    let s = &h.meter.stats;
+    let hls = shard
+        .global
+        .hls
+        .last_request(&format!("{}/{}/{}", s.vhost, s.app, s.stream));
+    for joined in [h.last_join, hls].into_iter().flatten() {
         if joined > *since {
             *since = joined;
         }
@@ -94,19 +105,10 @@ fn idle_for(hub: &RefCell<Hub>, idle_since: &mut Option<Instant>) -> std::time::
     since.elapsed()
 }
 
-/// Players, mirroring shards, or HLS requests within the idle timeout.
-fn has_demand(shard: &Shard, hub: &RefCell<Hub>, idle: Duration) -> bool {
+/// Players or mirroring shards (HLS requests count through [`idle_for`]).
+fn has_demand(hub: &RefCell<Hub>) -> bool {
     let h = hub.borrow();
-    if h.local.consumer_count() > 0 || !h.mirrors.is_empty() {
-        return true;
-    }
-    let s = &h.meter.stats;
-    let key = format!("{}/{}/{}", s.vhost, s.app, s.stream);
-    shard
-        .global
-        .hls
-        .last_request(&key)
-        .is_some_and(|t| t.elapsed() < idle)
+    h.local.consumer_count() > 0 || !h.mirrors.is_empty()
 }
 
 /// Why one upstream session ended.
@@ -127,9 +129,9 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
     let mut last_origin: Option<String> = None;
     let mut failures = 0usize;
     loop {
-        if has_demand(&shard, &hub, idle) {
+        if has_demand(&hub) {
             idle_since = None;
-        } else if idle_for(hub.as_ref(), &mut idle_since) >= idle {
+        } else if idle_for(&shard, hub.as_ref(), &mut idle_since) >= idle {
             info!(shard = shard.id, stream = %key, "edge pull stopped: no players for {} ms", idle.as_millis());
             break;
         }
@@ -272,9 +274,9 @@ async fn relay_media(
         if last_media.elapsed() >= silence {
             return End::Failed(format!("no media for {} ms", silence.as_millis()));
         }
-        if has_demand(shard, hub, idle) {
+        if has_demand(hub) {
             idle_since = None;
-        } else if idle_for(hub.as_ref(), &mut idle_since) >= idle {
+        } else if idle_for(shard, hub.as_ref(), &mut idle_since) >= idle {
             return End::Idle;
         }
     }
