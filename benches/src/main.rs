@@ -6,14 +6,18 @@
 //! Every run targets loopback only and ends by itself.
 
 mod chunked;
+mod hls;
 mod media;
 mod play;
 mod player;
 mod procstat;
 mod publish;
+mod raw;
 mod report;
+mod table;
 mod target;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,6 +27,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::play::PlayOptions;
 use crate::publish::{Plan, PublishOptions};
+use crate::raw::{RawOptions, RawProto};
 use crate::target::Target;
 
 /// Longest run accepted, so a forgotten tool cannot load the machine for long.
@@ -85,9 +90,11 @@ enum Command {
         /// Seconds the whole run lasts, ramp included.
         #[arg(long, default_value_t = 30)]
         duration: u64,
-        /// Server process to measure (CPU per player-second, RSS per player).
-        #[arg(long)]
-        server_pid: Option<u32>,
+        /// Server process(es) to measure (CPU per player-second, RSS per
+        /// player); several (comma-separated or repeated) are summed, e.g.
+        /// nginx's master and workers.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
         /// Print one JSON object instead of the text table.
         #[arg(long)]
         json: bool,
@@ -98,6 +105,42 @@ enum Command {
         /// time since its connect, type, timestamp, size) to stderr.
         #[arg(long)]
         trace: bool,
+    },
+    /// Reference lower bound: replay an FLV file in real time to every
+    /// player with plain vectored writes and nothing else.
+    RawServer {
+        /// Loopback address to listen on, e.g. 127.0.0.1:19360.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// FLV file replayed (looped, timestamps continuing) to every player.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = RawProto::Rtmp)]
+        proto: RawProto,
+        /// Independent single-threaded servers sharing the port (one per
+        /// core, like ringcast's shards).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// RTMP out chunk size (ringcast's default is 60000).
+        #[arg(long, default_value_t = 60000)]
+        chunk_size: u32,
+        /// Tags are released once per tick, each player getting one write
+        /// per tick; 40 ms is one frame at 25 fps, the grouping a server
+        /// fed by `ffmpeg -re` sees (audio rides with each video frame).
+        /// 0 releases every tag at its own time.
+        #[arg(long, default_value_t = 40)]
+        tick_ms: u32,
+        /// Seconds to serve at most.
+        #[arg(long, default_value_t = 600)]
+        duration: u64,
+    },
+    /// Poll a live HLS playlist with many clients (keep-alive) and report.
+    PlayHls(hls::PlayHlsArgs),
+    /// Render the JSON lines written by benches/compare.sh as Markdown.
+    Table {
+        /// JSON lines: `{"meta":{..}}` and `{"case","title","server","rep","report"}`.
+        #[arg(long)]
+        input: PathBuf,
     },
 }
 
@@ -128,11 +171,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             check_count("--streams", streams, MAX_STREAMS)?;
             let duration = check_duration(duration)?;
             ensure_fds(streams)?;
-            let data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let tags = ringcast_proto::flv::read_file_tags(&data)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
-            let plan = Plan::new(tags)
-                .ok_or_else(|| format!("{}: no audio, video or script tags", file.display()))?;
+            let plan = load_plan(&file)?;
             eprintln!(
                 "publishing {streams} stream(s) to {url} from {} ({:.1} s per lap) for up to {} s{}",
                 file.display(),
@@ -180,7 +219,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 return Err("--read-buf must be between 512 and 1048576 bytes".to_owned());
             }
             let duration = check_duration(duration)?;
-            if let Some(pid) = server_pid {
+            for &pid in &server_pid {
                 procstat::sample(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
             }
             ensure_fds(players)?;
@@ -191,7 +230,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 streams,
                 ramp,
                 duration,
-                server_pid,
+                server_pids: server_pid,
                 read_buf,
                 trace,
             };
@@ -203,7 +242,53 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::RawServer {
+            listen,
+            file,
+            proto,
+            threads,
+            chunk_size,
+            tick_ms,
+            duration,
+        } => {
+            if !listen.ip().is_loopback() {
+                return Err(format!(
+                    "refusing to listen on {listen}: raw-server only serves loopback"
+                ));
+            }
+            check_count("--threads", threads, 64)?;
+            if !(128..=65536).contains(&chunk_size) {
+                return Err("--chunk-size must be between 128 and 65536".to_owned());
+            }
+            let duration = check_duration(duration)?;
+            let plan = load_plan(&file)?;
+            raw::run(RawOptions {
+                listen,
+                proto,
+                plan,
+                threads,
+                chunk_size,
+                tick_ms: tick_ms.min(1000),
+                duration,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PlayHls(args) => hls::command(args),
+        Command::Table { input } => {
+            let text =
+                std::fs::read_to_string(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+            print!("{}", table::render(&text));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Reads an FLV file into a replay plan.
+fn load_plan(file: &std::path::Path) -> Result<Plan, String> {
+    let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let tags = ringcast_proto::flv::read_file_tags(&data)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Plan::new(tags).ok_or_else(|| format!("{}: no audio, video or script tags", file.display()))
 }
 
 fn check_count(flag: &str, n: usize, max: usize) -> Result<(), String> {

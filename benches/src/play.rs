@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 
 use crate::player::{self, Failure, PlayerSlot};
 use crate::procstat::{self, ProcSample};
-use crate::report::{Latency, Report, ServerCost};
+use crate::report::{Latency, Report, ServerCost, ThreadCost};
 use crate::target::{Endpoint, Target};
 
 /// How often the monitor looks for stalls and for the run being over.
@@ -38,7 +38,8 @@ pub struct PlayOptions {
     /// Players started per second; 0 starts them all at once.
     pub ramp: f64,
     pub duration: Duration,
-    pub server_pid: Option<u32>,
+    /// Server processes measured together (e.g. nginx's master and workers).
+    pub server_pids: Vec<u32>,
     pub read_buf: usize,
     /// Print the first player's media arrivals to stderr.
     pub trace: bool,
@@ -47,19 +48,25 @@ pub struct PlayOptions {
 /// Server and tool samples taken at one instant.
 struct Edge {
     at: Instant,
-    server: Option<ProcSample>,
+    /// One sample per server process; `None` if any could not be read.
+    server: Option<Vec<ProcSample>>,
     own_cpu: Duration,
 }
 
 impl Edge {
-    fn take(pid: Option<u32>, notes: &mut Vec<String>) -> Edge {
-        let server = pid.and_then(|p| match procstat::sample(p) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                notes.push(format!("cannot sample server pid {p}: {e}"));
-                None
-            }
-        });
+    fn take(pids: &[u32], notes: &mut Vec<String>) -> Edge {
+        let server = if pids.is_empty() {
+            None
+        } else {
+            pids.iter()
+                .map(|&p| {
+                    procstat::sample(p).map_err(|e| {
+                        notes.push(format!("cannot sample server pid {p}: {e}"));
+                    })
+                })
+                .collect::<Result<Vec<_>, ()>>()
+                .ok()
+        };
         Edge {
             at: Instant::now(),
             server,
@@ -80,7 +87,7 @@ pub async fn run(opts: PlayOptions) -> Report {
             .collect(),
     );
 
-    let baseline = Edge::take(opts.server_pid, &mut notes);
+    let baseline = Edge::take(&opts.server_pids, &mut notes);
     let t0 = baseline.at;
     let deadline = t0 + opts.duration;
     let monitor = glommio::spawn_local(monitor(slots.clone()));
@@ -118,13 +125,13 @@ pub async fn run(opts: PlayOptions) -> Report {
     while Instant::now() < settle_until && !slots[..started].iter().all(|s| resolved(s)) {
         sleep(TICK).await;
     }
-    let mut steady_start = Edge::take(opts.server_pid, &mut notes);
+    let mut steady_start = Edge::take(&opts.server_pids, &mut notes);
     let bytes_at_start: Vec<u64> = slots.iter().map(|s| s.bytes.get()).collect();
     while Instant::now() < deadline && slots[..started].iter().any(|s| s.ended.get().is_none()) {
         let left = deadline.saturating_duration_since(Instant::now());
         sleep(left.min(TICK)).await;
     }
-    let steady_end = Edge::take(opts.server_pid, &mut notes);
+    let steady_end = Edge::take(&opts.server_pids, &mut notes);
     drop(tasks);
     drop(monitor);
     if steady_start.at >= steady_end.at {
@@ -249,14 +256,10 @@ fn build_report(
         window_kbps.iter().sum::<f64>() / window_kbps.len() as f64
     };
 
-    let server = match (baseline.server, ws.server, we.server, opts.server_pid) {
-        (Some(b), Some(s), Some(e), Some(pid)) => Some(server_cost(
-            pid,
-            [b, s, e],
-            window,
-            player_seconds,
-            alive_at_end,
-        )),
+    let server = match (&baseline.server, &ws.server, &we.server) {
+        (Some(b), Some(s), Some(e)) => {
+            Some(server_cost([b, s, e], window, player_seconds, alive_at_end))
+        }
         _ => None,
     };
     let own = |from: &Edge, wall: Duration| {
@@ -307,28 +310,58 @@ fn build_report(
     }
 }
 
+/// Sums the server processes' CPU and RSS growth, and finds the busiest
+/// thread over the window.
 fn server_cost(
-    pid: u32,
-    [baseline, ws, we]: [ProcSample; 3],
+    [baseline, ws, we]: [&[ProcSample]; 3],
     window: Duration,
     player_seconds: f64,
     alive: usize,
 ) -> ServerCost {
-    let cpu_ms = we.cpu.saturating_sub(ws.cpu).as_secs_f64() * 1000.0;
-    let rss_delta = we.rss_kib as f64 - baseline.rss_kib as f64;
+    let sum_cpu = |samples: &[ProcSample]| {
+        samples
+            .iter()
+            .map(|s| s.cpu)
+            .sum::<Duration>()
+            .as_secs_f64()
+    };
+    let sum_rss = |samples: &[ProcSample]| samples.iter().map(|s| s.rss_kib).sum::<u64>();
+    let cpu_ms = (sum_cpu(we) - sum_cpu(ws)).max(0.0) * 1000.0;
+    let rss_delta = sum_rss(we) as f64 - sum_rss(baseline) as f64;
+    let mut threads: Vec<ThreadCost> = we
+        .iter()
+        .flat_map(|end| {
+            let start = ws.iter().find(|s| s.pid == end.pid);
+            end.threads.iter().map(move |t| {
+                let before = start
+                    .and_then(|s| s.threads.iter().find(|b| b.tid == t.tid))
+                    .map_or(Duration::ZERO, |b| b.cpu);
+                ThreadCost {
+                    pid: end.pid,
+                    tid: t.tid,
+                    name: t.name.clone(),
+                    cpu_ms: t.cpu.saturating_sub(before).as_secs_f64() * 1000.0,
+                }
+            })
+        })
+        .collect();
+    threads.sort_by(|a, b| b.cpu_ms.total_cmp(&a.cpu_ms));
+    let per_ps = |ms: f64| (player_seconds > 0.0).then(|| ms / player_seconds);
     ServerCost {
-        pid,
-        cpu_ms_per_player_second: (player_seconds > 0.0).then(|| cpu_ms / player_seconds),
+        pids: we.iter().map(|s| s.pid).collect(),
+        cpu_ms_per_player_second: per_ps(cpu_ms),
+        busiest_thread_cpu_ms_per_player_second: threads.first().and_then(|t| per_ps(t.cpu_ms)),
         cpu_percent: if window.is_zero() {
             0.0
         } else {
             cpu_ms / 10.0 / window.as_secs_f64()
         },
         rss_kib_per_player: (alive > 0).then(|| rss_delta / alive as f64),
-        rss_baseline_kib: baseline.rss_kib,
-        rss_steady_start_kib: ws.rss_kib,
-        rss_steady_end_kib: we.rss_kib,
+        rss_baseline_kib: sum_rss(baseline),
+        rss_steady_start_kib: sum_rss(ws),
+        rss_steady_end_kib: sum_rss(we),
         player_seconds,
         players_measured: alive,
+        threads,
     }
 }

@@ -6,16 +6,30 @@ use std::io;
 use std::time::{Duration, Instant};
 
 /// One look at a process.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProcSample {
+    pub pid: u32,
     pub at: Instant,
     /// User plus system CPU time consumed so far.
     pub cpu: Duration,
     /// Resident set size.
     pub rss_kib: u64,
+    /// Each thread's CPU so far: the busiest one caps how far the server
+    /// scales (a shard, or an nginx worker, that saturates its core).
+    pub threads: Vec<ThreadSample>,
 }
 
-/// Samples `/proc/<pid>/stat` and `/proc/<pid>/status`.
+/// One thread's CPU time so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadSample {
+    pub tid: u32,
+    /// The thread's `comm` (e.g. a shard or executor name).
+    pub name: String,
+    pub cpu: Duration,
+}
+
+/// Samples `/proc/<pid>/stat`, `/proc/<pid>/status` and the stat of each
+/// of its threads.
 pub fn sample(pid: u32) -> io::Result<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -25,10 +39,38 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
         io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in /proc/PID/status")
     })?;
     Ok(ProcSample {
+        pid,
         at: Instant::now(),
         cpu: ticks_to_duration(ticks),
         rss_kib,
+        threads: threads(pid),
     })
+}
+
+/// The threads of `pid` that could be read (threads may exit meanwhile).
+fn threads(pid: u32) -> Vec<ThreadSample> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<ThreadSample> = dir
+        .flatten()
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            Some(ThreadSample {
+                tid,
+                name: parse_stat_comm(&stat)?.to_owned(),
+                cpu: ticks_to_duration(parse_stat_cpu_ticks(&stat)?),
+            })
+        })
+        .collect();
+    out.sort_by_key(|t| t.tid);
+    out
+}
+
+/// The command name in field 2, between the first `(` and the last `)`.
+fn parse_stat_comm(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
 }
 
 fn ticks_to_duration(ticks: u64) -> Duration {
@@ -96,6 +138,8 @@ mod tests {
     fn stat_fields() {
         let stat = "1234 (ring cast) (x) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1000 200000 500 18446744073709551615";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_stat_comm(stat), Some("ring cast) (x"));
+        assert_eq!(parse_stat_comm("garbage"), None);
         assert_eq!(parse_stat_cpu_ticks("1 (x) S 1"), None);
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
     }
@@ -111,6 +155,7 @@ mod tests {
     fn samples_self() {
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss_kib > 0);
+        assert!(!s.threads.is_empty());
         assert!(sample(u32::MAX).is_err());
         let _ = own_cpu();
         assert!(nofile_limit().is_some_and(|n| n > 0));
@@ -127,6 +172,7 @@ mod tests {
         fn arbitrary_proc_text_never_panics(s in ".{0,300}") {
             let _ = parse_stat_cpu_ticks(&s);
             let _ = parse_vm_rss_kib(&s);
+            let _ = parse_stat_comm(&s);
         }
     }
 }

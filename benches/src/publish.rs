@@ -88,7 +88,7 @@ impl Plan {
     /// sequence headers only on the first lap (the server keeps them) and
     /// without end-of-sequence markers (a looped stream never ends, and
     /// players would reset their decoder at every lap).
-    fn schedule(&self, looped: bool) -> impl Iterator<Item = (u32, &FlvTag)> + '_ {
+    pub(crate) fn schedule(&self, looped: bool) -> impl Iterator<Item = (u32, &FlvTag)> + '_ {
         let laps = if looped { u32::MAX } else { 1 };
         (0..laps).flat_map(move |lap| {
             self.tags

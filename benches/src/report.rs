@@ -42,12 +42,25 @@ impl Latency {
     }
 }
 
+/// One server thread's CPU over the steady window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadCost {
+    pub pid: u32,
+    pub tid: u32,
+    pub name: String,
+    pub cpu_ms: f64,
+}
+
 /// What the players cost the server during the steady window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerCost {
-    pub pid: u32,
+    /// The processes measured (their figures are summed).
+    pub pids: Vec<u32>,
     /// Server CPU time (user + system) per second of one player playing.
     pub cpu_ms_per_player_second: Option<f64>,
+    /// The busiest thread's CPU per player-second: the core that saturates
+    /// first, so the inverse of this is what bounds the players served.
+    pub busiest_thread_cpu_ms_per_player_second: Option<f64>,
     /// Server CPU over the window, in percent of one core.
     pub cpu_percent: f64,
     /// (RSS at the end of the window − RSS before the first player) / players
@@ -58,6 +71,8 @@ pub struct ServerCost {
     pub rss_steady_end_kib: u64,
     pub player_seconds: f64,
     pub players_measured: usize,
+    /// Every server thread, busiest first.
+    pub threads: Vec<ThreadCost>,
 }
 
 /// Everything a `play` run found.
@@ -171,11 +186,17 @@ impl Report {
         }
         match &self.server {
             Some(c) => {
-                row(s, "server pid", c.pid)?;
+                let pids: Vec<String> = c.pids.iter().map(u32::to_string).collect();
+                row(s, "server pid", pids.join(","))?;
                 row(
                     s,
                     "server CPU-ms per player-second",
                     opt(c.cpu_ms_per_player_second, 3),
+                )?;
+                row(
+                    s,
+                    "  busiest thread",
+                    opt(c.busiest_thread_cpu_ms_per_player_second, 3),
                 )?;
                 row(s, "server CPU % (steady)", format!("{:.1}", c.cpu_percent))?;
                 row(s, "server KiB per player", opt(c.rss_kib_per_player, 1))?;
@@ -192,6 +213,16 @@ impl Report {
                     "player-seconds measured",
                     format!("{:.0} ({} players)", c.player_seconds, c.players_measured),
                 )?;
+                let busy: Vec<String> = c
+                    .threads
+                    .iter()
+                    .filter(|t| t.cpu_ms > 0.0)
+                    .take(4)
+                    .map(|t| format!("{} {}: {:.0}", t.name, t.tid, t.cpu_ms))
+                    .collect();
+                if !busy.is_empty() {
+                    row(s, "server thread CPU-ms (busiest)", busy.join(", "))?;
+                }
             }
             None => row(s, "server cost", "not measured (use --server-pid)")?,
         }
@@ -253,8 +284,9 @@ mod tests {
             ramp_secs: 0.1,
             steady_secs: 4.5,
             server: Some(ServerCost {
-                pid: 1,
+                pids: vec![1],
                 cpu_ms_per_player_second: Some(0.5),
+                busiest_thread_cpu_ms_per_player_second: Some(0.3),
                 cpu_percent: 3.0,
                 rss_kib_per_player: Some(20.0),
                 rss_baseline_kib: 1000,
@@ -262,6 +294,12 @@ mod tests {
                 rss_steady_end_kib: 1060,
                 player_seconds: 13.5,
                 players_measured: 3,
+                threads: vec![ThreadCost {
+                    pid: 1,
+                    tid: 2,
+                    name: "shard-0".into(),
+                    cpu_ms: 4.0,
+                }],
             }),
             client_cpu_percent: 95.0,
             client_whole_run_cpu_percent: 50.0,
@@ -293,6 +331,7 @@ mod tests {
         assert!(t.contains("CLIENT SATURATED"), "{t}");
         assert!(t.contains("connect: connection refused"), "{t}");
         assert!(t.contains("server KiB per player"), "{t}");
+        assert!(t.contains("shard-0 2: 4"), "{t}");
         assert!(t.contains("20.0 / 400.1 / 400.1 / 400.1  (n=4)"), "{t}");
         let mut r = sample();
         r.client_saturated = false;

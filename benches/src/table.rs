@@ -1,0 +1,499 @@
+//! `table`: renders the JSON lines `compare.sh` writes (one `play` report
+//! per server per repetition) into one Markdown table with medians, paired
+//! ratios and the project's targets.
+//!
+//! Ratios are the median of per-repetition ratios: repetition *i* of
+//! ringcast is divided by repetition *i* of its peer, measured right
+//! before or after it, so load from other users of the machine hits both
+//! sides of each ratio alike.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// Server names `compare.sh` uses.
+const RINGCAST: &str = "ringcast";
+const NGINX: &str = "nginx-rtmp";
+const RAW: &str = "raw";
+const ONE_SHARD: &str = "ringcast-1shard";
+
+/// Targets the project reports against (not asserted anywhere).
+const TARGET_VS_NGINX: f64 = 0.5;
+const TARGET_VS_RAW: f64 = 1.25;
+const TARGET_SHARD_SCALING: f64 = 1.7;
+const TARGET_KIB_PER_PLAYER: f64 = 32.0;
+const TARGET_FIRST_KEYFRAME_P99_MS: f64 = 50.0;
+
+/// One repetition of one server in one case.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    rep: u64,
+    players: f64,
+    ok: f64,
+    kbps: Option<f64>,
+    cpu: Option<f64>,
+    busiest: Option<f64>,
+    kib: Option<f64>,
+    p99: Option<f64>,
+    stalls: f64,
+    players_with_stalls: f64,
+    tool_cpu: f64,
+    saturated: bool,
+    /// 1-minute load average of the machine when the run started.
+    load: Option<f64>,
+}
+
+impl Run {
+    fn from_report(rep: u64, load: Option<f64>, r: &Value) -> Run {
+        let f = |v: &Value| v.as_f64();
+        let server = &r["server"];
+        Run {
+            rep,
+            players: f(&r["players"]).unwrap_or(0.0),
+            ok: f(&r["ok"]).unwrap_or(0.0),
+            kbps: f(&r["mean_kbps_per_player"]),
+            cpu: f(&server["cpu_ms_per_player_second"]),
+            busiest: f(&server["busiest_thread_cpu_ms_per_player_second"]),
+            kib: f(&server["rss_kib_per_player"]),
+            p99: f(&r["first_keyframe_ms"]["p99_ms"]),
+            stalls: f(&r["stalls"]).unwrap_or(0.0),
+            players_with_stalls: f(&r["players_with_stalls"]).unwrap_or(0.0),
+            tool_cpu: f(&r["client_cpu_percent"]).unwrap_or(0.0),
+            saturated: r["client_saturated"].as_bool().unwrap_or(false),
+            load,
+        }
+    }
+}
+
+/// One case: its title and each server's runs, in the order first seen.
+#[derive(Debug, Default)]
+struct Case {
+    title: String,
+    servers: Vec<(String, Vec<Run>)>,
+    skipped: Vec<(String, String)>,
+}
+
+impl Case {
+    fn runs(&self, server: &str) -> Option<&[Run]> {
+        self.servers
+            .iter()
+            .find(|(s, _)| s == server)
+            .map(|(_, r)| r.as_slice())
+    }
+}
+
+/// What the input holds, in order.
+#[derive(Debug, Default)]
+struct Results {
+    meta: Vec<(String, String)>,
+    cases: Vec<(String, Case)>,
+    bad_lines: usize,
+}
+
+fn parse(input: &str) -> Results {
+    let mut res = Results::default();
+    for line in input.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            res.bad_lines += 1;
+            continue;
+        };
+        if let Some(meta) = v["meta"].as_object() {
+            for (k, val) in meta {
+                let text = val.as_str().map_or_else(|| val.to_string(), str::to_owned);
+                res.meta.push((k.clone(), text));
+            }
+            continue;
+        }
+        let (Some(name), Some(server)) = (v["case"].as_str(), v["server"].as_str()) else {
+            res.bad_lines += 1;
+            continue;
+        };
+        let idx = match res.cases.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                res.cases.push((name.to_owned(), Case::default()));
+                res.cases.len() - 1
+            }
+        };
+        let case = &mut res.cases[idx].1;
+        if let Some(t) = v["title"].as_str() {
+            case.title = t.to_owned();
+        }
+        if let Some(why) = v["skipped"].as_str() {
+            case.skipped.push((server.to_owned(), why.to_owned()));
+            continue;
+        }
+        let run = Run::from_report(
+            v["rep"].as_u64().unwrap_or(0),
+            v["load"].as_f64(),
+            &v["report"],
+        );
+        match case.servers.iter_mut().find(|(s, _)| s == server) {
+            Some((_, runs)) => runs.push(run),
+            None => case.servers.push((server.to_owned(), vec![run])),
+        }
+    }
+    res.cases.sort_by_key(|(name, _)| case_order(name));
+    res
+}
+
+/// Families of cases in the order the table lists them.
+const FAMILIES: [&str; 6] = [
+    "rtmp-200k",
+    "rtmp-1m",
+    "flv-200k",
+    "streams",
+    "shards",
+    "ramp500",
+];
+
+/// Sort key of a case name: its family, then its player count (re-runs
+/// append their lines at the end of the input, the table keeps its order).
+fn case_order(name: &str) -> (usize, u64) {
+    let family = FAMILIES
+        .iter()
+        .position(|f| name.starts_with(f))
+        .unwrap_or(FAMILIES.len());
+    let players = name
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (family, players)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn med(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+    median(runs.iter().filter_map(f).collect())
+}
+
+/// Median over repetitions of `num`'s value divided by `den`'s value in
+/// the same repetition.
+fn paired_ratio(num: &[Run], den: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+    let ratios: Vec<f64> = num
+        .iter()
+        .filter_map(|a| {
+            let b = den.iter().find(|b| b.rep == a.rep)?;
+            let (x, y) = (f(a)?, f(b)?);
+            (y > 0.0).then_some(x / y)
+        })
+        .collect();
+    median(ratios)
+}
+
+fn fmt(v: Option<f64>, prec: usize) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.prec$}"))
+}
+
+/// Median and spread, e.g. `0.221 (0.20–0.25)`.
+fn spread(runs: &[Run], f: impl Fn(&Run) -> Option<f64> + Copy, prec: usize) -> String {
+    let vals: Vec<f64> = runs.iter().filter_map(f).collect();
+    let m = median(vals.clone());
+    if vals.len() < 2 {
+        return fmt(m, prec);
+    }
+    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{} ({lo:.prec$}–{hi:.prec$})", fmt(m, prec))
+}
+
+fn ratio_cell(r: Option<f64>) -> String {
+    r.map_or_else(String::new, |r| format!("{r:.2}×"))
+}
+
+/// Renders the whole Markdown document.
+pub fn render(input: &str) -> String {
+    let res = parse(input);
+    let mut s = String::new();
+    let _ = write_doc(&mut s, &res);
+    s
+}
+
+fn write_doc(s: &mut String, res: &Results) -> std::fmt::Result {
+    writeln!(s, "<!-- generated by benches/compare.sh; do not edit -->")?;
+    for (k, v) in &res.meta {
+        writeln!(s, "- **{k}**: {v}")?;
+    }
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Medians of the repetitions (min–max in brackets); ratios are medians of \
+         per-repetition ratios against the peer measured next to it. CPU is server \
+         user+system time over the steady window per second of one player playing; \
+         \"busiest thread\" is the same for the single busiest thread or worker (the \
+         core that saturates first). Stalls: the worst repetition's count (players \
+         stalled). Load avg: the machine's 1-minute load when each run started \
+         (other users' work shares the 2 cores)."
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| case | server | runs | ok / players | kbit/s per player | CPU ms per player-s | \
+         busiest thread | × nginx-rtmp | × raw | KiB per player | 1st keyframe p99 ms | \
+         stalls (players) | tool CPU % | load avg |"
+    )?;
+    writeln!(
+        s,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )?;
+    for (name, case) in &res.cases {
+        let label = if case.title.is_empty() {
+            name.clone()
+        } else {
+            case.title.clone()
+        };
+        for (server, runs) in &case.servers {
+            let cpu = |r: &Run| r.cpu;
+            let is_ringcast = server.starts_with(RINGCAST);
+            let vs = |peer: &str| {
+                if !is_ringcast {
+                    return String::new();
+                }
+                case.runs(peer)
+                    .map_or_else(String::new, |p| ratio_cell(paired_ratio(runs, p, cpu)))
+            };
+            let ok = med(runs, |r| Some(r.ok));
+            let players = med(runs, |r| Some(r.players));
+            let stalls = runs.iter().map(|r| r.stalls).fold(0.0, f64::max);
+            let with = runs
+                .iter()
+                .map(|r| r.players_with_stalls)
+                .fold(0.0, f64::max);
+            let saturated = runs.iter().filter(|r| r.saturated).count();
+            let tool = format!(
+                "{}{}",
+                fmt(med(runs, |r| Some(r.tool_cpu)), 0),
+                if saturated > 0 {
+                    format!(" **SATURATED ×{saturated}**")
+                } else {
+                    String::new()
+                }
+            );
+            writeln!(
+                s,
+                "| {label} | {server} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {stalls:.0} ({with:.0}) max | {tool} | {} |",
+                runs.len(),
+                fmt(ok, 0),
+                fmt(players, 0),
+                fmt(med(runs, |r| r.kbps), 0),
+                spread(runs, cpu, 3),
+                spread(runs, |r| r.busiest, 3),
+                vs(NGINX),
+                vs(RAW),
+                fmt(med(runs, |r| r.kib), 1),
+                fmt(med(runs, |r| r.p99), 0),
+                spread(runs, |r| r.load, 1),
+            )?;
+        }
+        for (server, why) in &case.skipped {
+            writeln!(
+                s,
+                "| {label} | {server} | 0 | skipped: {why} | | | | | | | | | | |"
+            )?;
+        }
+    }
+    writeln!(s)?;
+    write_targets(s, res)?;
+    if res.bad_lines > 0 {
+        writeln!(s, "\n{} unreadable input line(s) ignored.", res.bad_lines)?;
+    }
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn write_targets(s: &mut String, res: &Results) -> std::fmt::Result {
+    writeln!(s, "### Targets")?;
+    writeln!(s)?;
+    writeln!(s, "| target | case | measured | verdict |")?;
+    writeln!(s, "| --- | --- | --- | --- |")?;
+    let cpu = |r: &Run| r.cpu;
+    for (name, case) in &res.cases {
+        let Some(rc) = case.runs(RINGCAST) else {
+            continue;
+        };
+        let players = med(rc, |r| Some(r.players)).unwrap_or(0.0);
+        if let Some(ng) = case.runs(NGINX) {
+            if case.servers.len() >= 2 && (players == 2000.0 || players == 5000.0) {
+                if let Some(r) = paired_ratio(rc, ng, cpu) {
+                    writeln!(
+                        s,
+                        "| CPU per player-s ≤ {TARGET_VS_NGINX}× nginx-rtmp | {name} | {r:.2}× | {} |",
+                        verdict(r <= TARGET_VS_NGINX)
+                    )?;
+                }
+            }
+        }
+        if let Some(raw) = case.runs(RAW) {
+            if let Some(r) = paired_ratio(rc, raw, cpu) {
+                writeln!(
+                    s,
+                    "| CPU per player-s ≤ {TARGET_VS_RAW}× raw limit | {name} | {r:.2}× | {} |",
+                    verdict(r <= TARGET_VS_RAW)
+                )?;
+            }
+        }
+        if players == 10_000.0 && name.contains("200k") && name.starts_with("rtmp") {
+            let stalls = rc.iter().map(|r| r.stalls).fold(0.0, f64::max);
+            writeln!(
+                s,
+                "| 10,000 players at 200 kbit/s, 0 stalls | {name} | {stalls:.0} stalls (worst run) | {} |",
+                verdict(stalls == 0.0)
+            )?;
+        }
+        if let Some(one) = case.runs(ONE_SHARD) {
+            // Players served when the busiest core saturates, 2 shards over 1.
+            let scaling = paired_ratio(one, rc, |r| r.busiest);
+            if let Some(x) = scaling {
+                writeln!(
+                    s,
+                    "| 2 shards ≥ {TARGET_SHARD_SCALING}× the players of 1 shard at equal CPU (busiest core) | {name} | {x:.3}× | {} |",
+                    verdict(x >= TARGET_SHARD_SCALING)
+                )?;
+            }
+        }
+        if name.starts_with("ramp500") {
+            if let Some(p99) = med(rc, |r| r.p99) {
+                writeln!(
+                    s,
+                    "| first keyframe p99 ≤ {TARGET_FIRST_KEYFRAME_P99_MS} ms during a 500 players/s ramp | {name} | {p99:.0} ms | {} |",
+                    verdict(p99 <= TARGET_FIRST_KEYFRAME_P99_MS)
+                )?;
+            }
+        }
+    }
+    let worst_kib = res
+        .cases
+        .iter()
+        .filter_map(|(name, c)| Some((name, med(c.runs(RINGCAST)?, |r| r.kib)?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((name, kib)) = worst_kib {
+        writeln!(
+            s,
+            "| RSS ≤ {TARGET_KIB_PER_PLAYER} KiB per player (worst case) | {name} | {kib:.1} KiB | {} |",
+            verdict(kib <= TARGET_KIB_PER_PLAYER)
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(case: &str, server: &str, rep: u64, cpu: f64, players: u64) -> String {
+        serde_json::json!({
+            "case": case,
+            "title": format!("title of {case}"),
+            "server": server,
+            "rep": rep,
+            "report": {
+                "players": players,
+                "ok": players,
+                "mean_kbps_per_player": 200.0,
+                "first_keyframe_ms": {"p99_ms": 30.0},
+                "stalls": 0,
+                "players_with_stalls": 0,
+                "client_cpu_percent": 40.0,
+                "client_saturated": false,
+                "server": {
+                    "cpu_ms_per_player_second": cpu,
+                    "busiest_thread_cpu_ms_per_player_second": cpu / 2.0,
+                    "rss_kib_per_player": 10.0
+                }
+            }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn medians_and_paired_ratios() {
+        let input = [
+            r#"{"meta":{"date":"2026-11-22","machine":"2 cores"}}"#.to_owned(),
+            line("rtmp-200k-2000", "ringcast", 1, 0.2, 2000),
+            line("rtmp-200k-2000", "nginx-rtmp", 1, 0.5, 2000),
+            line("rtmp-200k-2000", "raw", 1, 0.1, 2000),
+            line("rtmp-200k-2000", "ringcast", 2, 0.3, 2000),
+            line("rtmp-200k-2000", "nginx-rtmp", 2, 0.5, 2000),
+            line("rtmp-200k-2000", "raw", 2, 0.3, 2000),
+            line("rtmp-200k-2000", "ringcast", 3, 0.25, 2000),
+            line("rtmp-200k-2000", "nginx-rtmp", 3, 1.0, 2000),
+            line("rtmp-200k-2000", "raw", 3, 0.25, 2000),
+            "not json".to_owned(),
+        ]
+        .join("\n");
+        let md = render(&input);
+        assert!(md.contains("- **date**: 2026-11-22"), "{md}");
+        // ringcast median 0.25 (0.20–0.30); vs nginx: 0.4, 0.6, 0.25 -> 0.40
+        assert!(md.contains("0.250 (0.200–0.300)"), "{md}");
+        assert!(md.contains("| 0.40× |"), "{md}");
+        // vs raw: 2.0, 1.0, 1.0 -> 1.00
+        assert!(md.contains("| 1.00× |"), "{md}");
+        assert!(
+            md.contains("≤ 0.5× nginx-rtmp | rtmp-200k-2000 | 0.40× | met"),
+            "{md}"
+        );
+        assert!(md.contains("RSS ≤ 32 KiB"), "{md}");
+        assert!(md.contains("1 unreadable input line"), "{md}");
+    }
+
+    #[test]
+    fn shard_scaling_and_skips() {
+        let input = [
+            line("shards-200k-2000", "ringcast-1shard", 1, 0.4, 2000),
+            line("shards-200k-2000", "ringcast", 1, 0.44, 2000),
+            r#"{"case":"rtmp-1m-10000","title":"t","server":"ringcast","skipped":"needs 10 Gbit/s"}"#
+                .to_owned(),
+        ]
+        .join("\n");
+        let md = render(&input);
+        // busiest: 0.2 (1 shard) over 0.22 (2 shards) = 0.91
+        assert!(
+            md.contains("| shards-200k-2000 | 0.909× | **missed** |"),
+            "{md}"
+        );
+        assert!(md.contains("skipped: needs 10 Gbit/s"), "{md}");
+    }
+
+    #[test]
+    fn cases_are_listed_by_family_then_players() {
+        let input = [
+            line("rtmp-200k-10000", "ringcast", 1, 0.1, 10000),
+            line("flv-200k-1000", "ringcast", 1, 0.1, 1000),
+            line("rtmp-200k-2000", "ringcast", 1, 0.1, 2000),
+        ]
+        .join("\n");
+        let md = render(&input);
+        let at = |s: &str| md.find(s).unwrap();
+        assert!(at("title of rtmp-200k-2000") < at("title of rtmp-200k-10000"));
+        assert!(at("title of rtmp-200k-10000") < at("title of flv-200k-1000"));
+        assert_eq!(case_order("ramp500-200k-2000"), (5, 2000));
+        assert_eq!(case_order("other"), (6, 0));
+    }
+
+    #[test]
+    fn median_of_even_and_empty() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![1.0, 3.0]), Some(2.0));
+        assert_eq!(median(vec![f64::NAN, 5.0]), Some(5.0));
+    }
+}
