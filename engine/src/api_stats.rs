@@ -87,8 +87,6 @@ fn aac_profile(object_type: u8) -> &'static str {
 }
 
 fn stream_json(s: &StreamStats, clients: usize, now: SystemTime) -> StreamJson {
-    let key = format!("{}/{}/{}", s.vhost, s.app, s.stream);
-    let _ = key;
     StreamJson {
         id: s.id,
         name: s.stream.clone(),
@@ -205,13 +203,7 @@ pub fn route(global: &Global, cfg: &Config, path: &str) -> Option<(u16, String)>
     let now = SystemTime::now();
     let reg = &global.registry;
     let streams = || reg.streams();
-    let one = |s: &StreamStats| {
-        stream_json(
-            s,
-            reg.players_of(&format!("{}/{}/{}", s.vhost, s.app, s.stream)),
-            now,
-        )
-    };
+    let one = |s: &StreamStats| stream_json(s, reg.players_of(&s.key()), now);
     match path {
         "/api/v1/streams" => {
             let list = streams().iter().map(one).collect();

@@ -80,6 +80,13 @@ pub struct StreamStats {
     pub audio: Option<AudioInfo>,
 }
 
+impl StreamStats {
+    /// `vhost/app/stream`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.vhost, self.app, self.stream)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoInfo {
     pub codec: &'static str,

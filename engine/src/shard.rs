@@ -319,8 +319,7 @@ impl Shard {
         crate::stats::frame_in();
         if h.meter.add(&frame) {
             let s = &h.meter.stats;
-            let key = format!("{}/{}/{}", s.vhost, s.app, s.stream);
-            self.global.registry.set_stream(&key, s.clone());
+            self.global.registry.set_stream(&s.key(), s.clone());
         }
         if let Some(seg) = h.hls.as_mut() {
             seg.on_frame(&self.global.hls, &frame);

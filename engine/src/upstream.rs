@@ -93,10 +93,7 @@ fn idle_for(
     let since = idle_since.get_or_insert_with(Instant::now);
     let h = hub.borrow();
     let s = &h.meter.stats;
-    let hls = shard
-        .global
-        .hls
-        .last_request(&format!("{}/{}/{}", s.vhost, s.app, s.stream));
+    let hls = shard.global.hls.last_request(&s.key());
     for joined in [h.last_join, hls].into_iter().flatten() {
         if joined > *since {
             *since = joined;

@@ -286,6 +286,25 @@ const MAX_OUT_CHUNK: u32 = 65536;
 
 const NULL: Amf0Value = Amf0Value::Null;
 
+/// The info object of an RTMP 302: `NetConnection.Connect.Rejected` with
+/// `ex: {code: 302, redirect: tc_url, redirect2: full_url}`.
+fn redirect_info(tc_url: &str, full_url: &str) -> Amf0Value {
+    let mut info = status(
+        "error",
+        "NetConnection.Connect.Rejected",
+        "RTMP 302 Redirect",
+    );
+    if let Amf0Value::Object(pairs) = &mut info {
+        let ex = Amf0Value::object([
+            ("code", Amf0Value::Number(302.0)),
+            ("redirect", Amf0Value::string(tc_url)),
+            ("redirect2", Amf0Value::string(full_url)),
+        ]);
+        pairs.push(("ex".into(), ex));
+    }
+    info
+}
+
 /// One server-side RTMP connection.
 #[derive(Debug)]
 pub struct ServerSession {
@@ -435,19 +454,7 @@ impl ServerSession {
     /// carries `ex: {code: 302, redirect: tc_url, redirect2: full_url}`,
     /// which Flash, SRS edges and ringcast's client follow.
     pub fn redirect_connect(&mut self, tc_url: &str, full_url: &str, out: &mut BytesMut) {
-        let mut info = status(
-            "error",
-            "NetConnection.Connect.Rejected",
-            "RTMP 302 Redirect",
-        );
-        if let Amf0Value::Object(pairs) = &mut info {
-            let ex = Amf0Value::object([
-                ("code", Amf0Value::Number(302.0)),
-                ("redirect", Amf0Value::string(tc_url)),
-                ("redirect2", Amf0Value::string(full_url)),
-            ]);
-            pairs.push(("ex".into(), ex));
-        }
+        let info = redirect_info(tc_url, full_url);
         self.refuse_connect(info, out);
     }
 
@@ -601,19 +608,7 @@ impl ServerSession {
             return;
         }
         *state = StreamState::Idle;
-        let mut info = status(
-            "error",
-            "NetConnection.Connect.Rejected",
-            "RTMP 302 Redirect",
-        );
-        if let Amf0Value::Object(pairs) = &mut info {
-            let ex = Amf0Value::object([
-                ("code", Amf0Value::Number(302.0)),
-                ("redirect", Amf0Value::string(tc_url)),
-                ("redirect2", Amf0Value::string(full_url)),
-            ]);
-            pairs.push(("ex".into(), ex));
-        }
+        let info = redirect_info(tc_url, full_url);
         let m = command("onStatus", 0.0, NULL, vec![info]);
         self.write(csid::STREAM, stream_id, &m, out);
     }
