@@ -19,6 +19,7 @@ ROOT=$(dirname "$HERE")
 RUNS=3
 STEADY=10      # seconds of steady window aimed for
 RAMP=1000      # players started per second in the load cases
+MW_DEFAULT=350 # ringcast's default mw_latency_ms (conf/ringcast.toml)
 ONLY=""
 RENDER_ONLY=0
 OUT_JSONL=$HERE/results.jsonl
@@ -134,7 +135,7 @@ make_fixture "$FIX_1M" 1M
 # --- servers -----------------------------------------------------------------
 # Each start_* sets SRV_PIDS (comma list measured by play), SRV_STOP (pids to
 # stop), RTMP_PORT and, for ringcast, HTTP_PORT.
-start_ringcast() { # start_ringcast SHARDS
+start_ringcast() { # start_ringcast SHARDS MW_LATENCY_MS
   RTMP_PORT=$(free_port); HTTP_PORT=$(free_port)
   cat > "$WORK/ringcast.toml" <<EOF
 [server]
@@ -148,6 +149,9 @@ listen = ["127.0.0.1:$RTMP_PORT"]
 [http_server]
 enabled = true
 listen = ["127.0.0.1:$HTTP_PORT"]
+
+[vhosts.__defaultVhost__]
+mw_latency_ms = $2
 EOF
   "$S" -c "$WORK/ringcast.toml" > "$WORK/ringcast.log" 2>&1 &
   local pid=$!
@@ -193,10 +197,10 @@ EOF
   SRV_PIDS=$pid${workers:+,$workers}; SRV_STOP=$pid
 }
 
-start_raw() { # start_raw PROTO FIXTURE
+start_raw() { # start_raw PROTO FIXTURE TICK_MS
   RTMP_PORT=$(free_port); HTTP_PORT=$RTMP_PORT
   "$B" raw-server --listen "127.0.0.1:$RTMP_PORT" --file "$2" --proto "$1" \
-    --threads 2 --duration 600 > "$WORK/raw.log" 2>&1 &
+    --threads 2 --tick-ms "$3" --duration 600 > "$WORK/raw.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   wait_listen "$RTMP_PORT" "$pid" || { tail -5 "$WORK/raw.log" >&2; return 1; }
@@ -225,12 +229,19 @@ start_publisher() { # start_publisher FIXTURE STREAMS
 # run_one CASE TITLE SERVER REP PROTO PLAYERS STREAMS FIXTURE RAMP
 run_one() {
   local cname=$1 title=$2 server=$3 rep=$4 proto=$5 players=$6 streams=$7 fix=$8 ramp=$9
-  local url out pub=0
+    local url out pub=0
+  # Batching: ringcast's merged write (mw_latency_ms, default 350 like SRS)
+  # and the raw server's release tick are set alike, so "× raw" compares
+  # equal write counts. The "ll-" cases run ringcast with merged write off
+  # against a raw server releasing each 40 ms frame time (what ffmpeg -re
+  # feeds): the latency nginx-rtmp has, which writes messages as they come.
+  local mw=$MW_DEFAULT tick=$MW_DEFAULT
+  if [[ $cname == ll-* ]]; then mw=0; tick=40; fi
   case $server in
-    ringcast) start_ringcast 2 ;;
-    ringcast-1shard) start_ringcast 1 ;;
+    ringcast) start_ringcast 2 "$mw" ;;
+    ringcast-1shard) start_ringcast 1 "$mw" ;;
     nginx-rtmp) start_nginx ;;
-    raw) start_raw "$proto" "$fix" ;;
+    raw) start_raw "$proto" "$fix" "$tick" ;;
   esac
   if [[ $server != raw ]]; then start_publisher "$fix" "$streams"; pub=1; else sleep 1; fi
   if [[ $proto == rtmp ]]; then
@@ -343,6 +354,13 @@ run_case "shards-200k-2000" "RTMP, 1 vs 2 shards, ~200 kbit/s, 2000 players" rtm
   ringcast-1shard ringcast
 run_case "ramp500-200k-2000" "RTMP, 2000 players joining at 500/s, ~200 kbit/s" rtmp 2000 1 "$FIX_200K" 500 \
   ringcast nginx-rtmp
+for n in 2000 5000; do
+  run_case "ll-rtmp-200k-$n" "RTMP, merged write off (mw_latency_ms = 0), ~200 kbit/s, $n players" \
+    rtmp "$n" 1 "$FIX_200K" "$RAMP" ringcast nginx-rtmp raw
+  run_case "ll-flv-200k-$n" "HTTP-FLV, merged write off (mw_latency_ms = 0), ~200 kbit/s, $n players" \
+    http-flv "$n" 1 "$FIX_200K" "$RAMP" ringcast raw
+done
+
 log "measurements took $(( (SECONDS - T0) / 60 )) min"
 
 render

@@ -95,6 +95,7 @@ pub(crate) const VHOST_KEYS: &[(&str, Kind)] = &[
     ("queue_max_bytes", Kind::Int),
     ("max_queue_overflows", Kind::Int),
     ("overflow_window_ms", Kind::Int),
+    ("mw_latency_ms", Kind::Int),
     ("http_flv.enabled", Kind::Bool),
     ("http_flv.mount", Kind::Str),
     ("http_flv.unpublish_timeout_ms", Kind::Int),
@@ -284,6 +285,11 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
         "SRS_VHOST_PLAY_QUEUE_LENGTH",
         Target::Vhost("queue_length_ms"),
         Convert::SecondsToMs,
+    ),
+    (
+        "SRS_VHOST_PLAY_MW_LATENCY",
+        Target::Vhost("mw_latency_ms"),
+        Convert::Same,
     ),
     (
         "SRS_VHOST_CLUSTER_MODE",

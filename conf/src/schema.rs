@@ -291,6 +291,11 @@ pub struct VhostConf {
     pub max_queue_overflows: u32,
     /// The window over which overflows are counted.
     pub overflow_window_ms: u64,
+    /// Merged write: a stream's new frames are held up to this long and then written to
+    /// each player together, so a player costs one `sendmsg` per batch rather than one per
+    /// frame (SRS `play.mw_latency`, 350). It adds up to this much latency; 0 writes what
+    /// arrives at once.
+    pub mw_latency_ms: u64,
     /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.
     pub http_flv: HttpFlvConf,
     /// `[vhosts.<name>.cluster]`: edge (pull from origins) or origin, and the origin cluster.
@@ -315,6 +320,8 @@ impl Default for VhostConf {
             queue_max_bytes: 16 * MIB,
             max_queue_overflows: 3,
             overflow_window_ms: 60_000,
+            mw_latency_ms: 350,
+
             http_flv: HttpFlvConf::default(),
             cluster: ClusterConf::default(),
             forward: ForwardConf::default(),

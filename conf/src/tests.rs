@@ -983,3 +983,16 @@ fn effective_daemon_and_auto_reload() {
     c.server.daemon = true;
     assert_eq!(c.daemon_effective(), !in_container());
 }
+
+#[test]
+fn merged_write_delay_is_bounded() {
+    let c = ok("[vhosts.__defaultVhost__]\nmw_latency_ms = 0\n");
+    assert_eq!(c.vhost(DEFAULT_VHOST).mw_latency_ms, 0);
+    assert_eq!(Config::default().vhost(DEFAULT_VHOST).mw_latency_ms, 350);
+    let e = err("[vhosts.__defaultVhost__]\nmw_latency_ms = 60000\n").to_string();
+
+    assert!(
+        e.contains(":2:") && e.contains("mw_latency_ms") && e.contains("<= 5000"),
+        "{e}"
+    );
+}

@@ -346,7 +346,11 @@ fn srs_aliases() {
         ("SRS_VHOST_HTTP_HOOKS_ON_STOP", "http://h:1/s", &|c| {
             c.vhost(DEFAULT_VHOST).hooks.on_stop.len() == 1
         }),
+        ("SRS_VHOST_PLAY_MW_LATENCY", "100", &|c| {
+            c.vhost(DEFAULT_VHOST).mw_latency_ms == 100
+        }),
     ];
+
     for (var, value, check) in cases {
         let c = ok_env("", &[(*var, *value)]);
         assert!(check(&c), "{var}={value}: {c:?}");

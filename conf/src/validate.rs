@@ -245,6 +245,9 @@ fn validate_hls(h: &crate::HlsConf, base: &[Seg]) -> Check {
     Ok(())
 }
 
+/// Longest merged-write delay: beyond a few seconds players would starve.
+const MAX_MW_LATENCY_MS: u64 = 5_000;
+
 fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
     validate_hls(&v.hls, base)?;
     positive(
@@ -258,6 +261,12 @@ fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
         with(base, "max_queue_overflows"),
     )?;
     positive(v.overflow_window_ms, with(base, "overflow_window_ms"))?;
+    if v.mw_latency_ms > MAX_MW_LATENCY_MS {
+        fail(
+            with(base, "mw_latency_ms"),
+            format!("must be <= {MAX_MW_LATENCY_MS}"),
+        )?;
+    }
     let flv = with(base, "http_flv");
     if let Err(why) = check_mount(&v.http_flv.mount) {
         fail(with(&flv, "mount"), why)?;

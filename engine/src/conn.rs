@@ -14,14 +14,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 /// At most this many iovecs per `sendmsg` (the kernel's IOV_MAX).
-const MAX_IOV: usize = 1024;
+pub const MAX_IOV: usize = 1024;
 /// About this many bytes per `sendmsg`.
 const WRITE_BUDGET: usize = 512 * 1024;
 
 thread_local! {
-    /// One iovec scratch array per shard: writes are synchronous within a
-    /// poll, so players need not each carry one.
-    static IOV: RefCell<Vec<libc::iovec>> = RefCell::new(Vec::with_capacity(MAX_IOV));
+        /// One iovec scratch array per shard: writes are synchronous (within a
+    /// poll, or within the fan-out's flush), so players need not each carry one.
+    pub static IOV: RefCell<Vec<libc::iovec>> = RefCell::new(Vec::with_capacity(MAX_IOV));
 }
 
 /// Why a playing connection's task woke up.
@@ -34,7 +34,8 @@ pub enum Wake {
     Timer,
 }
 
-fn send_iov(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
+/// One non-blocking `sendmsg` of `iov` to `fd`.
+pub fn send_iov(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
     // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers the
     // caller keeps alive for the duration of the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -129,6 +130,8 @@ impl PollWriteCtrl for TcpStream {
 }
 
 /// Runs the connection until something needs the caller's attention.
+/// While it waits with everything written, the stream's fan-out writes new
+/// frames to the socket itself and the task is not woken for them.
 pub struct Drive<'a, 't> {
     pub stream: &'a mut TcpStream,
     pub consumer: &'a Consumer,
@@ -142,6 +145,7 @@ impl Future for Drive<'_, '_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Wake> {
         let this = self.get_mut();
+        this.consumer.unpark();
         if let Some(r) = this.consumer.kicked() {
             return Poll::Ready(Wake::Kicked(r));
         }
@@ -149,9 +153,11 @@ impl Future for Drive<'_, '_> {
             return Poll::Ready(Wake::Notice(n));
         }
         // writes first, so a chatty peer cannot starve its own playback
-        if let Poll::Ready(Err(e)) = poll_flush(this.stream, this.consumer, this.ctrl, cx) {
-            return Poll::Ready(Wake::WriteFailed(e));
-        }
+        let written = match poll_flush(this.stream, this.consumer, this.ctrl, cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
+            Poll::Ready(Ok(())) => true,
+            Poll::Pending => false,
+        };
         if let Poll::Ready(r) = Pin::new(&mut *this.stream).poll_read(cx, this.rbuf) {
             return Poll::Ready(Wake::Read(r));
         }
@@ -161,7 +167,17 @@ impl Future for Drive<'_, '_> {
                 return Poll::Ready(Wake::Timer);
             }
         }
+        if written {
+            this.consumer.park(this.stream.as_raw_fd());
+        }
         Poll::Pending
+    }
+}
+
+impl Drop for Drive<'_, '_> {
+    fn drop(&mut self) {
+        // the socket may close once the task stops waiting here
+        self.consumer.unpark();
     }
 }
 

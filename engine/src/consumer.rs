@@ -2,9 +2,11 @@
 //! slow player from costing anyone else anything: over its limit the queue
 //! drops to the next keyframe; a player that keeps overflowing is kicked.
 
+use crate::conn::{send_iov, IOV, MAX_IOV};
 use crate::frame::{Format, Frame};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -46,6 +48,9 @@ pub struct Consumer {
     q: RefCell<Queue>,
     waker: RefCell<Option<Waker>>,
     kicked: RefCell<Option<String>>,
+    /// The player's socket while its task is parked with nothing owed:
+    /// the fan-out may then write frames to it directly (-1: it may not).
+    parked_fd: Cell<RawFd>,
     /// Frames dropped by the slow-consumer policy.
     pub dropped: Cell<u64>,
 }
@@ -66,6 +71,7 @@ impl Consumer {
             }),
             waker: RefCell::new(None),
             kicked: RefCell::new(None),
+            parked_fd: Cell::new(-1),
             dropped: Cell::new(0),
         })
     }
@@ -86,9 +92,89 @@ impl Consumer {
         }
     }
 
+    /// The connection task is parked on `fd` with its queue and control
+    /// bytes all written: frames may go straight to the socket.
+    pub fn park(&self, fd: RawFd) {
+        self.parked_fd.set(fd);
+    }
+
+    /// The connection task runs (or is gone): only it writes the socket.
+    pub fn unpark(&self) {
+        self.parked_fd.set(-1);
+    }
+
     /// Enqueues a frame; never blocks and never waits for the player.
+    #[cfg(test)]
     pub fn push(&self, frame: &Rc<Frame>, has_video: bool) {
         self.enqueue(frame, has_video, true);
+    }
+
+    /// Hands a batch of frames to the player: written at once with one
+    /// `sendmsg` when its task is parked with nothing owed (no wake-up, no
+    /// queue), else queued under the slow-consumer limits. Never blocks.
+    pub fn deliver(&self, batch: &[Rc<Frame>], has_video: bool) {
+        if self.kicked.borrow().is_some() {
+            return;
+        }
+        let fd = self.parked_fd.get();
+        if fd >= 0 {
+            let idle = {
+                let q = self.q.borrow();
+                q.frames.is_empty() && !q.waiting_keyframe
+            };
+            if idle && self.write_direct(fd, batch) {
+                return;
+            }
+        }
+        for f in batch {
+            self.enqueue(f, has_video, true);
+        }
+    }
+
+    /// Writes `batch` to `fd` and queues what the socket did not take;
+    /// false (nothing done) when the batch needs more than one `sendmsg`.
+    fn write_direct(&self, fd: RawFd, batch: &[Rc<Frame>]) -> bool {
+        let sent = IOV.with(|iov| {
+            let mut iov = iov.borrow_mut();
+            iov.clear();
+            for s in batch.iter().flat_map(|f| f.segments(self.format)) {
+                if !s.is_empty() {
+                    iov.push(libc::iovec {
+                        iov_base: s.as_ptr() as *mut _,
+                        iov_len: s.len(),
+                    });
+                }
+            }
+            let r = (iov.len() <= MAX_IOV).then(|| send_iov(fd, &iov));
+            iov.clear();
+            r
+        });
+        let Some(result) = sent else {
+            return false;
+        };
+        // a failed write is the task's to see: it finds it queued
+        let mut done = result.unwrap_or(0);
+        crate::stats::bytes_out(done);
+        for f in batch {
+            let len = f.wire_len(self.format);
+            if done >= len {
+                done -= len;
+                continue;
+            }
+            if done > 0 {
+                // the partly written head is the player's already: the
+                // limits may drop what follows it, never it
+                self.enqueue(f, true, false);
+                self.advance(done);
+                done = 0;
+            } else {
+                self.enqueue(f, true, true);
+            }
+        }
+        if !self.q.borrow().frames.is_empty() {
+            self.unpark();
+        }
+        true
     }
 
     /// Enqueues the start-up frames (headers and GOP cache) a new player
@@ -174,6 +260,7 @@ impl Consumer {
             *k = Some(reason);
         }
         drop(k);
+        self.unpark();
         self.wake();
     }
 
@@ -183,6 +270,7 @@ impl Consumer {
 
     pub fn notify(&self, n: Notice) {
         self.q.borrow_mut().notices.push_back(n);
+        self.unpark();
         self.wake();
     }
 
@@ -346,6 +434,108 @@ mod tests {
         }
         let reason = c.kicked().expect("second overflow kicks");
         assert!(reason.contains("slow consumer"));
+    }
+
+    /// A connected pair of Unix stream sockets, non-blocking on our side.
+    fn socket_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for the two descriptors socketpair returns.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        // SAFETY: both descriptors were just created and are owned here.
+        unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        }
+    }
+
+    fn read_all(fd: &std::os::fd::OwnedFd) -> Vec<u8> {
+        use std::os::fd::AsRawFd;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: buf is writable for its length.
+            let n = unsafe {
+                libc::recv(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+    }
+
+    #[test]
+    fn a_parked_player_gets_the_batch_written_without_queueing() {
+        use std::os::fd::AsRawFd;
+        let (ours, theirs) = socket_pair();
+        let c = Consumer::new(Format::Rtmp, limits());
+        c.park(ours.as_raw_fd());
+        let batch = [video(0, true), video(40, false)];
+        c.deliver(&batch, true);
+        assert!(c.is_empty(), "everything went to the socket");
+        let expect: Vec<u8> = batch
+            .iter()
+            .flat_map(|f| f.segments(Format::Rtmp).concat())
+            .collect();
+        assert_eq!(read_all(&theirs), expect);
+    }
+
+    #[test]
+    fn a_full_socket_queues_the_rest_in_order_and_unparks() {
+        use std::os::fd::AsRawFd;
+        let (ours, theirs) = socket_pair();
+        let roomy = Limits {
+            max_bytes: 16 << 20,
+            max_duration_ms: 60_000,
+            ..limits()
+        };
+        let c = Consumer::new(Format::HttpFlv, roomy);
+        let big: Vec<Rc<Frame>> = (0..64)
+            .map(|i| {
+                Rc::new(Frame::new(
+                    Kind::Video,
+                    i * 40,
+                    Bytes::from(vec![if i == 0 { 0x17 } else { 0x27 }; 16 * 1024]),
+                    60000,
+                ))
+            })
+            .collect();
+        c.park(ours.as_raw_fd());
+        c.deliver(&big, true);
+        assert!(!c.is_empty(), "a 1 MiB batch does not fit a socket buffer");
+        assert_eq!(c.parked_fd.get(), -1, "the task takes over the writing");
+        // the next batch is queued behind the rest, not written over it
+        let next = [video(64 * 40, false)];
+        c.deliver(&next, true);
+        let mut got = Vec::new();
+        loop {
+            got.extend(read_all(&theirs));
+            let mut iov = Vec::new();
+            if c.fill_iovecs(&mut iov, 64, usize::MAX) == 0 {
+                break;
+            }
+            match send_iov(ours.as_raw_fd(), &iov) {
+                Ok(n) => c.advance(n),
+                Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+            }
+        }
+        got.extend(read_all(&theirs));
+        let expect: Vec<u8> = big
+            .iter()
+            .chain(next.iter())
+            .flat_map(|f| f.segments(Format::HttpFlv).concat())
+            .collect();
+        assert_eq!(got.len(), expect.len());
+        assert!(got == expect, "bytes arrive whole and in order");
     }
 
     #[test]

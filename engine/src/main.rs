@@ -7,6 +7,7 @@ mod cluster;
 mod conn;
 mod consumer;
 mod control;
+mod fanout;
 mod forward;
 mod frame;
 mod hls;

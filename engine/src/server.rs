@@ -81,6 +81,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     .map_err(|_| "mesh join failed".to_string())?;
                 let id = senders.peer_id();
                 let shard = Rc::new(Shard::new(id, cfg, global, senders));
+                glommio::spawn_local(crate::fanout::run_flusher()).detach();
+
                 for (peer, rx) in receivers.streams() {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {

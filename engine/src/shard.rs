@@ -175,7 +175,7 @@ impl Shard {
         *self.cfg.borrow_mut() = cfg;
     }
 
-    /// Applies what a reload changed to live streams: GOP cache settings,
+    /// Applies what a reload changed to live streams: GOP cache and merged-write settings,
     /// and forward destinations added for streams publishing now (removed
     /// ones stop by themselves).
     pub fn apply_reload(self: &Rc<Self>, old: &Config) {
@@ -185,7 +185,7 @@ impl Shard {
             let mut h = hub.borrow_mut();
             let vhost = h.meter.stats.vhost.clone();
             let v = new.vhost(&vhost);
-            h.local.set_gop(v.gop_cache, v.gop_cache_max_frames);
+            h.local.configure(v);
             if !h.local.publishing || h.pulling {
                 continue;
             }
@@ -211,9 +211,7 @@ impl Shard {
         for (key, m) in self.mirrors.borrow().iter() {
             let vhost = key.split('/').next().unwrap_or_default();
             let v = new.vhost(vhost);
-            m.borrow_mut()
-                .local
-                .set_gop(v.gop_cache, v.gop_cache_max_frames);
+            m.borrow_mut().local.configure(v);
         }
     }
 
@@ -254,7 +252,7 @@ impl Shard {
         let vhost = key.split('/').next().unwrap_or_default();
         let cfg = self.cfg();
         let v = cfg.vhost(vhost);
-        let local = LocalStream::new(v.gop_cache, v.gop_cache_max_frames);
+        let local = LocalStream::for_vhost(v);
         let mut h = Hub::new(id, local, self.cfg().rtmp.out_chunk_size);
         if let Some(req) = StreamRequest::from_key(key, String::new()) {
             h.meter.stats.id = id;
@@ -383,7 +381,7 @@ impl Shard {
                 let v = cfg.vhost(vhost);
                 let m = Rc::new(RefCell::new(Mirror {
                     id: None,
-                    local: LocalStream::new(v.gop_cache, v.gop_cache_max_frames),
+                    local: LocalStream::for_vhost(v),
                 }));
                 self.mirrors.borrow_mut().insert(key.to_string(), m.clone());
                 self.send(

@@ -4,10 +4,13 @@
 //! frame encoding and the list of shards mirroring it.
 
 use crate::consumer::{Consumer, Notice};
+use crate::fanout::Fanout;
 use crate::frame::{Frame, Kind};
 use crate::registry::{AudioInfo, StreamStats, VideoInfo};
 use bytes::Bytes;
+use ringcast_conf::VhostConf;
 use ringcast_proto::codec;
+
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,7 @@ pub struct LocalStream {
     gop_max_frames: usize,
     has_video: bool,
     pub publishing: bool,
-    consumers: Vec<Rc<Consumer>>,
+    fanout: Rc<Fanout>,
 }
 
 impl LocalStream {
@@ -34,14 +37,11 @@ impl LocalStream {
         }
     }
 
-    /// Updates the start-up cache with `frame` and hands it to every local
-    /// player. The per-player cost is a refcount and a queue slot.
+    /// Updates the start-up cache with `frame` and queues it for every local
+    /// player; the shard's flusher hands it over with the rest of its batch.
     pub fn push(&mut self, frame: Rc<Frame>) {
         self.cache(&frame);
-        let has_video = self.has_video;
-        for c in &self.consumers {
-            c.push(&frame, has_video);
-        }
+        self.fanout.push(frame, self.has_video);
     }
 
     fn cache(&mut self, frame: &Rc<Frame>) {
@@ -109,28 +109,41 @@ impl LocalStream {
             .chain(self.gop.iter())
     }
 
-    /// GOP cache settings changed by a reload; a disabled cache is emptied.
-    pub fn set_gop(&mut self, enabled: bool, max_frames: usize) {
-        self.gop_enabled = enabled;
-        self.gop_max_frames = max_frames;
-        if !enabled {
+    /// A stream's local state with its vhost's settings.
+    pub fn for_vhost(v: &VhostConf) -> LocalStream {
+        let mut s = LocalStream::new(v.gop_cache, v.gop_cache_max_frames);
+        s.configure(v);
+        s
+    }
+
+    /// Applies the vhost's settings, also after a reload: GOP cache (a
+    /// disabled cache is emptied) and the merged-write delay.
+    pub fn configure(&mut self, v: &VhostConf) {
+        self.gop_enabled = v.gop_cache;
+        self.gop_max_frames = v.gop_cache_max_frames;
+        if !v.gop_cache {
             self.gop.clear();
         }
+        self.fanout
+            .set_delay(Duration::from_millis(v.mw_latency_ms));
     }
 
     pub fn add_consumer(&mut self, c: Rc<Consumer>) {
+        // pending frames are already in the cache: send them to the players
+        // they are new to before the newcomer's start-up copy is queued
+        self.fanout.flush();
         for f in self.startup_frames() {
             c.push_startup(f);
         }
-        self.consumers.push(c);
+        self.fanout.add(c);
     }
 
     pub fn remove_consumer(&mut self, c: &Rc<Consumer>) {
-        self.consumers.retain(|x| !Rc::ptr_eq(x, c));
+        self.fanout.remove(c);
     }
 
     pub fn consumer_count(&self) -> usize {
-        self.consumers.len()
+        self.fanout.len()
     }
 
     /// The publisher left: drop the cache (the next publisher brings new
@@ -142,16 +155,12 @@ impl LocalStream {
         self.audio_sh = None;
         self.gop.clear();
         self.has_video = false;
-        for c in &self.consumers {
-            c.notify(Notice::Unpublished);
-        }
+        self.fanout.notify(Notice::Unpublished);
     }
 
     pub fn publish(&mut self) {
         self.publishing = true;
-        for c in &self.consumers {
-            c.notify(Notice::Published);
-        }
+        self.fanout.notify(Notice::Published);
     }
 
     /// Every cached frame, for a mirror shard that subscribes.
