@@ -63,16 +63,14 @@ impl Fanout {
         self.delay.set(delay);
     }
 
-    /// When the pending frames are due, `None` when nothing is pending.
-    fn due(&self) -> Option<Instant> {
-        if self.pending.borrow().is_empty() {
+    /// Until when the pending frames are held (merged write); `None` when
+    /// they go now, or nothing is pending.
+    fn held_until(&self) -> Option<Instant> {
+        let delay = self.delay.get();
+        if delay.is_zero() || self.pending.borrow().is_empty() {
             return None;
         }
-        let delay = self.delay.get();
-        match self.since.get() {
-            Some(t) if !delay.is_zero() => Some(t + delay),
-            _ => Some(Instant::now() - Duration::from_nanos(1)),
-        }
+        self.since.get().map(|t| t + delay)
     }
 
     /// Hands the pending frames to every player now. Anything that changes
@@ -123,7 +121,7 @@ pub fn flush_dirty(now: Instant) -> Option<Instant> {
         DIRTY.with(|d| std::mem::swap(&mut *d.borrow_mut(), &mut *batch));
         let mut next: Option<Instant> = None;
         for f in batch.drain(..) {
-            match f.due() {
+            match f.held_until() {
                 Some(due) if due > now => {
                     next = Some(next.map_or(due, |n| n.min(due)));
                     DIRTY.with(|d| d.borrow_mut().push(f));
@@ -225,5 +223,26 @@ mod tests {
         flush_dirty(Instant::now());
         assert_eq!(queued(&early), 9, "the flusher delivers once");
         assert_eq!(queued(&late), 9);
+    }
+
+    #[test]
+    fn merged_write_holds_a_batch_until_it_is_due() {
+        let mut s = LocalStream::for_vhost(&ringcast_conf::VhostConf {
+            mw_latency_ms: 350,
+            ..Default::default()
+        });
+
+        let c = consumer();
+        s.add_consumer(c.clone());
+        let start = Instant::now();
+        s.push(frame(0, 0x17));
+        s.push(frame(40, 0x27));
+        let due = flush_dirty(start).expect("held");
+        assert!(due >= start + Duration::from_millis(350));
+        assert_eq!(queued(&c), 0, "held for the merged write");
+        s.push(frame(80, 0x27));
+        assert_eq!(flush_dirty(due - Duration::from_millis(1)), Some(due));
+        assert_eq!(flush_dirty(due), None, "nothing left to hold");
+        assert_eq!(queued(&c), 9, "the three frames go out together");
     }
 }

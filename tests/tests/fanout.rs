@@ -22,8 +22,20 @@ const LATE_JOIN: Duration = Duration::from_millis(3500);
 
 #[test]
 fn two_hundred_players_get_identical_streams_across_shards() {
+    fan_out("[server]\nshards = 2\n");
+}
+
+/// The same with merged write off: batches go out at the end of each
+/// executor turn instead of after `mw_latency_ms`.
+#[test]
+fn without_merged_write_too() {
+    fan_out("[server]\nshards = 2\n[vhosts.__defaultVhost__]\nmw_latency_ms = 0\n");
+}
+
+fn fan_out(config: &str) {
     let tags = fixture_tags();
-    let mut server = Server::start("[server]\nshards = 2\n");
+    let mut server = Server::start(config);
+
     let stream = "fanout";
     let early = PLAYERS - LATE;
     let ready = Arc::new(Barrier::new(2 * early + 1));
