@@ -69,7 +69,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("ringcast-shard")
         .io_memory(cfg.server.io_memory)
-        .ring_depth(RING_DEPTH)
         .on_all_shards(move || {
             let mesh = mesh.clone();
             let cfg = cfg.clone();
@@ -126,15 +125,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
 
 /// How often a shard looks at the control state.
 const CONTROL_TICK: Duration = Duration::from_millis(100);
-
-/// io_uring depth per ring. Every connection keeps a receive armed, and
-/// glommio cancels a timeout on each trip through its reactor; the kernel
-/// looks cancellations up in a hash of armed requests sized from the ring
-/// (`ilog2(cq_entries) - 5` bits, at most 8). glommio's default of 128 gives
-/// 8 buckets, so with thousands of players each cancellation walked
-/// hundreds of entries (`io_poll_find`, 4-8 % of the CPU); 4096 gives the
-/// maximum 256 buckets for ~1.2 MiB of ring memory per shard.
-const RING_DEPTH: usize = 4096;
 
 /// Applies reloads and carries out a quit on this shard; returns when the
 /// shard should stop.
