@@ -19,7 +19,7 @@ pub const MAX_IOV: usize = 1024;
 const WRITE_BUDGET: usize = 512 * 1024;
 
 thread_local! {
-        /// One iovec scratch array per shard: writes are synchronous (within a
+    /// One iovec scratch array per shard: writes are synchronous (within a
     /// poll, or within the fan-out's flush), so players need not each carry one.
     pub static IOV: RefCell<Vec<libc::iovec>> = RefCell::new(Vec::with_capacity(MAX_IOV));
 }

@@ -122,7 +122,7 @@ impl Consumer {
                 let q = self.q.borrow();
                 q.frames.is_empty() && !q.waiting_keyframe
             };
-            if idle && self.write_direct(fd, batch) {
+            if idle && self.write_direct(fd, batch, has_video) {
                 return;
             }
         }
@@ -133,25 +133,33 @@ impl Consumer {
 
     /// Writes `batch` to `fd` and queues what the socket did not take;
     /// false (nothing done) when the batch needs more than one `sendmsg`.
-    fn write_direct(&self, fd: RawFd, batch: &[Rc<Frame>]) -> bool {
+    fn write_direct(&self, fd: RawFd, batch: &[Rc<Frame>], has_video: bool) -> bool {
         let sent = IOV.with(|iov| {
             let mut iov = iov.borrow_mut();
             iov.clear();
             for s in batch.iter().flat_map(|f| f.segments(self.format)) {
-                if !s.is_empty() {
-                    iov.push(libc::iovec {
-                        iov_base: s.as_ptr() as *mut _,
-                        iov_len: s.len(),
-                    });
+                if s.is_empty() {
+                    continue;
                 }
+                if iov.len() == MAX_IOV {
+                    // too big for one sendmsg: the queue path takes it,
+                    // and the scratch array never grows
+                    iov.clear();
+                    return None;
+                }
+                iov.push(libc::iovec {
+                    iov_base: s.as_ptr() as *mut _,
+                    iov_len: s.len(),
+                });
             }
-            let r = (iov.len() <= MAX_IOV).then(|| send_iov(fd, &iov));
+            let r = Some(send_iov(fd, &iov));
             iov.clear();
             r
         });
         let Some(result) = sent else {
             return false;
         };
+
         // a failed write is the task's to see: it finds it queued
         let mut done = result.unwrap_or(0);
         crate::stats::bytes_out(done);
@@ -164,11 +172,11 @@ impl Consumer {
             if done > 0 {
                 // the partly written head is the player's already: the
                 // limits may drop what follows it, never it
-                self.enqueue(f, true, false);
+                self.enqueue(f, has_video, false);
                 self.advance(done);
                 done = 0;
             } else {
-                self.enqueue(f, true, true);
+                self.enqueue(f, has_video, true);
             }
         }
         if !self.q.borrow().frames.is_empty() {
@@ -536,6 +544,22 @@ mod tests {
             .collect();
         assert_eq!(got.len(), expect.len());
         assert!(got == expect, "bytes arrive whole and in order");
+    }
+
+    #[test]
+    fn a_batch_too_big_for_one_sendmsg_is_queued_whole() {
+        use std::os::fd::AsRawFd;
+        let (ours, theirs) = socket_pair();
+        let c = Consumer::new(Format::HttpFlv, limits());
+        // three FLV segments a frame: 400 frames need 1200 iovecs
+        let batch: Vec<Rc<Frame>> = (0..400).map(|i| video(i, i == 0)).collect();
+        c.park(ours.as_raw_fd());
+        c.deliver(&batch, true);
+        assert!(read_all(&theirs).is_empty(), "nothing written directly");
+        let mut iov = Vec::new();
+        c.fill_iovecs(&mut iov, 2 * MAX_IOV, usize::MAX);
+        assert_eq!(iov.len(), 1200, "all of it queued for the task");
+        assert_eq!(IOV.with(|v| v.borrow().capacity()), MAX_IOV);
     }
 
     #[test]
