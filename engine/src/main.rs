@@ -1,6 +1,7 @@
 //! `ringcast`: a live-streaming server (RTMP ingest; RTMP and HTTP-FLV
 //! playback) on thread-per-core io_uring executors.
 
+mod accept;
 mod api;
 mod api_stats;
 mod cluster;

@@ -19,7 +19,7 @@ use ringcast_proto::message::{msg_type, normalize_metadata};
 use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -92,10 +92,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard:
 
 /// Takes over a publisher connection handed over by another shard.
 pub fn adopt(shard: Rc<Shard>, a: Adopt) {
-    // SAFETY: the fd was duplicated for this shard by the sender, who
-    // closed its own copy; nobody else owns it.
-    let stream = unsafe { TcpStream::from_raw_fd(a.fd) };
-    let guard = shard.admit_handed_over();
+    // SAFETY: the socket's only owner hands it to the stream.
+    let stream = unsafe { TcpStream::from_raw_fd(a.fd.into_raw_fd()) };
     crate::stats::connection_opened();
     let conn = Conn {
         cid: a.cid,
@@ -111,7 +109,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
         alive: Rc::new(Cell::new(true)),
         kickable: None,
         vetted: true,
-        _guard: guard,
+        _guard: Some(a.guard),
         shard,
     };
     let mut pending = vec![ServerEvent::Publish {
@@ -471,14 +469,15 @@ impl Conn {
             write_all(&mut self.stream, &mut self.out)
                 .await
                 .map_err(|e| format!("write error: {e}"))?;
-            // SAFETY: dup of an fd we own; the original closes with `self.stream`.
-            let fd = unsafe { libc::dup(self.stream.as_raw_fd()) };
-            if fd < 0 {
-                return Err(format!(
-                    "publish hand-over failed: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
+            // close-on-exec (F_DUPFD_CLOEXEC): an upgraded binary never
+            // inherits it; the original closes with `self.stream`
+            // SAFETY: the stream's socket stays open for this borrow.
+            let fd = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) }
+                .try_clone_to_owned()
+                .map_err(|e| format!("publish hand-over failed: {e}"))?;
+            let Some(guard) = self._guard.take() else {
+                return Err("publish hand-over failed: connection slot already moved".into());
+            };
             let session = std::mem::replace(
                 &mut self.session,
                 ServerSession::new(ServerConfig {
@@ -491,6 +490,7 @@ impl Conn {
                 owner,
                 Adopt {
                     fd,
+                    guard,
                     cid: self.cid,
                     peer: self.peer,
                     session,
@@ -501,11 +501,9 @@ impl Conn {
                     vhost: req.vhost.clone(),
                 },
             );
-            // the connection slot moves with the connection
-            if let Some(g) = self._guard.take() {
-                std::mem::forget(g);
-                crate::stats::connection_closed();
-            }
+            // the connection slot moved with the connection; this shard no
+            // longer counts it
+            crate::stats::connection_closed();
             return Ok(Some(format!(
                 "publish of {key} handed to owner shard {owner}"
             )));

@@ -1,22 +1,22 @@
 //! Starts the shards: one pinned io_uring executor per core, a full mesh of
 //! bounded channels between them, and accept loops on every shard.
 
+use crate::accept::Listener;
 use crate::control::{spawn_signal_thread, PidFile, Quit};
 use crate::listen::{bind_all, configured, Service, ShardListeners};
 use crate::shard::{Global, Shard, ShardMsg};
 use crate::upgrade::{report_ready, Inherited};
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
+use glommio::net::TcpStream;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use ringcast_conf::Config;
 use std::net::SocketAddr;
-use std::os::fd::FromRawFd;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Messages in flight per shard pair before a sender sees "full".
 const MESH_CHANNEL_SIZE: usize = 4096;
@@ -66,6 +66,9 @@ pub fn run(cfg: Config) -> Result<(), String> {
         ?addrs,
         "ringcast starting"
     );
+    // every shard says when it accepts, so an upgrade's old process stops
+    // accepting only once the new one does on every socket
+    let (accepting_tx, accepting) = crossbeam::channel::unbounded::<usize>();
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("ringcast-shard")
         .io_memory(cfg.server.io_memory)
@@ -74,6 +77,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             let cfg = cfg.clone();
             let global = global.clone();
             let listeners = listeners.clone();
+            let accepting_tx = accepting_tx.clone();
             async move {
                 let (senders, mut receivers) = mesh
                     .join()
@@ -101,15 +105,20 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 for (service, addr, fd) in mine.fds {
                     accepts.start(&shard, service, addr, fd);
                 }
+                let _ = accepting_tx.send(id);
                 supervise(&shard, accepts).await;
                 Ok::<(), String>(())
             }
         })
         .map_err(|e| executor_error(&e.to_string()))?;
-    if upgrading {
-        info!("serving on inherited listeners");
+    if all_accepting(&accepting, shards) {
+        if upgrading {
+            info!("serving on inherited listeners");
+        }
+        report_ready();
+    } else {
+        warn!("not every shard started accepting: readiness not reported");
     }
-    report_ready();
     let results = handles.join_all();
     // the signal thread shares the pid file: remove it now, not at its exit
     drop(pid.lock().map(|mut p| p.take()));
@@ -121,6 +130,19 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How long start-up waits for every shard to accept before it gives up
+/// reporting ready (a shard that failed ends the process anyway).
+const ACCEPTING_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// True once each of `shards` shards has started its accept loops.
+fn all_accepting(rx: &crossbeam::channel::Receiver<usize>, shards: usize) -> bool {
+    let deadline = Instant::now() + ACCEPTING_TIMEOUT;
+    (0..shards).all(|_| {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    })
 }
 
 /// How often a shard looks at the control state.
@@ -140,7 +162,14 @@ impl Accepts {
 
     fn start(&mut self, shard: &Rc<Shard>, service: Service, addr: SocketAddr, fd: RawFd) {
         // SAFETY: a bound, listening socket created for (or handed to) this shard alone.
-        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let listener = match Listener::new(fd) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(shard = shard.id, %addr, "cannot listen: {e}");
+                return;
+            }
+        };
         info!(shard = shard.id, %addr, ?service, "listening");
         let task = glommio::spawn_local(accept_loop(shard.clone(), listener, service)).detach();
         self.loops.push((addr, task));
@@ -241,40 +270,46 @@ fn executor_error(e: &str) -> String {
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, service: Service) {
+/// Serves every connection the listener queues until the task is cancelled;
+/// cancelling it never loses a connection (see `accept`).
+async fn accept_loop(shard: Rc<Shard>, listener: Listener, service: Service) {
     loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
+        match listener.try_accept() {
+            Ok((stream, peer)) => dispatch(&shard, stream, peer, service),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = listener.readable().await {
+                    warn!(shard = shard.id, "listener failed: {e}");
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                debug!(
+                    shard = shard.id,
+                    "accept: a queued connection was reset before it was taken"
+                );
+            }
             Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS: the connection waits in the queue
                 warn!(shard = shard.id, "accept failed: {e}");
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+                glommio::timer::sleep(Duration::from_millis(50)).await;
             }
-        };
-        let peer = match stream.peer_addr() {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(shard = shard.id, "refused connection: no peer address: {e}");
-                continue;
-            }
-        };
-        crate::stats::connection_opened();
-        let Some(guard) = shard.admit() else {
-            warn!(shard = shard.id, %peer, max = shard.cfg().server.max_connections, "refused connection: max_connections reached");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let s = shard.clone();
-        match service {
-            Service::Rtmp => {
-                glommio::spawn_local(crate::rtmp::serve(s, stream, peer, guard)).detach()
-            }
-            Service::Http => {
-                glommio::spawn_local(crate::http::serve(s, stream, peer, guard)).detach()
-            }
-            Service::Api => {
-                glommio::spawn_local(crate::api::serve(s, stream, peer, guard)).detach()
-            }
-        };
+        }
     }
+}
+
+/// Admits an accepted connection and starts its task.
+fn dispatch(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, service: Service) {
+    crate::stats::connection_opened();
+    let Some(guard) = shard.admit() else {
+        warn!(shard = shard.id, %peer, max = shard.cfg().server.max_connections, "refused connection: max_connections reached");
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let s = shard.clone();
+    match service {
+        Service::Rtmp => glommio::spawn_local(crate::rtmp::serve(s, stream, peer, guard)).detach(),
+        Service::Http => glommio::spawn_local(crate::http::serve(s, stream, peer, guard)).detach(),
+        Service::Api => glommio::spawn_local(crate::api::serve(s, stream, peer, guard)).detach(),
+    };
 }

@@ -15,7 +15,7 @@ use ringcast_proto::server::{ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,10 +25,12 @@ use tracing::{debug, info, warn};
 pub type StreamKey = String;
 
 /// A publisher connection moved to the shard that owns its stream, so the
-/// hub and its publisher always share a core.
-#[derive(Debug)]
+/// hub and its publisher always share a core. It owns the socket and the
+/// connection slot: a message lost on the way closes the one and frees the
+/// other.
 pub struct Adopt {
-    pub fd: RawFd,
+    pub fd: OwnedFd,
+    pub guard: ConnGuard,
     pub cid: u64,
     pub peer: SocketAddr,
     pub session: ServerSession,
@@ -38,6 +40,17 @@ pub struct Adopt {
     /// The stream name as the publisher sent it, query included.
     pub name: String,
     pub vhost: String,
+}
+
+impl std::fmt::Debug for Adopt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adopt")
+            .field("fd", &self.fd)
+            .field("cid", &self.cid)
+            .field("peer", &self.peer)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything that crosses shards: per-stream control and, once per mirror
@@ -743,14 +756,6 @@ impl Shard {
     /// Hands a publisher connection to the shard owning its stream.
     pub fn hand_off(self: &Rc<Self>, to: usize, a: Adopt) {
         self.send(to, ShardMsg::Adopt(Box::new(a)));
-    }
-
-    /// The slot of a connection handed over by another shard, which keeps
-    /// the count it already holds.
-    pub fn admit_handed_over(&self) -> Option<ConnGuard> {
-        Some(ConnGuard {
-            global: self.global.clone(),
-        })
     }
 
     /// Counts a new connection against `max_connections`; `None` means refuse.

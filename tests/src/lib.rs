@@ -22,6 +22,7 @@ pub mod helpers;
 pub mod http_flv;
 pub mod media;
 pub mod play;
+pub mod process;
 pub mod raw;
 pub mod rtmp;
 pub mod server;

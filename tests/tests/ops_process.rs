@@ -20,6 +20,7 @@ use ringcast_tests::cluster::{play_briefly, serial, wait_until, LoopPublisher, P
 use ringcast_tests::fixture::fixture_tags;
 use ringcast_tests::helpers::{spawn_player, Proto};
 use ringcast_tests::play::{PlayEnd, PlayOptions, PlayResult};
+use ringcast_tests::process::{process_alive, read_pid, send_signal, stat_fields, KillOnDrop};
 use ringcast_tests::server::{build_config, free_port, ringcast_bin, ScratchDir, Server};
 
 /// Media messages a short probe player must get to count as "served".
@@ -923,26 +924,6 @@ impl Drop for Proc {
     }
 }
 
-/// The daemon is not our child: SIGKILL it if the test ends early (only
-/// if that pid is still a ringcast process).
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let pid = self.0;
-        let is_ringcast = fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains("ringcast"))
-            .unwrap_or(false);
-        if process_alive(pid) && is_ringcast {
-            let _ = Command::new("kill")
-                .arg("-s")
-                .arg("KILL")
-                .arg(pid.to_string())
-                .output();
-        }
-    }
-}
-
 /// One environment-override case: the variables, the ports that must then
 /// serve (RTMP, HTTP) and those that must not.
 struct EnvCase {
@@ -1045,46 +1026,10 @@ fn json_lines(p: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Whether `pid` is still running. A process that has called exit shows
-/// its main thread as a zombie while its other threads are still being
-/// torn down (with the listening sockets open for another ~10 ms here), so
-/// a zombie with threads left counts as running.
-fn process_alive(pid: u32) -> bool {
-    let running = stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"));
-    let threads = fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
-    running || threads > 1
-}
-
-/// `/proc/PID/stat` fields after the command name (state, ppid, pgrp, session, ...).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_owned).collect())
-}
-
 /// (parent pid, session id).
 fn parent_and_session(pid: u32) -> Option<(u32, u32)> {
     let f = stat_fields(pid)?;
     Some((f.get(1)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
-/// `kill -s SIG pid`.
-fn send_signal(pid: u32, sig: &str) {
-    let out = Command::new("kill")
-        .arg("-s")
-        .arg(sig)
-        .arg(pid.to_string())
-        .output()
-        .expect("run kill");
-    assert!(
-        out.status.success(),
-        "kill -s {sig} {pid}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `ringcast -s CMD -c FILE`: success and output.
