@@ -62,11 +62,16 @@ fn poll_flush(
 ) -> Poll<io::Result<()>> {
     let fd = stream.as_raw_fd();
     loop {
-        if !ctrl.is_empty() && !consumer.mid_frame() {
+        // control bytes go out at their place among the frames: after
+        // those queued before them, ahead of those queued after
+        if !ctrl.is_empty() && consumer.ctrl_due() && !consumer.mid_frame() {
             match Pin::new(&mut *stream).poll_write_ctrl(cx, ctrl) {
                 Poll::Ready(Ok(n)) => {
                     crate::stats::bytes_out(n);
                     ctrl.advance(n);
+                    if ctrl.is_empty() {
+                        consumer.ctrl_written();
+                    }
                     continue;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -85,6 +90,8 @@ fn poll_flush(
             Some(r)
         });
         match res {
+            // nothing before the fence is left: the control bytes are due
+            None if !ctrl.is_empty() && consumer.ctrl_due() && !consumer.mid_frame() => continue,
             None => return Poll::Ready(Ok(())),
             Some(Ok(n)) => {
                 crate::stats::bytes_out(n);
@@ -146,6 +153,9 @@ impl Future for Drive<'_, '_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Wake> {
         let this = self.get_mut();
         this.consumer.unpark();
+        if this.ctrl.is_empty() {
+            this.consumer.ctrl_written();
+        }
         if let Some(r) = this.consumer.kicked() {
             return Poll::Ready(Wake::Kicked(r));
         }
@@ -155,9 +165,15 @@ impl Future for Drive<'_, '_> {
         // writes first, so a chatty peer cannot starve its own playback
         let written = match poll_flush(this.stream, this.consumer, this.ctrl, cx) {
             Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
-            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Ok(())) => this.ctrl.is_empty(),
             Poll::Pending => false,
         };
+        // the frames ahead of a notice may just have been written
+        if written {
+            if let Some(n) = this.consumer.take_notice() {
+                return Poll::Ready(Wake::Notice(n));
+            }
+        }
         if let Poll::Ready(r) = Pin::new(&mut *this.stream).poll_read(cx, this.rbuf) {
             return Poll::Ready(Wake::Read(r));
         }
@@ -167,7 +183,7 @@ impl Future for Drive<'_, '_> {
                 return Poll::Ready(Wake::Timer);
             }
         }
-        if written {
+        if written && !this.consumer.has_notices() {
             this.consumer.park(this.stream.as_raw_fd());
         }
         Poll::Pending

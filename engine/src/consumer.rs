@@ -36,7 +36,42 @@ struct Queue {
     waiting_keyframe: bool,
     overflows: u32,
     window_start: Instant,
-    notices: VecDeque<Notice>,
+    /// Frames ever removed from the front (written or dropped): the
+    /// sequence number of the head frame.
+    popped: u64,
+    /// Notices, each with the sequence number of the first frame queued
+    /// after it: it is due once every frame before it is gone.
+    notices: VecDeque<(u64, Notice)>,
+    /// Where the pending control bytes belong: they are written once the
+    /// frames before this sequence number are, and no frame after it goes
+    /// out ahead of them. `None` while no control bytes wait.
+    ctrl_fence: Option<u64>,
+}
+
+impl Queue {
+    /// The sequence number the next queued frame gets.
+    fn pushed(&self) -> u64 {
+        self.popped + self.frames.len() as u64
+    }
+
+    /// Frames that may be written now: those before the waiting control
+    /// bytes and before the oldest notice.
+    fn writable(&self) -> usize {
+        let bound = [self.ctrl_fence, self.notices.front().map(|n| n.0)]
+            .into_iter()
+            .flatten()
+            .min();
+        match bound {
+            Some(b) => b.saturating_sub(self.popped).min(self.frames.len() as u64) as usize,
+            None => self.frames.len(),
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if self.frames.pop_front().is_some() {
+            self.popped += 1;
+        }
+    }
 }
 
 /// One player's queue, shared between the stream's fan-out and the
@@ -67,7 +102,9 @@ impl Consumer {
                 waiting_keyframe: false,
                 overflows: 0,
                 window_start: Instant::now(),
+                popped: 0,
                 notices: VecDeque::new(),
+                ctrl_fence: None,
             }),
             waker: RefCell::new(None),
             kicked: RefCell::new(None),
@@ -120,7 +157,10 @@ impl Consumer {
         if fd >= 0 {
             let idle = {
                 let q = self.q.borrow();
-                q.frames.is_empty() && !q.waiting_keyframe
+                q.frames.is_empty()
+                    && !q.waiting_keyframe
+                    && q.notices.is_empty()
+                    && q.ctrl_fence.is_none()
             };
             if idle && self.write_direct(fd, batch, has_video) {
                 return;
@@ -239,6 +279,15 @@ impl Consumer {
         let format = self.format;
         let removed: usize = q.frames.drain(keep..).map(|f| f.wire_len(format)).sum();
         q.bytes -= removed;
+        // notices and control bytes queued after the dropped frames are
+        // now due right after what is left
+        let pushed = q.pushed();
+        for n in q.notices.iter_mut() {
+            n.0 = n.0.min(pushed);
+        }
+        if let Some(f) = q.ctrl_fence.as_mut() {
+            *f = (*f).min(pushed);
+        }
         q.waiting_keyframe = true;
         self.dropped.set(self.dropped.get() + dropped as u64);
         crate::stats::slow_drops(dropped as u64);
@@ -276,14 +325,61 @@ impl Consumer {
         self.kicked.borrow().clone()
     }
 
+    /// Queues stream news behind the frames already queued: the player
+    /// acts on it (and writes what it says) only after writing them.
     pub fn notify(&self, n: Notice) {
-        self.q.borrow_mut().notices.push_back(n);
+        {
+            let mut q = self.q.borrow_mut();
+            let at = q.pushed();
+            q.notices.push_back((at, n));
+        }
         self.unpark();
         self.wake();
     }
 
+    /// The oldest notice, once every frame queued before it is written and
+    /// control bytes placed before it are too; control bytes the caller
+    /// then produces for it go out before any frame queued after it.
+    /// Replies waiting for a later place move up with it (they answer the
+    /// player's own messages and carry no media order).
     pub fn take_notice(&self) -> Option<Notice> {
-        self.q.borrow_mut().notices.pop_front()
+        let mut q = self.q.borrow_mut();
+        let &(at, n) = q.notices.front()?;
+        if at > q.popped || q.ctrl_fence.is_some_and(|f| f <= at) {
+            return None;
+        }
+        q.notices.pop_front();
+        q.ctrl_fence = Some(at);
+        Some(n)
+    }
+
+    /// Control bytes were just produced (replies to the player): they go
+    /// out after the frames queued so far. Bytes already waiting keep their
+    /// earlier place.
+    pub fn ctrl_queued(&self) {
+        let mut q = self.q.borrow_mut();
+        if q.ctrl_fence.is_none() {
+            q.ctrl_fence = Some(q.pushed());
+        }
+    }
+
+    /// Whether waiting control bytes may be written now (every frame before
+    /// their place is written). Unplaced bytes (set-up responses written
+    /// before any frame) are placed at the head.
+    pub fn ctrl_due(&self) -> bool {
+        let mut q = self.q.borrow_mut();
+        let popped = q.popped;
+        *q.ctrl_fence.get_or_insert(popped) <= popped
+    }
+
+    /// Whether any notice waits, due or not.
+    pub fn has_notices(&self) -> bool {
+        !self.q.borrow().notices.is_empty()
+    }
+
+    /// The waiting control bytes are all written.
+    pub fn ctrl_written(&self) {
+        self.q.borrow_mut().ctrl_fence = None;
     }
 
     #[cfg(test)]
@@ -303,7 +399,7 @@ impl Consumer {
         let q = self.q.borrow();
         let mut total = 0;
         let (mut seg0, mut off0) = q.head_pos;
-        for f in q.frames.iter() {
+        for f in q.frames.iter().take(q.writable()) {
             for s in f.segments(self.format).iter().skip(seg0) {
                 let bytes = &s[off0.min(s.len())..];
                 off0 = 0;
@@ -327,6 +423,9 @@ impl Consumer {
     /// The first unwritten slice, for waiting on writability with a real send.
     pub fn with_head_slice<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let q = self.q.borrow();
+        if q.writable() == 0 {
+            return None;
+        }
         let (seg, off) = q.head_pos;
         let frame = q.frames.front()?;
         let s = frame.segments(self.format).get(seg)?;
@@ -357,7 +456,7 @@ impl Consumer {
                 seg += 1;
             }
             if seg >= segs.len() {
-                q.frames.pop_front();
+                q.pop_front();
                 q.head_pos = (0, 0);
             } else {
                 q.head_pos = (seg, off);
@@ -408,6 +507,70 @@ mod tests {
             out.extend_from_slice(&s[..k]);
             c.advance(k);
         }
+    }
+
+    fn wire(frames: &[&Rc<Frame>], format: Format) -> Vec<u8> {
+        frames
+            .iter()
+            .flat_map(|f| f.segments(format).concat())
+            .collect()
+    }
+
+    #[test]
+    fn a_notice_waits_for_the_frames_queued_before_it() {
+        let c = Consumer::new(Format::Rtmp, limits());
+        let (a, b, d) = (video(0, true), video(40, false), video(80, false));
+        c.push(&a, true);
+        c.push(&b, true);
+        c.notify(Notice::Unpublished);
+        c.push(&d, true);
+        assert_eq!(c.take_notice(), None, "two frames are ahead of it");
+        assert_eq!(
+            written(&c),
+            wire(&[&a, &b], Format::Rtmp),
+            "the frame after the notice waits"
+        );
+        assert_eq!(c.take_notice(), Some(Notice::Unpublished));
+        // the notice's control bytes come next, before the later frame
+        assert!(c.ctrl_due());
+        assert!(written(&c).is_empty(), "no frame passes the notice's bytes");
+        c.ctrl_written();
+        assert_eq!(written(&c), wire(&[&d], Format::Rtmp));
+    }
+
+    #[test]
+    fn replies_go_out_after_the_frames_queued_before_them() {
+        let c = Consumer::new(Format::Rtmp, limits());
+        let (a, b) = (video(0, true), video(40, false));
+        c.push(&a, true);
+        c.ctrl_queued();
+        c.push(&b, true);
+        assert!(!c.ctrl_due(), "a frame is queued ahead of the reply");
+        assert_eq!(written(&c), wire(&[&a], Format::Rtmp));
+        assert!(c.ctrl_due());
+        c.ctrl_written();
+        assert_eq!(written(&c), wire(&[&b], Format::Rtmp));
+    }
+
+    #[test]
+    fn unplaced_control_bytes_go_first() {
+        let c = Consumer::new(Format::Rtmp, limits());
+        c.push(&video(0, true), true);
+        assert!(c.ctrl_due(), "set-up responses precede the start-up frames");
+    }
+
+    #[test]
+    fn a_notice_behind_dropped_frames_is_due_after_what_is_left() {
+        let c = Consumer::new(Format::Rtmp, limits());
+        c.push(&video(0, true), true);
+        for ts in (40..=1000).step_by(40) {
+            c.push(&video(ts, false), true);
+        }
+        c.notify(Notice::Unpublished);
+        // overflows: everything queued is dropped
+        c.push(&video(1040, false), true);
+        assert!(c.is_empty());
+        assert_eq!(c.take_notice(), Some(Notice::Unpublished));
     }
 
     #[test]

@@ -652,6 +652,9 @@ impl Conn {
                     self.session
                         .on_bytes(&mut self.input, &mut self.out, &mut self.events)
                         .map_err(|e| format!("protocol error from player: {e}"))?;
+                    if !self.out.is_empty() {
+                        consumer.ctrl_queued();
+                    }
                     for ev in self.events.drain(..) {
                         if let ServerEvent::StreamClosed { .. } = ev {
                             return Ok("player closed its stream".into());

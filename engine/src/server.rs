@@ -20,6 +20,9 @@ use tracing::{debug, error, info, warn};
 
 /// Messages in flight per shard pair before a sender sees "full".
 const MESH_CHANNEL_SIZE: usize = 4096;
+/// Overrides `MESH_CHANNEL_SIZE`: tests shrink the channels to exercise the
+/// full-channel paths (ordering, mirror resync) with little traffic.
+const MESH_CHANNEL_SIZE_ENV: &str = "RINGCAST_MESH_CHANNEL_SIZE";
 
 /// Runs the server until the process is told to stop.
 pub fn run(cfg: Config) -> Result<(), String> {
@@ -53,7 +56,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let pid = Arc::new(Mutex::new(pid));
     global.control.set_listeners(listen_fds);
     spawn_signal_thread(global.control.clone(), cfg.clone(), pid.clone())?;
-    let mesh = MeshBuilder::<ShardMsg, _>::full(shards, MESH_CHANNEL_SIZE);
+    let channel_size = std::env::var(MESH_CHANNEL_SIZE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(MESH_CHANNEL_SIZE);
+    let mesh = MeshBuilder::<ShardMsg, _>::full(shards, channel_size);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cpus {
         PoolPlacement::MaxSpread(shards, None)

@@ -13,7 +13,7 @@ use ringcast_conf::ClusterMode;
 use ringcast_conf::Config;
 use ringcast_proto::server::{ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 use std::rc::Rc;
@@ -141,7 +141,20 @@ pub struct Shard {
     next_cid: Cell<u64>,
     origin_books: RefCell<HashMap<String, OriginBook>>,
     kickers: RefCell<HashMap<u64, Kicker>>,
+    /// Per destination shard, what waits for room in its channel.
+    outboxes: RefCell<Vec<Outbox>>,
 }
+
+/// Messages for one shard that met a full channel, in the order sent.
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<ShardMsg>,
+    /// A task is sending the queue: everything new goes behind it.
+    draining: bool,
+}
+
+/// Frames that may wait for one shard's channel before more are dropped.
+const OUTBOX_FRAMES_MAX: usize = 1024;
 
 /// FNV-1a: stable across processes and runs, so a stream's owner shard is
 /// predictable from its key.
@@ -161,9 +174,10 @@ impl Shard {
         global: Arc<Global>,
         senders: Senders<ShardMsg>,
     ) -> Shard {
+        let count = senders.nr_consumers();
         Shard {
             id,
-            count: senders.nr_consumers(),
+            count,
             cfg: RefCell::new(cfg),
             global,
             senders,
@@ -175,6 +189,7 @@ impl Shard {
             next_cid: Cell::new(0),
             origin_books: RefCell::default(),
             kickers: RefCell::default(),
+            outboxes: RefCell::new((0..count).map(|_| Outbox::default()).collect()),
         }
     }
 
@@ -239,19 +254,67 @@ impl Shard {
         owner_of(key, self.count)
     }
 
-    /// Sends a control message; when the channel is full it waits for room
-    /// in a task of its own instead of blocking the caller.
+    /// Sends a control message to another shard, after everything sent
+    /// there before it.
     fn send(self: &Rc<Self>, to: usize, msg: ShardMsg) {
-        if let Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) =
-            self.senders.try_send_to(to, msg)
-        {
-            let me = self.clone();
-            glommio::spawn_local(async move {
-                if me.senders.send_to(to, msg).await.is_err() {
-                    warn!(shard = me.id, to, "cross-shard channel closed");
+        self.post(to, msg, false);
+    }
+
+    /// Sends `msg` to shard `to` in order with everything sent there before:
+    /// straight into the channel while it has room and nothing waits, else
+    /// behind the waiting messages, which one task per destination sends as
+    /// room appears. A `droppable` message (a frame) is refused instead when
+    /// that backlog is full; false then, and the caller resyncs the mirror at
+    /// the next keyframe.
+    fn post(self: &Rc<Self>, to: usize, msg: ShardMsg, droppable: bool) -> bool {
+        let mut boxes = self.outboxes.borrow_mut();
+        let Some(ob) = boxes.get_mut(to) else {
+            return false;
+        };
+        if !ob.draining {
+            match self.senders.try_send_to(to, msg) {
+                Ok(()) => return true,
+                Err(GlommioError::WouldBlock(ResourceType::Channel(msg))) => {
+                    ob.queue.push_back(msg);
+                    ob.draining = true;
+                    drop(boxes);
+                    glommio::spawn_local(self.clone().drain(to)).detach();
+                    return true;
                 }
-            })
-            .detach();
+                Err(e) => {
+                    warn!(shard = self.id, to, "cross-shard send failed: {e}");
+                    return false;
+                }
+            }
+        }
+        if droppable && ob.queue.len() >= OUTBOX_FRAMES_MAX {
+            return false;
+        }
+        ob.queue.push_back(msg);
+        true
+    }
+
+    /// Sends the messages waiting for shard `to`, oldest first, each once
+    /// the channel has room; new messages queue behind them meanwhile.
+    async fn drain(self: Rc<Self>, to: usize) {
+        loop {
+            let next = {
+                let mut boxes = self.outboxes.borrow_mut();
+                let ob = &mut boxes[to];
+                let next = ob.queue.pop_front();
+                if next.is_none() {
+                    ob.draining = false;
+                }
+                next
+            };
+            let Some(msg) = next else { return };
+            if self.senders.send_to(to, msg).await.is_err() {
+                warn!(shard = self.id, to, "cross-shard channel closed");
+                let mut boxes = self.outboxes.borrow_mut();
+                boxes[to].queue.clear();
+                boxes[to].draining = false;
+                return;
+            }
         }
     }
 
@@ -348,7 +411,7 @@ impl Shard {
                 id,
                 frame: Box::new(Frame::clone(&frame)),
             };
-            if self.senders.try_send_to(m.0, msg).is_err() {
+            if !self.post(m.0, msg, true) {
                 warn!(
                     shard = self.id,
                     to = m.0,

@@ -187,9 +187,15 @@ impl Server {
     /// Starts a server with the default test config plus `toml_extra`
     /// (a TOML fragment merged over it, e.g. `"[server]\nshards = 2"`).
     pub fn start(toml_extra: &str) -> Server {
+        Server::start_with_env(toml_extra, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables (test hooks
+    /// such as `RINGCAST_MESH_CHANNEL_SIZE`).
+    pub fn start_with_env(toml_extra: &str, env: &[(&str, &str)]) -> Server {
         let mut last_err = String::new();
         for attempt in 0..START_ATTEMPTS {
-            match Server::try_start(toml_extra) {
+            match Server::try_start(toml_extra, env) {
                 Ok(s) => return s,
                 Err(e) => {
                     eprintln!("[harness] server start attempt {} failed: {e}", attempt + 1);
@@ -200,7 +206,7 @@ impl Server {
         panic!("ringcast did not start after {START_ATTEMPTS} attempts: {last_err}");
     }
 
-    fn try_start(toml_extra: &str) -> Result<Server, String> {
+    fn try_start(toml_extra: &str, env: &[(&str, &str)]) -> Result<Server, String> {
         let bin = ringcast_bin();
         let dir = ScratchDir::new("server");
         let rtmp_port = free_port();
@@ -218,6 +224,7 @@ impl Server {
             .arg("-c")
             .arg(&config_path)
             .env("RUST_BACKTRACE", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
