@@ -115,8 +115,10 @@ async fn serve_inner(
     // keep-alive: HLS requests follow each other on one connection; an
     // HTTP-FLV request ends it (its response never ends)
     let req = loop {
+        // a request head must be complete within the timeout in total: a
+        // peer sending a byte now and then (slowloris) is closed too
         let timeout = if served == 0 { first } else { idle };
-        let _ = stream.set_read_timeout(Some(timeout));
+        let since = std::time::Instant::now();
         let req = loop {
             match parse_request_head(&input) {
                 Ok(Some(r)) => break r,
@@ -126,7 +128,14 @@ async fn serve_inner(
                     return Err(why.to_string());
                 }
             }
-            match read_into(stream, &mut input).await {
+            let left = timeout.saturating_sub(since.elapsed());
+            let read = if left.is_zero() {
+                Err(std::io::ErrorKind::TimedOut.into())
+            } else {
+                let _ = stream.set_read_timeout(Some(left));
+                read_into(stream, &mut input).await
+            };
+            match read {
                 Ok(0) if served > 0 => return Ok(format!("{served} requests served")),
                 Ok(0) => return Ok("peer closed before sending a request".into()),
                 Ok(_) => {}

@@ -21,7 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// What a connection is doing once `connect` is done.
@@ -59,6 +59,27 @@ struct Conn {
 
 /// How a connection's life ended, for the log.
 type Outcome = Result<String, String>;
+
+/// What a connection is waiting for its peer to do, for its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    /// Connected, no publish or play yet.
+    Idle,
+    /// Publishing, no media yet.
+    FirstPacket,
+    Publish,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Handshake => "handshake",
+            Phase::Idle => "idle",
+            Phase::FirstPacket | Phase::Publish => "publish",
+        }
+    }
+}
 
 /// Serves one accepted RTMP connection to its end.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
@@ -165,28 +186,52 @@ impl Conn {
                 .await
                 .map_err(|e| format!("write error: {e}"))?;
         }
+        // The handshake, and the commands before a publish or play, must be
+        // complete within their timeout in total: a peer that sends a byte
+        // now and then (slowloris) is closed like one that sends nothing.
+        // A publisher's timeouts count from its last packet.
+        let mut phase_since = (Phase::Handshake, Instant::now());
         loop {
-            let timeout = match &self.role {
-                _ if !self.session.is_handshake_done() => handshake,
-                Role::Publishing { hub, .. } if hub.borrow().frames_in() == 0 => first_packet,
-                Role::Publishing { .. } => normal,
-                Role::Idle => idle,
+            let phase = match &self.role {
+                _ if !self.session.is_handshake_done() => Phase::Handshake,
+                Role::Publishing { hub, .. } if hub.borrow().frames_in() == 0 => Phase::FirstPacket,
+                Role::Publishing { .. } => Phase::Publish,
+                Role::Idle => Phase::Idle,
             };
+            if phase != phase_since.0 {
+                phase_since = (phase, Instant::now());
+            }
+            let (limit, total) = match phase {
+                Phase::Handshake => (handshake, true),
+                Phase::Idle => (idle, true),
+                Phase::FirstPacket => (first_packet, false),
+                Phase::Publish => (normal, false),
+            };
+            let timeout = if total {
+                limit.saturating_sub(phase_since.1.elapsed())
+            } else {
+                limit
+            };
+            let timed_out = || {
+                let what = if total {
+                    "not complete within"
+                } else {
+                    "nothing received for"
+                };
+                Err(format!(
+                    "{} timeout: {what} {} ms",
+                    phase.name(),
+                    limit.as_millis()
+                ))
+            };
+            if timeout.is_zero() {
+                return timed_out();
+            }
             let _ = self.stream.set_read_timeout(Some(timeout));
             match read_into(&mut self.stream, &mut self.input).await {
                 Ok(0) => return Ok("peer closed the connection".into()),
                 Ok(n) => crate::stats::bytes_in(n),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    let phase = match &self.role {
-                        _ if !self.session.is_handshake_done() => "handshake",
-                        Role::Publishing { .. } => "publish",
-                        Role::Idle => "idle",
-                    };
-                    return Err(format!(
-                        "{phase} timeout: nothing received for {} ms",
-                        timeout.as_millis()
-                    ));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return timed_out(),
                 Err(e) => return Err(format!("read error: {e}")),
             }
             if let Err(e) = self
