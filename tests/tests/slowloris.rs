@@ -87,8 +87,8 @@ fn dribbling_connections_are_closed_by_the_handshake_timeout_while_a_player_play
             let gone = gone || {
                 let byte = [s.script[s.sent % s.script.len()]];
                 match s.socket.write(&byte) {
-                    Ok(_) => {
-                        s.sent += 1;
+                    Ok(n) => {
+                        s.sent += n;
                         false
                     }
                     Err(e) => e.kind() != ErrorKind::WouldBlock,
