@@ -362,14 +362,15 @@ pub fn send_command(cfg: &Config, cmd: &str) -> Result<(), String> {
     )?;
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("pid file {}: {e}", path.display()))?;
-    let pid: i32 = text.trim().parse().map_err(|_| {
+    let pid = parse_pid(&text).ok_or_else(|| {
         format!(
             "pid file {} does not hold a pid: {:?}",
             path.display(),
             text.trim()
         )
     })?;
-    // SAFETY: kill with a pid read from our own pid file.
+    // SAFETY: kill with a positive pid (one process, never a group) read
+    // from our own pid file.
     if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(format!(
             "signal pid {pid}: {}",
@@ -377,6 +378,13 @@ pub fn send_command(cfg: &Config, cmd: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The pid a pid file holds: a positive number only. `kill` reads 0 as
+/// "my process group" and -N as "process group N", so a damaged file must
+/// never reach it.
+fn parse_pid(text: &str) -> Option<libc::pid_t> {
+    text.trim().parse::<libc::pid_t>().ok().filter(|&p| p > 0)
 }
 
 /// How often the configuration file is checked for changes.
@@ -471,4 +479,23 @@ pub fn check_not_running(cfg: &Config) -> Result<(), String> {
         pid.trim(),
         path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pid;
+
+    #[test]
+    fn a_pid_file_names_one_process_or_nothing() {
+        assert_eq!(parse_pid("1234\n"), Some(1234));
+        assert_eq!(parse_pid("0"), None, "0 would signal our own process group");
+        assert_eq!(
+            parse_pid("-1"),
+            None,
+            "-1 would signal every process we may"
+        );
+        assert_eq!(parse_pid("-42"), None, "-N would signal process group N");
+        assert_eq!(parse_pid(""), None);
+        assert_eq!(parse_pid("12ab"), None);
+    }
 }

@@ -1115,3 +1115,53 @@ fn flv_status_from(ip: &str, addr: SocketAddr, path: &str) -> Result<u16, String
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad status line: {line:?}"))
 }
+
+/// `-s` refuses a pid file holding 0 or a negative number: `kill` would read
+/// them as process groups (0 is the caller's own group). The command runs
+/// in a process group of its own, so even a regression only hits itself.
+#[test]
+fn signal_command_refuses_a_pid_file_naming_a_process_group() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let dir = ScratchDir::new("pid-group");
+    let pid_file = dir.path().join("ringcast.pid");
+    let conf = dir.path().join("ringcast.toml");
+    fs::write(
+        &conf,
+        build_config(
+            free_port(),
+            free_port(),
+            &format!(
+                "[server]\npid_file = {:?}\n",
+                pid_file.display().to_string()
+            ),
+        ),
+    )
+    .expect("write config");
+    for content in ["0\n", "-99999\n"] {
+        fs::write(&pid_file, content).expect("write pid file");
+        let out = Command::new(ringcast_bin())
+            .args(["-s", "reload", "-c"])
+            .arg(&conf)
+            .process_group(0)
+            .output()
+            .expect("run ringcast -s reload");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "pid file {content:?}: `-s reload` signalled its own process group"
+        );
+        assert!(
+            !out.status.success(),
+            "pid file {content:?} accepted:\n{text}"
+        );
+        assert!(
+            text.contains(&pid_file.display().to_string()) && text.contains("does not hold a pid"),
+            "pid file {content:?}: the refusal must name the file:\n{text}"
+        );
+    }
+}
