@@ -519,9 +519,11 @@ impl ServerSession {
     }
 
     /// Accepts the pending `play` on `stream_id`: StreamBegin, onStatus
-    /// NetStream.Play.Reset and NetStream.Play.Start, |RtmpSampleAccess,
-    /// NetStream.Data.Start. After this the engine writes media with message
-    /// stream id 1.
+    /// NetStream.Play.Reset and NetStream.Play.Start, |RtmpSampleAccess.
+    /// After this the engine writes media with message stream id 1.
+    /// No `onStatus` data message (NetStream.Data.Start, as SRS sends): the
+    /// FLV demuxers of ffmpeg, VLC and OBS know only onMetaData, onCuePoint
+    /// and |RtmpSampleAccess, and turn any other into a bogus data stream.
     pub fn accept_play(&mut self, stream_id: u32, out: &mut BytesMut) {
         let Some(StreamState::Playing { accepted }) = self.stream_mut(stream_id) else {
             return;
@@ -557,16 +559,6 @@ impl ServerSession {
             csid::STREAM,
             stream_id,
             &Message::Data(Bytes::from(access)),
-            out,
-        );
-        let data_start = amf0::encode_all(&[
-            Amf0Value::string("onStatus"),
-            Amf0Value::object([("code", Amf0Value::string("NetStream.Data.Start"))]),
-        ]);
-        self.write(
-            csid::STREAM,
-            stream_id,
-            &Message::Data(Bytes::from(data_start)),
             out,
         );
     }
@@ -1394,14 +1386,7 @@ mod tests {
                 Amf0Value::Boolean(true)
             ]
         );
-        let Message::Data(start) = &replies[4].1 else {
-            panic!("not data")
-        };
-        let values = amf0::decode_all(start).unwrap();
-        assert_eq!(
-            values[1].get("code").and_then(Amf0Value::as_str),
-            Some("NetStream.Data.Start")
-        );
+        assert_eq!(replies.len(), 4, "nothing a demuxer takes for a stream");
         assert!(replies[1..]
             .iter()
             .all(|(h, _)| h.stream_id == 1 && h.csid == 5));

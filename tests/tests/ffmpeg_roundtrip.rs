@@ -27,6 +27,15 @@ fn check_h264_aac(what: &str, p: &ProbeInfo) {
         .stream("audio")
         .unwrap_or_else(|| panic!("{what}: no audio stream in\n{}", p.raw));
     assert_eq!(a.codec_name, "aac", "{what}: audio stream\n{}", p.raw);
+    // exactly the published streams: a data message a demuxer does not
+    // know (an onStatus) shows up as an extra `Data: none` stream
+    let types: Vec<&str> = p.streams.iter().map(|s| s.codec_type.as_str()).collect();
+    assert_eq!(
+        types.len(),
+        2,
+        "{what}: ffprobe lists {types:?}, expected the video and the audio stream only\n{}",
+        p.raw
+    );
 }
 
 /// Records `input` with `ffmpeg -c copy -t RECORD_SECS` into `out`.
