@@ -259,6 +259,11 @@ enum Conn {
     Rejected,
 }
 
+/// The message stream id every player's media is sent on: encoded chunks
+/// are shared by all players, so they carry one id. The first stream a
+/// connection creates gets it; a `play` on any other is refused.
+pub const MEDIA_STREAM_ID: u32 = 1;
+
 /// The life of one message stream (created by `createStream`).
 #[derive(Debug, Clone, PartialEq)]
 enum StreamState {
@@ -761,6 +766,14 @@ impl ServerSession {
                 self.reply(csid::COMMAND, 0, m, out)?;
             }
             "publish" => self.on_publish(&c, stream_id, events)?,
+            "play" if stream_id != MEDIA_STREAM_ID => {
+                let why = format!(
+                    "play on stream {stream_id}: media goes out on stream {MEDIA_STREAM_ID} only \
+                     (play on the first stream created)"
+                );
+                self.on_status(stream_id, "error", "NetStream.Play.Failed", &why, out);
+                return Err(SessionError::Protocol(why));
+            }
             "play" => self.on_play(&c, stream_id, events)?,
             "FCUnpublish" => {
                 let name = c
@@ -1411,6 +1424,27 @@ mod tests {
             replies[1].1,
             Message::UserControl(UserControl::StreamBegin(1))
         );
+    }
+
+    #[test]
+    fn play_on_a_second_stream_is_refused_with_a_status() {
+        let mut r = raw();
+        r.connect();
+        assert_eq!(r.create_stream(), MEDIA_STREAM_ID);
+        let second = r.create_stream();
+        assert_eq!(second, 2);
+        let e = r
+            .send(8, second, &cmd("play", 0.0, NULL, vec![Amf0Value::string("x")]))
+            .unwrap_err();
+        assert!(
+            matches!(&e, SessionError::Protocol(m) if m.contains("play on stream 2")),
+            "{e:?}"
+        );
+        assert!(r.events.is_empty(), "no play reaches the engine");
+        let replies = r.replies();
+        let c = command_of(&replies[0].1);
+        assert_eq!(info_code(c), "NetStream.Play.Failed");
+        assert_eq!(replies[0].0.stream_id, 2);
     }
 
     #[test]
