@@ -1434,7 +1434,11 @@ mod tests {
         let second = r.create_stream();
         assert_eq!(second, 2);
         let e = r
-            .send(8, second, &cmd("play", 0.0, NULL, vec![Amf0Value::string("x")]))
+            .send(
+                8,
+                second,
+                &cmd("play", 0.0, NULL, vec![Amf0Value::string("x")]),
+            )
             .unwrap_err();
         assert!(
             matches!(&e, SessionError::Protocol(m) if m.contains("play on stream 2")),
