@@ -890,31 +890,8 @@ fn upgraded_process_can_be_upgraded_again() {
     let mut reapers = Vec::new();
     let mut current = first;
     for round in 1..=2 {
-        send_signal(current, "USR2");
-        let mut next = None;
-        assert!(
-            wait_until(Duration::from_secs(15), || {
-                next = read_pid(&ops.pid_file).filter(|&p| p != current);
-                next.is_some()
-            }),
-            "upgrade {round}: no new pid; log tail:\n{}",
-            ops.server.log_tail(30)
-        );
-        let next = next.expect("new pid");
+        let next = ops.upgrade(current, first, round);
         reapers.push(KillOnDrop(next));
-        // Nothing is connected to the old process: it leaves at once.
-        let gone = if current == first {
-            wait_exit(&mut ops.server, Duration::from_secs(8))
-                .map(|st| assert!(st.success(), "first process exited with {st}"))
-                .is_some()
-        } else {
-            wait_until(Duration::from_secs(8), || !process_alive(current))
-        };
-        assert!(
-            gone,
-            "upgrade {round}: old process {current} still runs; log tail:\n{}",
-            ops.server.log_tail(30)
-        );
         assert!(
             wait_until(Duration::from_millis(500), || !ops.oldbin().exists()),
             "upgrade {round}: .oldbin left behind"
@@ -1057,24 +1034,8 @@ fn consecutive_upgrades_lose_no_handshake() {
     let mut reapers = Vec::new();
     let mut current = first;
     for round in 1..=ROUNDS {
-        send_signal(current, "USR2");
-        let mut next = None;
-        assert!(
-            wait_until(Duration::from_secs(15), || {
-                next = read_pid(&ops.pid_file).filter(|&p| p != current);
-                next.is_some()
-            }),
-            "upgrade {round}: no new pid; log tail:\n{}",
-            ops.server.log_tail(30)
-        );
-        let next = next.expect("new pid");
+        let next = ops.upgrade(current, first, round);
         reapers.push(KillOnDrop(next));
-        let gone = if current == first {
-            wait_exit(&mut ops.server, Duration::from_secs(8)).is_some()
-        } else {
-            wait_until(Duration::from_secs(8), || !process_alive(current))
-        };
-        assert!(gone, "upgrade {round}: old process {current} still runs");
         current = next;
     }
     stop.store(true, Ordering::Relaxed);
@@ -1351,6 +1312,36 @@ impl OpsServer {
         let mut p = self.pid_file.clone().into_os_string();
         p.push(".oldbin");
         PathBuf::from(p)
+    }
+
+    /// SIGUSR2 to `current`, then waits for the new pid in the pid file and
+    /// for `current` to leave (nothing holds it: it leaves at once); the
+    /// first process is our child and must exit 0. Returns the new pid.
+    fn upgrade(&mut self, current: u32, first: u32, round: usize) -> u32 {
+        send_signal(current, "USR2");
+        let mut next = None;
+        assert!(
+            wait_until(Duration::from_secs(15), || {
+                next = read_pid(&self.pid_file).filter(|&p| p != current);
+                next.is_some()
+            }),
+            "upgrade {round}: no new pid; log tail:\n{}",
+            self.server.log_tail(30)
+        );
+        let next = next.expect("new pid");
+        let gone = if current == first {
+            wait_exit(&mut self.server, Duration::from_secs(8))
+                .map(|st| assert!(st.success(), "first process exited with {st}"))
+                .is_some()
+        } else {
+            wait_until(Duration::from_secs(8), || !process_alive(current))
+        };
+        assert!(
+            gone,
+            "upgrade {round}: old process {current} still runs; log tail:\n{}",
+            self.server.log_tail(30)
+        );
+        next
     }
 
     /// `GET path` on the API port: status and body.
