@@ -8,6 +8,7 @@ mod cluster;
 mod conn;
 mod consumer;
 mod control;
+mod disk;
 mod fanout;
 mod forward;
 mod frame;
