@@ -274,6 +274,7 @@ async fn play_rtmp(
         mode: ClientMode::Play,
         chunk_size: PLAYER_CHUNK_SIZE,
         complex_handshake: false,
+        relay: false,
     });
     let mut out = BytesMut::new();
     let mut input = BytesMut::new();

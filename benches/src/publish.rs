@@ -255,6 +255,7 @@ async fn publish_inner(
             mode: ClientMode::Publish,
             chunk_size: PUBLISH_CHUNK_SIZE,
             complex_handshake: false,
+            relay: false,
         }),
         input: BytesMut::new(),
         out: BytesMut::new(),

@@ -353,7 +353,9 @@ pub struct ClusterConf {
     pub origins: Vec<String>,
     /// Time allowed to connect to an origin and get the stream started.
     pub connect_timeout_ms: u64,
-    /// An upstream that delivers no media for this long is abandoned for the next origin.
+    /// An upstream that delivers no media for this long is abandoned for the next origin:
+    /// how fast a frozen or partitioned origin is left (ringcast origins send an edge's
+    /// pull each frame as it arrives, so silence is short on a healthy one).
     pub silence_timeout_ms: u64,
     /// After the last player leaves, the edge keeps pulling this long (a player arriving
     /// meanwhile reuses the pull).
@@ -372,7 +374,7 @@ impl Default for ClusterConf {
             mode: ClusterMode::Local,
             origins: Vec::new(),
             connect_timeout_ms: 3_000,
-            silence_timeout_ms: 1_500,
+            silence_timeout_ms: 600,
             idle_timeout_ms: 3_000,
             origin_retry_ms: 3_000,
             coworkers: Vec::new(),

@@ -88,6 +88,8 @@ pub struct Consumer {
     parked_fd: Cell<RawFd>,
     /// Frames dropped by the slow-consumer policy.
     pub dropped: Cell<u64>,
+    /// Gets each frame as it arrives, never held for a merged write.
+    immediate: Cell<bool>,
 }
 
 impl Consumer {
@@ -110,7 +112,18 @@ impl Consumer {
             kicked: RefCell::new(None),
             parked_fd: Cell::new(-1),
             dropped: Cell::new(0),
+            immediate: Cell::new(false),
         })
+    }
+
+    /// Serves this player each frame as it arrives, without merged-write
+    /// holding: for relays (an edge's pull), set before it joins a stream.
+    pub fn serve_immediately(&self) {
+        self.immediate.set(true);
+    }
+
+    pub fn immediate(&self) -> bool {
+        self.immediate.get()
     }
 
     fn wake(&self) {

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct Fanout {
     consumers: RefCell<Vec<Rc<Consumer>>>,
+    /// Players served frame by frame, never held (edge pulls: one
+    /// connection, so batching saves nothing, and the edge judges its
+    /// origin by how recently media arrived).
+    relays: RefCell<Vec<Rc<Consumer>>>,
     pending: RefCell<Vec<Rc<Frame>>>,
     has_video: Cell<bool>,
     /// On this shard's dirty list, waiting for the flusher.
@@ -43,6 +47,9 @@ thread_local! {
 impl Fanout {
     /// Queues `frame` for every player; they get it when the flusher runs.
     pub fn push(self: &Rc<Self>, frame: Rc<Frame>, has_video: bool) {
+        for r in self.relays.borrow().iter() {
+            r.deliver(std::slice::from_ref(&frame), has_video);
+        }
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() && !self.delay.get().is_zero() {
             self.since.set(Some(Instant::now()));
@@ -93,21 +100,31 @@ impl Fanout {
     /// the start-up cache instead).
     pub fn add(&self, c: Rc<Consumer>) {
         self.flush();
-        self.consumers.borrow_mut().push(c);
+        if c.immediate() {
+            self.relays.borrow_mut().push(c);
+        } else {
+            self.consumers.borrow_mut().push(c);
+        }
     }
 
     pub fn remove(&self, c: &Rc<Consumer>) {
         self.consumers.borrow_mut().retain(|x| !Rc::ptr_eq(x, c));
+        self.relays.borrow_mut().retain(|x| !Rc::ptr_eq(x, c));
     }
 
     pub fn len(&self) -> usize {
-        self.consumers.borrow().len()
+        self.consumers.borrow().len() + self.relays.borrow().len()
     }
 
     /// Tells every player `n`, after the frames that came before it.
     pub fn notify(&self, n: Notice) {
         self.flush();
-        for c in self.consumers.borrow().iter() {
+        for c in self
+            .consumers
+            .borrow()
+            .iter()
+            .chain(self.relays.borrow().iter())
+        {
             c.notify(n);
         }
     }

@@ -650,12 +650,15 @@ impl Conn {
         }
         let _listed = self.register(&req, ClientKind::RtmpPlay);
         let consumer = Consumer::new(Format::Rtmp, limits(&self.vhost_conf()));
+        if self.session.connect_info().is_some_and(|i| i.relay) {
+            consumer.serve_immediately();
+        }
         self.session.accept_play(stream_id, &mut self.out);
         let publishing = self.shard.play_join(&req, consumer.clone());
         let _kickable = self
             .shard
             .kickable(self.cid, Kicker::Player(Rc::downgrade(&consumer)));
-        info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, "rtmp play started");
+        info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, relay = consumer.immediate(), "rtmp play started");
         let _ = self.stream.set_read_timeout(None);
         // players send little after `play`: give back the set-up buffers
         self.input = BytesMut::from(&self.input[..]);

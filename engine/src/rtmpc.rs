@@ -101,6 +101,8 @@ async fn open_once(
         mode,
         chunk_size,
         complex_handshake: false,
+        // the engine plays only to relay: an edge's pull
+        relay: mode == ClientMode::Play,
     });
     let mut input = BytesMut::with_capacity(8192);
     let mut out = BytesMut::new();

@@ -230,7 +230,11 @@ async fn relay_media(
     let mut last_media = Instant::now();
     let mut idle_since: Option<Instant> = None;
     loop {
-        match conn.next_events(TICK, &mut events).await {
+        // wake when the silence limit falls due, not a tick later
+        let wait = TICK
+            .min(silence.saturating_sub(last_media.elapsed()))
+            .max(Duration::from_millis(5));
+        match conn.next_events(wait, &mut events).await {
             Ok(_) => {}
             Err(e) => return End::Failed(e),
         }

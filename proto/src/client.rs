@@ -145,7 +145,15 @@ pub struct ClientConfig {
     /// Digest (Flash-style) handshake instead of the simple one; some CDNs
     /// insist on it.
     pub complex_handshake: bool,
+    /// Says in `connect` that this player relays the stream (an edge's
+    /// pull, see [`RELAY_PROPERTY`]); other servers ignore the property.
+    pub relay: bool,
 }
+
+/// The `connect` property by which a ringcast edge's pull asks a ringcast
+/// origin for each frame as it arrives (no merged-write holding), so the
+/// edge can call a silent origin dead within a fraction of a second.
+pub const RELAY_PROPERTY: &str = "ringcastRelay";
 
 /// Something the caller should know about.
 #[derive(Debug, Clone, PartialEq)]
@@ -382,6 +390,13 @@ impl ClientSession {
                 ("videoCodecs", Amf0Value::Number(252.0)),
                 ("videoFunction", Amf0Value::Number(1.0)),
             ]),
+        };
+        let object = match object {
+            Amf0Value::Object(mut props) if self.cfg.relay => {
+                props.push((RELAY_PROPERTY.to_owned(), Amf0Value::Boolean(true)));
+                Amf0Value::Object(props)
+            }
+            other => other,
         };
         self.connect_tx = self.next_tx();
         let m = command("connect", self.connect_tx, object, vec![]);
@@ -669,6 +684,7 @@ mod tests {
             mode,
             chunk_size: 4096,
             complex_handshake: false,
+            relay: false,
         }
     }
 
@@ -973,6 +989,7 @@ mod tests {
     fn play_loop_complex_handshake() {
         let cfg = ClientConfig {
             complex_handshake: true,
+            relay: false,
             ..config(ClientMode::Play)
         };
         let mut p = Pipe::with(cfg, ServerConfig::default(), vec![700]);

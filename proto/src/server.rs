@@ -54,6 +54,9 @@ pub struct ConnectInfo {
     /// 0 (AMF0) or 3 (AMF3); echoed in the connect reply. ringcast answers
     /// in AMF0 either way, which AMF3 clients accept.
     pub object_encoding: f64,
+    /// The client relays what it plays (a ringcast edge's pull:
+    /// `client::RELAY_PROPERTY` in its connect object).
+    pub relay: bool,
 }
 
 /// Something the engine must act on.
@@ -860,6 +863,11 @@ impl ServerSession {
                 .get("objectEncoding")
                 .and_then(Amf0Value::as_f64)
                 .unwrap_or(0.0),
+            relay: c
+                .object
+                .get(crate::client::RELAY_PROPERTY)
+                .and_then(Amf0Value::as_bool)
+                .unwrap_or(false),
         };
         self.conn = Conn::Pending;
         self.connect_tx = c.transaction_id;
@@ -1212,6 +1220,7 @@ mod tests {
             page_url: String::new(),
             swf_url: String::new(),
             object_encoding: 0.0,
+            relay: false,
         };
         assert_eq!(
             r.events,

@@ -202,6 +202,19 @@ impl Node {
         }
     }
 
+    /// Freezes the process (SIGSTOP: how a network partition looks to its
+    /// peers: connections stay open and nothing comes). It is killed when
+    /// the node drops.
+    pub fn freeze(&mut self) {
+        if let Some(c) = &self.child {
+            let out = Command::new("kill")
+                .args(["-s", "STOP", &c.id().to_string()])
+                .output()
+                .expect("run kill -s STOP");
+            assert!(out.status.success(), "kill -s STOP {}", c.id());
+        }
+    }
+
     /// Starts the killed server again on the same ports and config.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "{} is still running", self.name);
@@ -395,6 +408,7 @@ impl RtmpClient {
             mode,
             chunk_size: 4096,
             complex_handshake: false,
+            relay: false,
         });
         let mut c = RtmpClient {
             stream,

@@ -97,6 +97,7 @@ impl RtmpConn {
             mode,
             chunk_size: CLIENT_CHUNK_SIZE,
             complex_handshake: false,
+            relay: false,
         };
         let session = ClientSession::new(config);
         let mut conn = RtmpConn {

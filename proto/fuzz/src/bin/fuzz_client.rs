@@ -22,6 +22,7 @@ fn config(play: bool) -> ClientConfig {
         },
         chunk_size: 4096,
         complex_handshake: false,
+        relay: false,
     }
 }
 
