@@ -337,13 +337,15 @@ impl ChunkDecoder {
             (_, Some(s)) if s.partial.is_none() => {
                 // A type-3 header starting a new message: after an extended
                 // header the spec requires the extended field again, and it
-                // carries the delta.
-                let delta = match s.extended {
+                // carries the delta. It replaces the remembered field: the
+                // continuation chunks of this message repeat it (FFmpeg
+                // writes this value on them), not the earlier header's.
+                let (delta, extended) = match s.extended {
                     Some(_) => match r.u32_be() {
-                        Some(v) => v,
+                        Some(v) => (v, Some(v)),
                         None => return Ok(None),
                     },
-                    None => s.delta,
+                    None => (s.delta, None),
                 };
                 let header = MessageHeader {
                     timestamp: s.header.timestamp.wrapping_add(delta),
@@ -353,7 +355,7 @@ impl ChunkDecoder {
                     header,
                     length: s.length,
                     delta,
-                    extended: s.extended,
+                    extended,
                 })
             }
             (_, Some(s)) => {
@@ -713,6 +715,10 @@ mod tests {
     struct CompressingEncoder {
         prev: HashMap<u32, (MessageHeader, usize, u32)>,
         repeat_extended: bool,
+        /// Without repetition: where each continuation chunk's payload
+        /// starts in the output, with the two values a decoder peeks for
+        /// there (the extended field of the header, the absolute timestamp).
+        peeks: Vec<(usize, [u32; 2])>,
     }
 
     impl CompressingEncoder {
@@ -720,7 +726,21 @@ mod tests {
             CompressingEncoder {
                 prev: HashMap::new(),
                 repeat_extended,
+                peeks: Vec::new(),
             }
+        }
+
+        /// Whether `wire` (everything this encoder wrote) has a continuation
+        /// chunk without the repeated extended timestamp whose next bytes are
+        /// that timestamp anyway. No decoder can tell such a chunk from a
+        /// repeating encoder's (SRS peeks and compares the same way), so the
+        /// round trip is undecidable there; every mainstream encoder repeats.
+        fn is_ambiguous(&self, wire: &[u8]) -> bool {
+            self.peeks.iter().any(|(at, values)| {
+                let next = wire.get(*at..).unwrap_or_default();
+                let next = next.get(..4).unwrap_or(next);
+                values.iter().any(|v| v.to_be_bytes().starts_with(next))
+            })
         }
 
         fn encode(
@@ -775,6 +795,8 @@ mod tests {
                     out.extend_from_slice(&basic[..nb3]);
                     if field == EXTENDED_MARKER && self.repeat_extended {
                         out.extend_from_slice(&ts.to_be_bytes());
+                    } else if field == EXTENDED_MARKER {
+                        self.peeks.push((out.len(), [ts, h.timestamp]));
                     }
                 }
                 out.extend_from_slice(chunk);
@@ -886,6 +908,7 @@ mod tests {
             // continuation whose repeated-timestamp question is undecidable.
             let sentinel = hdr(7000, 0, 20, 0);
             enc.encode(&sentinel, b"end", cs, &mut wire);
+            prop_assume!(!enc.is_ambiguous(&wire), "payload looks like a repeated extended timestamp");
             let mut dec = ChunkDecoder::new();
             dec.set_chunk_size(cs as u32).unwrap();
             let mut out = decode_all(&mut dec, &wire, &splits).unwrap();
@@ -1073,6 +1096,68 @@ mod tests {
         let ts: Vec<u32> = out.iter().map(|m| m.header.timestamp).collect();
         assert_eq!(ts, vec![0, 0x0100_0000, 0x0200_0000]);
         assert_eq!(&out[2].payload[..], &[3]);
+    }
+
+    /// Encodes `msgs` plus a sentinel message with [`CompressingEncoder`],
+    /// decodes the result and checks the round trip (the property of
+    /// `prop_compressed_round_trip` for one input).
+    fn compressed_round_trip(msgs: &[(MessageHeader, Vec<u8>)], cs: usize, repeat: bool) {
+        let mut enc = CompressingEncoder::new(repeat);
+        let mut wire = Vec::new();
+        for (h, p) in msgs {
+            enc.encode(h, p, cs, &mut wire);
+        }
+        let sentinel = hdr(7000, 0, 20, 0);
+        enc.encode(&sentinel, b"end", cs, &mut wire);
+        assert!(!enc.is_ambiguous(&wire));
+        let mut dec = ChunkDecoder::new();
+        dec.set_chunk_size(cs as u32).unwrap();
+        let mut out = decode_all(&mut dec, &wire, &[1]).unwrap();
+        assert_eq!(out.pop().map(|m| m.header), Some(sentinel));
+        check_round_trip(&out, msgs);
+    }
+
+    /// Regression (proptest-regressions/chunk.txt): a type-3 header starting
+    /// a new message after an extended header carries a new extended field
+    /// (here the delta 0x0100_0000), and the continuation chunks repeat that
+    /// value, not the one of the earlier header.
+    #[test]
+    fn fmt3_new_message_continuations_repeat_its_own_extended_delta() {
+        let msgs = [
+            (hdr(63, 0xFF_FFFF, 20, 1), vec![0; 5]),
+            (hdr(63, 0x1FF_FFFF, 20, 1), vec![0; 5]),
+        ];
+        compressed_round_trip(&msgs, 1, true);
+    }
+
+    /// Regression of a CI run: timestamps exactly at the extended marker
+    /// (0xFFFFFF, reached after 4h40m of streaming) on two chunk streams,
+    /// the second message long enough for continuation chunks. Repeating
+    /// encoders (Flash, FFmpeg, librtmp/OBS, nginx-rtmp, SRS) always
+    /// decode; a non-repeating encoder does unless a continuation chunk's
+    /// payload starts with the timestamp bytes `00 FF FF FF`, which no
+    /// decoder can tell from a repeated field and the generator excludes.
+    #[test]
+    fn extended_marker_timestamp_on_two_chunk_streams() {
+        let mut video = vec![0x17, 0x01, 0, 0, 0];
+        video.extend_from_slice(&[0x00, 0xFF, 0xFF, 0xFF, 0x5E, 0, 0, 0]);
+        let msgs = [
+            (hdr(2, 0xFF_FFFF, 8, 1), Vec::new()),
+            (hdr(65599, 0xFF_FFFF, 9, 1), video.clone()),
+        ];
+        for cs in [1, 2, 3, 4, 128] {
+            compressed_round_trip(&msgs, cs, true);
+        }
+        // Chunk size 4 puts `00 FF FF FF` at a continuation's start.
+        for cs in [1, 2, 3, 128] {
+            compressed_round_trip(&msgs, cs, false);
+        }
+        let mut enc = CompressingEncoder::new(false);
+        let mut wire = Vec::new();
+        for (h, p) in &msgs {
+            enc.encode(h, p, 4, &mut wire);
+        }
+        assert!(enc.is_ambiguous(&wire));
     }
 
     #[test]
