@@ -262,18 +262,19 @@ enum Conn {
     Rejected,
 }
 
-/// The message stream id every player's media is sent on: encoded chunks
-/// are shared by all players, so they carry one id. The first stream a
-/// connection creates gets it; a `play` on any other is refused.
+/// The only message stream id a connection gets: every player's media is
+/// sent on it because encoded chunks are shared by all players, so they
+/// carry one id. `createStream` always answers it (as SRS and nginx-rtmp
+/// do), so a client that retries on the same connection gets it again;
+/// `publish` or `play` on any other id is refused with an error onStatus.
 pub const MEDIA_STREAM_ID: u32 = 1;
 
-/// The life of one message stream (created by `createStream`).
+/// The life of the message stream (created by `createStream`).
 #[derive(Debug, Clone, PartialEq)]
 enum StreamState {
     Idle,
     /// `publish` reported; the engine may not have answered yet.
     Publishing {
-        name: String,
         accepted: bool,
     },
     /// The publish was refused or ended: media still in flight is dropped
@@ -284,8 +285,6 @@ enum StreamState {
     },
 }
 
-/// Most message streams one connection may hold open; clients use one.
-const MAX_STREAMS: usize = 16;
 /// Most replies held back while `connect` awaits the engine's answer.
 const MAX_HELD: usize = 64;
 /// Bounds for the outgoing chunk size (see [`ServerConfig::out_chunk_size`]).
@@ -331,8 +330,8 @@ pub struct ServerSession {
     held: Vec<(u32, u32, Message)>,
     /// FMLE-style publishers announce with FCPublish and expect onFCPublish.
     fc_publish: bool,
-    streams: Vec<(u32, StreamState)>,
-    next_stream_id: u32,
+    /// The message stream [`MEDIA_STREAM_ID`], once created.
+    stream: Option<StreamState>,
 }
 
 impl ServerSession {
@@ -353,10 +352,7 @@ impl ServerSession {
             info: None,
             held: Vec::new(),
             fc_publish: false,
-            streams: Vec::new(),
-            // Ids start at 1: the engine encodes shared media chunks with
-            // message stream id 1, so a player's first stream must be 1.
-            next_stream_id: 1,
+            stream: None,
         }
     }
 
@@ -643,10 +639,7 @@ impl ServerSession {
     }
 
     fn stream_mut(&mut self, id: u32) -> Option<&mut StreamState> {
-        self.streams
-            .iter_mut()
-            .find(|(i, _)| *i == id)
-            .map(|(_, s)| s)
+        self.stream.as_mut().filter(|_| id == MEDIA_STREAM_ID)
     }
 
     fn write(&self, cs: u32, stream_id: u32, m: &Message, out: &mut BytesMut) {
@@ -764,27 +757,21 @@ impl ServerSession {
                 }
             }
             "createStream" => {
-                let id = self.create_stream()?;
-                let m = command("_result", tx, NULL, vec![Amf0Value::Number(f64::from(id))]);
+                self.stream.get_or_insert(StreamState::Idle);
+                let id = Amf0Value::Number(f64::from(MEDIA_STREAM_ID));
+                let m = command("_result", tx, NULL, vec![id]);
                 self.reply(csid::COMMAND, 0, m, out)?;
             }
-            "publish" => self.on_publish(&c, stream_id, events)?,
-            "play" if stream_id != MEDIA_STREAM_ID => {
-                let why = format!(
-                    "play on stream {stream_id}: media goes out on stream {MEDIA_STREAM_ID} only \
-                     (play on the first stream created)"
-                );
-                self.on_status(stream_id, "error", "NetStream.Play.Failed", &why, out);
-                return Err(SessionError::Protocol(why));
+            "publish" | "play" if stream_id != MEDIA_STREAM_ID => {
+                return Err(self.refuse_other_stream(&c.name, stream_id, out));
             }
+            "publish" => self.on_publish(&c, stream_id, events)?,
             "play" => self.on_play(&c, stream_id, events)?,
             "FCUnpublish" => {
-                let name = c
-                    .args
-                    .first()
-                    .and_then(Amf0Value::as_str)
-                    .unwrap_or_default();
-                if let Some(id) = self.find_publishing(name) {
+                // Clients disagree on which form of the stream name they
+                // repeat here; the one stream is the one they mean.
+                if matches!(self.stream, Some(StreamState::Publishing { .. })) {
+                    let id = MEDIA_STREAM_ID;
                     self.end_stream(id, events);
                     let m = command(
                         "onStatus",
@@ -806,9 +793,9 @@ impl ServerSession {
             "deleteStream" => {
                 // An id that is not an integer cannot name any stream.
                 let id = c.args.first().and_then(Amf0Value::as_f64).and_then(as_u32);
-                if let Some(id) = id {
-                    self.end_stream(id, events);
-                    self.streams.retain(|(i, _)| *i != id);
+                if id == Some(MEDIA_STREAM_ID) {
+                    self.end_stream(MEDIA_STREAM_ID, events);
+                    self.stream = None;
                 }
             }
             "closeStream" => self.end_stream(stream_id, events),
@@ -876,18 +863,23 @@ impl ServerSession {
         Ok(())
     }
 
-    fn create_stream(&mut self) -> Result<u32, SessionError> {
-        if self.streams.len() >= MAX_STREAMS {
-            return Err(SessionError::Protocol(format!(
-                "more than {MAX_STREAMS} streams created"
-            )));
-        }
-        let id = self.next_stream_id;
-        self.next_stream_id = id
-            .checked_add(1)
-            .ok_or_else(|| SessionError::Protocol("stream ids exhausted".into()))?;
-        self.streams.push((id, StreamState::Idle));
-        Ok(id)
+    /// Answers a `publish` or `play` on a message stream id other than
+    /// [`MEDIA_STREAM_ID`] (which `createStream` never hands out) with an
+    /// error onStatus on that id, so the client reports why, and returns
+    /// the error that makes the engine log it and close: media could only
+    /// go out on [`MEDIA_STREAM_ID`], where the client is not listening.
+    fn refuse_other_stream(&self, what: &str, stream_id: u32, out: &mut BytesMut) -> SessionError {
+        let code = if what == "play" {
+            "NetStream.Play.Failed"
+        } else {
+            "NetStream.Failed"
+        };
+        let why = format!(
+            "{what} on message stream {stream_id}: ringcast serves stream {MEDIA_STREAM_ID} only, \
+             the id createStream returns"
+        );
+        self.on_status(stream_id, "error", code, &why, out);
+        SessionError::Protocol(why)
     }
 
     /// The stream a `publish` or `play` may start on: created and neither
@@ -916,10 +908,7 @@ impl ServerSession {
     ) -> Result<(), SessionError> {
         let name = stream_name(c, "publish")?;
         let kind = c.args.get(1).and_then(Amf0Value::as_str).unwrap_or("live");
-        *self.idle_stream(stream_id, "publish")? = StreamState::Publishing {
-            name: name.to_owned(),
-            accepted: false,
-        };
+        *self.idle_stream(stream_id, "publish")? = StreamState::Publishing { accepted: false };
         events.push(ServerEvent::Publish {
             stream_id,
             name: name.to_owned(),
@@ -943,29 +932,6 @@ impl ServerSession {
             start,
         });
         Ok(())
-    }
-
-    /// The publishing stream FCUnpublish names: matched with or without
-    /// its query, or the only publishing stream if none matches (clients
-    /// disagree on which form of the name they repeat).
-    fn find_publishing(&self, name: &str) -> Option<u32> {
-        let base = |n: &str| n.split('?').next().unwrap_or_default().to_owned();
-        let publishing = || {
-            self.streams.iter().filter_map(|(id, s)| match s {
-                StreamState::Publishing { name, .. } => Some((*id, name)),
-                _ => None,
-            })
-        };
-        publishing()
-            .find(|(_, n)| *n == name || base(n) == base(name))
-            .map(|(id, _)| id)
-            .or_else(|| {
-                let mut all = publishing();
-                match (all.next(), all.next()) {
-                    (Some((id, _)), None) => Some(id),
-                    _ => None,
-                }
-            })
     }
 
     /// Ends whatever `stream_id` is doing and reports it; the stream stays
@@ -1436,28 +1402,86 @@ mod tests {
     }
 
     #[test]
-    fn play_on_a_second_stream_is_refused_with_a_status() {
+    fn play_or_publish_on_another_stream_is_refused_with_a_status() {
+        for (what, code) in [
+            ("play", "NetStream.Play.Failed"),
+            ("publish", "NetStream.Failed"),
+        ] {
+            for other in [0, 2, 7] {
+                let mut r = raw();
+                r.connect();
+                assert_eq!(r.create_stream(), MEDIA_STREAM_ID);
+                let play = cmd(what, 0.0, NULL, vec![Amf0Value::string("x")]);
+                let e = r.send(8, other, &play).unwrap_err();
+                let want = format!("{what} on message stream {other}: ringcast serves stream 1");
+                assert!(
+                    matches!(&e, SessionError::Protocol(m) if m.starts_with(&want)),
+                    "{e:?}"
+                );
+                assert!(r.events.is_empty(), "no {what} reaches the engine");
+                let replies = r.replies();
+                let [(h, m)] = replies.as_slice() else {
+                    panic!("one onStatus expected: {replies:?}")
+                };
+                assert_eq!((h.stream_id, h.csid), (other, csid::STREAM));
+                let c = command_of(m);
+                assert_eq!((c.name.as_str(), info_code(c)), ("onStatus", code));
+                assert_eq!(
+                    c.args[0].get("level").and_then(Amf0Value::as_str),
+                    Some("error")
+                );
+                assert!(c.args[0]
+                    .get("description")
+                    .and_then(Amf0Value::as_str)
+                    .is_some_and(|d| d.starts_with(&want)));
+            }
+        }
+    }
+
+    #[test]
+    fn create_stream_always_answers_the_media_stream() {
         let mut r = raw();
         r.connect();
         assert_eq!(r.create_stream(), MEDIA_STREAM_ID);
-        let second = r.create_stream();
-        assert_eq!(second, 2);
-        let e = r
-            .send(
-                8,
-                second,
-                &cmd("play", 0.0, NULL, vec![Amf0Value::string("x")]),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(&e, SessionError::Protocol(m) if m.contains("play on stream 2")),
-            "{e:?}"
+        assert_eq!(r.create_stream(), MEDIA_STREAM_ID);
+        // A player retrying after a refused play gets the same stream and
+        // may play on it.
+        let play = cmd("play", 0.0, NULL, vec![Amf0Value::string("a")]);
+        r.send(8, MEDIA_STREAM_ID, &play).unwrap();
+        r.s.reject_play(
+            MEDIA_STREAM_ID,
+            "NetStream.Play.StreamNotFound",
+            "no",
+            &mut r.out,
         );
-        assert!(r.events.is_empty(), "no play reaches the engine");
-        let replies = r.replies();
-        let c = command_of(&replies[0].1);
-        assert_eq!(info_code(c), "NetStream.Play.Failed");
-        assert_eq!(replies[0].0.stream_id, 2);
+        r.events.clear();
+        r.replies();
+        assert_eq!(r.create_stream(), MEDIA_STREAM_ID);
+        r.send(8, MEDIA_STREAM_ID, &play).unwrap();
+        assert!(matches!(
+            r.events.as_slice(),
+            [ServerEvent::Play {
+                stream_id: MEDIA_STREAM_ID,
+                ..
+            }]
+        ));
+        // createStream while the stream plays keeps it playing: a second
+        // play on it is refused, nothing restarts.
+        r.events.clear();
+        assert_eq!(r.create_stream(), MEDIA_STREAM_ID);
+        protocol_err(r.send(8, MEDIA_STREAM_ID, &play));
+        // After deleteStream it must be created again.
+        let mut r = raw();
+        r.connect();
+        let id = r.create_stream();
+        let delete = cmd(
+            "deleteStream",
+            0.0,
+            NULL,
+            vec![Amf0Value::Number(f64::from(id))],
+        );
+        r.send(3, 0, &delete).unwrap();
+        protocol_err(r.send(8, id, &play));
     }
 
     #[test]
@@ -1771,15 +1795,6 @@ mod tests {
         write_message(&m, 3, 0, 4096, &mut r.input);
         r.feed().unwrap();
         assert!(matches!(&r.events[0], ServerEvent::Connect(i) if i.app.len() == 3000));
-    }
-
-    #[test]
-    fn stream_ids_increase_and_are_capped() {
-        let mut r = raw();
-        r.connect();
-        let ids: Vec<u32> = (0..MAX_STREAMS).map(|_| r.create_stream()).collect();
-        assert_eq!(ids, (1..=MAX_STREAMS as u32).collect::<Vec<_>>());
-        protocol_err(r.send(3, 0, &cmd("createStream", 4.0, NULL, vec![])));
     }
 
     #[test]
