@@ -674,26 +674,7 @@ mod tests {
         let mut seg = Segmenter::new(&store, "v/live/s", "live", "s", conf);
         let sh = avc_sequence_header();
         seg.on_frame(&store, &sh);
-        for i in 0..100u32 {
-            let key = i % 25 == 0;
-            let body = [
-                if key { 0x17 } else { 0x27 },
-                1,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                2,
-                if key { 0x65 } else { 0x41 },
-                0x88,
-            ];
-            seg.on_frame(
-                &store,
-                &Frame::new(Kind::Video, i * 40, Bytes::copy_from_slice(&body), 60000),
-            );
-        }
+        feed(&mut seg, &store, 0..100);
         let playlist = String::from_utf8(store.playlist("v/live/s").unwrap().to_vec()).unwrap();
         assert!(playlist.contains("#EXTINF:1.000,"), "{playlist}");
         assert!(playlist.contains("s-2.ts"), "{playlist}");
