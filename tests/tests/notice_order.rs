@@ -25,7 +25,8 @@ fn queued_media_reaches_a_slow_player_before_the_unpublish_notice() {
     let sent = publisher.sent.len();
     publisher.close();
     assert!(
-        server.wait_for_log(Duration::from_secs(5), |l| l.contains("unpublished") || l.contains("publish ended")),
+        server.wait_for_log(Duration::from_secs(5), |l| l.contains("unpublished")
+            || l.contains("publish ended")),
         "the unpublish was not seen; log:\n{}",
         server.log_tail(10)
     );
