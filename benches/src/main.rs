@@ -1,7 +1,9 @@
 //! `ringcast-bench`: the project's load tool (the counterpart of SRS's
 //! srs-bench). `publish` feeds live streams from an FLV file; `play` runs
 //! thousands of RTMP or HTTP-FLV players on one io_uring thread and reports
-//! start-up latency, stalls and what each player costs the server.
+//! start-up latency, stalls and what each player costs the server; `soak`
+//! keeps a crowd of players coming and going for minutes and checks that
+//! the server's memory and open fds come back.
 //!
 //! Every run targets loopback only and ends by itself.
 
@@ -14,6 +16,7 @@ mod procstat;
 mod publish;
 mod raw;
 mod report;
+mod soak;
 mod table;
 mod target;
 
@@ -134,6 +137,9 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         duration: u64,
     },
+    /// Keep a crowd of players joining and leaving for a long run and check
+    /// that the server's RSS and open fds come back.
+    Soak(soak::SoakArgs),
     /// Poll a live HLS playlist with many clients (keep-alive) and report.
     PlayHls(hls::PlayHlsArgs),
     /// Render the JSON lines written by benches/compare.sh as Markdown.
@@ -215,9 +221,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             if !(ramp.is_finite() && ramp >= 0.0) {
                 return Err("--ramp must be a number of players per second, 0 or more".to_owned());
             }
-            if !(512..=1 << 20).contains(&read_buf) {
-                return Err("--read-buf must be between 512 and 1048576 bytes".to_owned());
-            }
+            check_read_buf(read_buf)?;
             let duration = check_duration(duration)?;
             for &pid in &server_pid {
                 procstat::sample(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?;
@@ -273,6 +277,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Soak(args) => soak::command(args),
         Command::PlayHls(args) => hls::command(args),
         Command::Table { input } => {
             let text =
@@ -296,6 +301,14 @@ fn check_count(flag: &str, n: usize, max: usize) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{flag} must be between 1 and {max}"))
+    }
+}
+
+fn check_read_buf(bytes: usize) -> Result<(), String> {
+    if (512..=1 << 20).contains(&bytes) {
+        Ok(())
+    } else {
+        Err("--read-buf must be between 512 and 1048576 bytes".to_owned())
     }
 }
 

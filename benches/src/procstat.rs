@@ -47,6 +47,13 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
     })
 }
 
+/// How many file descriptors `pid` has open (`ls /proc/PID/fd | wc -l`):
+/// sockets, listeners, io_uring rings, eventfds and files alike, so a
+/// connection the server forgets to close shows up here.
+pub fn open_fds(pid: u32) -> io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
 /// The threads of `pid` that could be read (threads may exit meanwhile).
 fn threads(pid: u32) -> Vec<ThreadSample> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -157,6 +164,9 @@ mod tests {
         assert!(s.rss_kib > 0);
         assert!(!s.threads.is_empty());
         assert!(sample(u32::MAX).is_err());
+        // The directory being listed is itself open.
+        assert!(open_fds(std::process::id()).unwrap() > 0);
+        assert!(open_fds(u32::MAX).is_err());
         let _ = own_cpu();
         assert!(nofile_limit().is_some_and(|n| n > 0));
     }
