@@ -763,7 +763,7 @@ impl SoakReport {
             let show = |v: Option<u64>| v.map_or("-".to_owned(), |v| format!("{v}{unit}"));
             let change = c
                 .change_percent()
-                .map_or("no sample".to_owned(), |p| format!("{p:+.1} %"));
+                .map_or("no sample".to_owned(), |p| format!("{p:+.2} %"));
             let ok = c.passes(tolerance);
             let line = format!(
                 "{name} {} -> {}: {} -> {} ({change})",
