@@ -63,23 +63,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { # a loopback port nobody listens on, below the ephemeral range
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 12000))
-    if [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]]; then echo "$p"; return; fi
-  done
-}
-
-wait_listen() { # wait_listen PORT PID
-  local i
-  for i in $(seq 1 100); do
-    [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]] && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
 
 # ~200 kbit/s (H.264 150 kbit/s + AAC 64 kbit/s, GOP 2 s): 1,000 players
 # are ~200 Mbit/s of loopback, which 2 shared cores carry with room left.
