@@ -5,7 +5,7 @@
 //! tested without sockets.
 
 use crate::cluster::host_port;
-use crate::conn::{read_into, write_all};
+use crate::conn::{read_into_until, write_all};
 use crate::registry::{ClientInfo, Registry};
 use crate::shard::{ConnGuard, Shard};
 use bytes::BytesMut;
@@ -378,10 +378,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _g
 
 async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String, String> {
     let timeout = Duration::from_millis(shard.cfg().server.handshake_timeout_ms);
-    let _ = stream.set_read_timeout(Some(timeout));
+    // the whole request head within the timeout, however slowly it comes
+    let deadline = std::time::Instant::now() + timeout;
     let mut input = BytesMut::with_capacity(1024);
     let req = loop {
-        match read_into(stream, &mut input).await {
+        match read_into_until(stream, &mut input, deadline).await {
             // Health checks connect and close; not worth a warning.
             Ok(0) => return Ok("peer closed before sending a request".into()),
             Ok(_) => {}

@@ -207,8 +207,24 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result
     Ok(())
 }
 
+/// Reads more bytes into `input`, failing with `TimedOut` once `deadline`
+/// has passed: a limit on a whole exchange (a handshake, a request head),
+/// which a plain read timeout is not, as every byte restarts it.
+pub async fn read_into_until(
+    stream: &mut TcpStream,
+    input: &mut BytesMut,
+    deadline: std::time::Instant,
+) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    let _ = stream.set_read_timeout(Some(left));
+    read_into(stream, input).await
+}
+
 /// Reads more bytes into `input`; `Ok(0)` is end of stream.
-pub async fn read_into(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<usize> {
+async fn read_into(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<usize> {
     use futures_lite::AsyncReadExt;
     let start = input.len();
     input.resize(start + 16 * 1024, 0);

@@ -1,7 +1,7 @@
 //! HTTP connections: HTTP-FLV playback (chunked, CORS) from the same stream
 //! hubs and mirrors as RTMP players.
 
-use crate::conn::{read_into, write_all, Drive, Wake};
+use crate::conn::{read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Notice};
 use crate::frame::{flv_header_chunk, Format};
 use crate::hooks::{self, Hook, HookInfo};
@@ -128,14 +128,7 @@ async fn serve_inner(
                     return Err(why.to_string());
                 }
             }
-            let left = timeout.saturating_sub(since.elapsed());
-            let read = if left.is_zero() {
-                Err(std::io::ErrorKind::TimedOut.into())
-            } else {
-                let _ = stream.set_read_timeout(Some(left));
-                read_into(stream, &mut input).await
-            };
-            match read {
+            match read_into_until(stream, &mut input, since + timeout).await {
                 Ok(0) if served > 0 => return Ok(format!("{served} requests served")),
                 Ok(0) => return Ok("peer closed before sending a request".into()),
                 Ok(_) => {}

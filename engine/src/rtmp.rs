@@ -1,7 +1,7 @@
 //! RTMP connections: handshake and commands through the sans-IO server
 //! session, then either publishing into a hub or playing from a stream.
 
-use crate::conn::{read_into, write_all, Drive, Wake};
+use crate::conn::{read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::forward::{self, RelayedPublisher};
 use crate::frame::{Format, Kind};
@@ -207,31 +207,21 @@ impl Conn {
                 Phase::FirstPacket => (first_packet, false),
                 Phase::Publish => (normal, false),
             };
-            let timeout = if total {
-                limit.saturating_sub(phase_since.1.elapsed())
+            let (deadline, what) = if total {
+                (phase_since.1 + limit, "not complete within")
             } else {
-                limit
+                (Instant::now() + limit, "nothing received for")
             };
-            let timed_out = || {
-                let what = if total {
-                    "not complete within"
-                } else {
-                    "nothing received for"
-                };
-                Err(format!(
-                    "{} timeout: {what} {} ms",
-                    phase.name(),
-                    limit.as_millis()
-                ))
-            };
-            if timeout.is_zero() {
-                return timed_out();
-            }
-            let _ = self.stream.set_read_timeout(Some(timeout));
-            match read_into(&mut self.stream, &mut self.input).await {
+            match read_into_until(&mut self.stream, &mut self.input, deadline).await {
                 Ok(0) => return Ok("peer closed the connection".into()),
                 Ok(n) => crate::stats::bytes_in(n),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return timed_out(),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(format!(
+                        "{} timeout: {what} {} ms",
+                        phase.name(),
+                        limit.as_millis()
+                    ))
+                }
                 Err(e) => return Err(format!("read error: {e}")),
             }
             if let Err(e) = self
