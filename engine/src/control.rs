@@ -394,10 +394,13 @@ const WATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
 /// the file through its path each time, so the symlink swap Kubernetes does
 /// for a mounted ConfigMap is seen like an edit in place.
 pub fn spawn_config_watcher(path: PathBuf) -> Result<(), String> {
+    // read here, before the server listens: read in the thread, a change
+    // made while it waits to be scheduled would become its starting point
+    // and never be applied
+    let mut last = std::fs::read(&path).ok();
     std::thread::Builder::new()
         .name("ringcast-watch".into())
         .spawn(move || {
-            let mut last = std::fs::read(&path).ok();
             let mut candidate: Option<Vec<u8>> = None;
             loop {
                 std::thread::sleep(WATCH_PERIOD);
