@@ -27,7 +27,8 @@ fn quick_republish_under_full_channels_keeps_mirror_start_up_frames() {
     let url = server.rtmp_url("order");
     let tags = fixture_tags();
 
-    let mut publisher = RtmpPublisher::connect(&url).expect("first publish");
+    let mut publisher = RtmpPublisher::connect(&url)
+        .unwrap_or_else(|e| panic!("first publish: {e}; log:\n{}", server.log_tail(30)));
     assert!(
         server.wait_for_log(Duration::from_secs(5), |l| l.contains("publish started")),
         "no publish started; log:\n{}",
@@ -48,8 +49,18 @@ fn quick_republish_under_full_channels_keeps_mirror_start_up_frames() {
         publisher
             .publish(&tags, Pace::Fast, 1)
             .expect("publish burst");
+        let ended_before = publishes_ended(&server.log());
         publisher.close();
-        publisher = RtmpPublisher::connect(&url).expect("republish");
+        // The republish must not race the server reading the close: a
+        // publish it has not yet seen end is (rightly) refused.
+        assert!(
+            server.wait_for_log(Duration::from_secs(5), |l| publishes_ended(l)
+                > ended_before),
+            "round {round}: close not seen; log:\n{}",
+            server.log_tail(30)
+        );
+        publisher = RtmpPublisher::connect(&url)
+            .unwrap_or_else(|e| panic!("republish: {e}; log:\n{}", server.log_tail(30)));
         publisher
             .publish(&tags, Pace::Fast, 1)
             .expect("republish burst");
@@ -120,4 +131,12 @@ fn player_on_other_shard(server: &Server, url: &str, owner: usize) -> RtmpPlayer
         }
     }
     panic!("no player landed on a shard other than {owner} within 20 s");
+}
+
+/// How many publishes the server has seen end, by unpublish command or by
+/// the connection closing.
+fn publishes_ended(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("unpublished") || l.contains("publish ended"))
+        .count()
 }
