@@ -4,9 +4,9 @@
 use crate::accept::Listener;
 use crate::control::{spawn_signal_thread, PidFile, Quit};
 use crate::listen::{bind_all, configured, Service, ShardListeners};
+use crate::mesh::Mesh;
 use crate::shard::{Global, Shard, ShardMsg};
 use crate::upgrade::{report_ready, Inherited};
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpStream;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use ringcast_conf::Config;
@@ -61,7 +61,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or(MESH_CHANNEL_SIZE);
-    let mesh = MeshBuilder::<ShardMsg, _>::full(shards, channel_size);
+    let mesh = Arc::new(Mesh::<ShardMsg>::new(shards, channel_size));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cpus {
         PoolPlacement::MaxSpread(shards, None)
@@ -87,15 +87,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
             let listeners = listeners.clone();
             let accepting_tx = accepting_tx.clone();
             async move {
-                let (senders, mut receivers) = mesh
+                let (senders, receivers) = mesh
                     .join()
                     .await
-                    .map_err(|_| "mesh join failed".to_string())?;
+                    .ok_or_else(|| "mesh join failed".to_string())?;
                 let id = senders.peer_id();
                 let shard = Rc::new(Shard::new(id, cfg, global, senders));
                 glommio::spawn_local(crate::fanout::run_flusher()).detach();
 
-                for (peer, rx) in receivers.streams() {
+                for (peer, rx) in receivers {
                     let shard = shard.clone();
                     glommio::spawn_local(async move {
                         while let Some(msg) = rx.recv().await {

@@ -3,11 +3,11 @@
 
 use crate::consumer::Consumer;
 use crate::frame::{Frame, Kind};
+use crate::mesh::Senders;
 use crate::stream::{Hub, LocalStream};
 use crate::upstream::OriginBook;
 use crate::url::StreamRequest;
 use bytes::{Bytes, BytesMut};
-use glommio::channels::channel_mesh::Senders;
 use glommio::{GlommioError, ResourceType};
 use ringcast_conf::ClusterMode;
 use ringcast_conf::Config;
