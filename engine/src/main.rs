@@ -18,6 +18,7 @@ mod http;
 mod httpc;
 mod listen;
 mod logging;
+mod memory;
 mod mesh;
 mod registry;
 mod rtmp;

@@ -4,6 +4,7 @@
 use crate::accept::Listener;
 use crate::control::{spawn_signal_thread, PidFile, Quit};
 use crate::listen::{bind_all, configured, Service, ShardListeners};
+use crate::memory::Trimmer;
 use crate::mesh::Mesh;
 use crate::shard::{Global, Shard, ShardMsg};
 use crate::upgrade::{report_ready, Inherited};
@@ -208,11 +209,13 @@ async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
     let mut accepts = Some(accepts);
     let mut closing_at: Option<Instant> = None;
     let mut quit_since: Option<Instant> = None;
+    let mut trimmer = Trimmer::default();
     loop {
         glommio::timer::sleep(CONTROL_TICK).await;
         if let Some(slot) = shard.global.counters.get(shard.id) {
             crate::stats::publish(slot);
         }
+        trimmer.tick(crate::stats::connections(), Instant::now());
         let gen = control.reload_gen();
         if gen != seen {
             seen = gen;

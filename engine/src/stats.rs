@@ -79,6 +79,10 @@ pub fn connection_opened() {
 pub fn connection_closed() {
     LOCAL.with(|l| l.connections.set(l.connections.get().saturating_sub(1)));
 }
+/// Connections open on this shard.
+pub fn connections() -> u64 {
+    LOCAL.with(|l| l.connections.get())
+}
 
 /// Copies this shard's cells into its slot (called on the shard itself).
 pub fn publish(into: &ShardCounters) {
