@@ -1,27 +1,23 @@
 //! Micro benchmarks of the per-message work on ringcast's hot paths:
-//! RTMP chunk decode (ingest), shared chunk encode and FLV tag build (once
-//! per message at the hub), and the fan-out of one message to 1,000 player
+//! RTMP chunk decode (ingest), shared chunk encode and the frame build
+//! (every wire form, once per message at the hub), and the fan-out of one message to 1,000 player
 //! queues (once per message per player).
 //!
-//! The engine is a binary crate, so the fan-out and FLV-tag benchmarks
-//! reproduce its code instead of importing it: `Frame`, `Consumer::push`
-//! and the FLV form below mirror `engine/src/frame.rs` and
-//! `engine/src/consumer.rs` (an `Rc<Frame>` pushed into each player's
-//! `RefCell<VecDeque<Rc<Frame>>>`, with the same kicked / keyframe-wait /
-//! byte and duration limit checks and the same wake of a registered
-//! waker). Keep them in step when those files change.
+//! The frame build and fan-out benchmarks run the engine's own `Frame` and
+//! `Consumer::deliver` (the queue path a player takes while its task is
+//! awake; the direct-write path needs a socket and is measured end to end
+//! by the load tool).
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::hint::black_box;
 use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ringcast_engine::consumer::{Consumer, Limits};
+use ringcast_engine::frame::{Format, Frame, Kind};
 use ringcast_proto::chunk::{encode_message, encode_shared, ChunkDecoder, MessageHeader};
-use ringcast_proto::flv;
 
 const VIDEO_SIZE: usize = 60 * 1024;
 const PLAYERS: usize = 1000;
@@ -92,169 +88,83 @@ fn chunk_encode(c: &mut Criterion) {
 
 /// The HTTP-FLV form of a message, as `engine/src/frame.rs` builds it: one
 /// HTTP chunk holding one tag, as three shared segments.
-fn flv_form(tag_type: u8, timestamp: u32, payload: &Bytes) -> [Bytes; 3] {
-    let len = payload.len() as u32;
-    let mut head = BytesMut::with_capacity(24);
-    head.put_slice(format!("{:x}\r\n", 11 + len + 4).as_bytes());
-    head.put_slice(&flv::tag_header(tag_type, timestamp, len));
-    let mut tail = BytesMut::with_capacity(6);
-    tail.put_slice(&flv::prev_tag_size(len));
-    tail.put_slice(b"\r\n");
-    [head.freeze(), payload.clone(), tail.freeze()]
-}
-
-fn flv_tag_build(c: &mut Criterion) {
+/// The per-message build at the hub: every wire form (RTMP chunks, FLV tag
+/// as an HTTP chunk) made once, to be shared with every player.
+fn frame_build(c: &mut Criterion) {
     let video = video_payload();
-    c.bench_function("flv_tag_build_60KB_video", |b| {
-        b.iter(|| black_box(flv_form(flv::TAG_VIDEO, 40, black_box(&video))))
+    c.bench_function("frame_build_60KB_video", |b| {
+        b.iter(|| black_box(Frame::new(Kind::Video, 40, black_box(video.clone()), 60000)))
     });
 }
 
-/// Mirror of the engine's `Frame`: every wire form built once, shared.
-struct Frame {
-    timestamp: u32,
-    keyframe: bool,
-    sequence_header: bool,
-    metadata: bool,
-    _rtmp: Vec<Bytes>,
-    _flv: [Bytes; 3],
-    rtmp_len: usize,
+fn limits() -> Limits {
+    Limits {
+        max_duration_ms: 30_000,
+        max_bytes: 8 << 20,
+        max_overflows: 3,
+        overflow_window: Duration::from_secs(60),
+    }
 }
 
-/// Mirror of the engine's `Consumer` (RTMP format) and its queue.
-struct Queue {
-    frames: VecDeque<Rc<Frame>>,
-    bytes: usize,
-    waiting_keyframe: bool,
-}
-
-struct Consumer {
-    max_bytes: usize,
-    max_duration_ms: u32,
-    q: RefCell<Queue>,
-    waker: RefCell<Option<Waker>>,
-    kicked: RefCell<Option<String>>,
-    dropped: Cell<u64>,
-}
-
-impl Consumer {
-    fn new() -> Rc<Consumer> {
-        Rc::new(Consumer {
-            max_bytes: 8 << 20,
-            max_duration_ms: 30_000,
-            q: RefCell::new(Queue {
-                frames: VecDeque::with_capacity(64),
-                bytes: 0,
-                waiting_keyframe: false,
-            }),
-            waker: RefCell::new(None),
-            kicked: RefCell::new(None),
-            dropped: Cell::new(0),
-        })
+/// What a player's writer does once everything queued is sent: releases
+/// the frames and registers its waker again.
+fn drain(c: &Consumer, waker: &Waker) {
+    while let Some(n) = c.with_head_slice(|s| s.len()) {
+        if n == 0 {
+            break;
+        }
+        c.advance(n);
     }
-
-    fn push(&self, frame: &Rc<Frame>, has_video: bool) {
-        if self.kicked.borrow().is_some() {
-            return;
-        }
-        let mut q = self.q.borrow_mut();
-        if q.waiting_keyframe && !frame.sequence_header && !frame.metadata {
-            if frame.keyframe || !has_video {
-                q.waiting_keyframe = false;
-            } else {
-                self.dropped.set(self.dropped.get() + 1);
-                return;
-            }
-        }
-        let was_empty = q.frames.is_empty();
-        q.bytes += frame.rtmp_len;
-        q.frames.push_back(frame.clone());
-        if self.over_limit(&q) {
-            q.waiting_keyframe = true;
-        }
-        drop(q);
-        if was_empty || self.kicked.borrow().is_some() {
-            let w = self.waker.borrow_mut().take();
-            if let Some(w) = w {
-                w.wake();
-            }
-        }
-    }
-
-    fn over_limit(&self, q: &Queue) -> bool {
-        if q.bytes > self.max_bytes {
-            return true;
-        }
-        match (q.frames.front(), q.frames.back()) {
-            (Some(a), Some(b)) => {
-                b.timestamp.wrapping_sub(a.timestamp) > self.max_duration_ms
-                    && b.timestamp > a.timestamp
-            }
-            _ => false,
-        }
-    }
-
-    /// What the player's writer does once the frame is sent, plus the
-    /// waker its next poll registers.
-    fn drain(&self) {
-        let mut q = self.q.borrow_mut();
-        q.frames.clear();
-        q.bytes = 0;
-        *self.waker.borrow_mut() = Some(Waker::noop().clone());
-    }
+    c.set_waker(waker);
 }
 
 fn fanout(c: &mut Criterion) {
     let payload = Bytes::from(vec![0x27u8; 4000]);
-    let header = video_header(40);
-    let frame = Rc::new(Frame {
-        timestamp: 40,
-        keyframe: false,
-        sequence_header: false,
-        metadata: false,
-        _rtmp: encode_shared(&header, &payload, 60000).to_vec(),
-        _flv: flv_form(flv::TAG_VIDEO, 40, &payload),
-        rtmp_len: payload.len() + 12,
-    });
-    let consumers: Vec<Rc<Consumer>> = (0..PLAYERS).map(|_| Consumer::new()).collect();
+    let batch = [Rc::new(Frame::new(Kind::Video, 40, payload, 60000))];
+    let waker = Waker::noop().clone();
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements(PLAYERS as u64));
-    // Idle players: every push finds an empty queue and wakes the writer.
-    g.bench_function("push_1000_consumers_idle", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for _ in 0..iters {
-                consumers.iter().for_each(|c| c.drain());
-                let t = Instant::now();
-                for c in &consumers {
-                    c.push(black_box(&frame), true);
+    for format in [Format::Rtmp, Format::HttpFlv] {
+        let consumers: Vec<Rc<Consumer>> = (0..PLAYERS)
+            .map(|_| Consumer::new(format, limits()))
+            .collect();
+        // Idle players: every delivery finds an empty queue and wakes the writer.
+        g.bench_function(format!("deliver_1000_{format:?}_idle"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    consumers.iter().for_each(|c| drain(c, &waker));
+                    let t = Instant::now();
+                    for c in &consumers {
+                        c.deliver(black_box(&batch), true);
+                    }
+                    spent += t.elapsed();
                 }
-                spent += t.elapsed();
-            }
-            spent
-        })
-    });
-    // Busy players: queues already hold a few frames, no wake needed.
-    g.bench_function("push_1000_consumers_backlogged", |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            for i in 0..iters {
-                if i % 8 == 0 {
-                    consumers.iter().for_each(|c| {
-                        c.drain();
-                        c.push(&frame, true);
-                    });
+                spent
+            })
+        });
+        // Busy players: queues already hold a few frames, no wake needed.
+        g.bench_function(format!("deliver_1000_{format:?}_backlogged"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for i in 0..iters {
+                    if i % 8 == 0 {
+                        consumers.iter().for_each(|c| {
+                            drain(c, &waker);
+                            c.deliver(&batch, true);
+                        });
+                    }
+                    let t = Instant::now();
+                    for c in &consumers {
+                        c.deliver(black_box(&batch), true);
+                    }
+                    spent += t.elapsed();
                 }
-                let t = Instant::now();
-                for c in &consumers {
-                    c.push(black_box(&frame), true);
-                }
-                spent += t.elapsed();
-            }
-            consumers.iter().for_each(|c| c.drain());
-            spent
-        })
-    });
+                consumers.iter().for_each(|c| drain(c, &waker));
+                spent
+            })
+        });
+    }
     g.finish();
 }
 
@@ -263,6 +173,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = chunk_decode, chunk_encode, flv_tag_build, fanout
+    targets = chunk_decode, chunk_encode, frame_build, fanout
 }
 criterion_main!(micro);

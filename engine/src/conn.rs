@@ -3,26 +3,18 @@
 //! socket, by the stream's fan-out, or by a timer.
 
 use crate::consumer::{Consumer, Notice};
+use crate::sendmsg::{send_iov, IOV, MAX_IOV};
 use bytes::{Buf, BytesMut};
 use futures_lite::io::AsyncRead;
 use glommio::net::TcpStream;
-use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// At most this many iovecs per `sendmsg` (the kernel's IOV_MAX).
-pub const MAX_IOV: usize = 1024;
 /// About this many bytes per `sendmsg`.
 const WRITE_BUDGET: usize = 512 * 1024;
-
-thread_local! {
-    /// One iovec scratch array per shard: writes are synchronous (within a
-    /// poll, or within the fan-out's flush), so players need not each carry one.
-    pub static IOV: RefCell<Vec<libc::iovec>> = RefCell::new(Vec::with_capacity(MAX_IOV));
-}
 
 /// Why a playing connection's task woke up.
 #[derive(Debug)]
@@ -32,22 +24,6 @@ pub enum Wake {
     Kicked(String),
     WriteFailed(io::Error),
     Timer,
-}
-
-/// One non-blocking `sendmsg` of `iov` to `fd`.
-pub fn send_iov(fd: i32, iov: &[libc::iovec]) -> io::Result<usize> {
-    // SAFETY: a zeroed msghdr is valid; the iovecs point into buffers the
-    // caller keeps alive for the duration of the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = iov.len() as _;
-    // SAFETY: fd is an open socket; msg is initialised above.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
 }
 
 /// Writes as much of `ctrl` and the consumer's queue as the socket takes
@@ -85,7 +61,8 @@ fn poll_flush(
             if n == 0 {
                 return None;
             }
-            let r = send_iov(fd, &iov);
+            // SAFETY: `stream` owns the socket and is borrowed here.
+            let r = send_iov(unsafe { BorrowedFd::borrow_raw(fd) }, &iov);
             iov.clear();
             Some(r)
         });

@@ -2,11 +2,11 @@
 //! slow player from costing anyone else anything: over its limit the queue
 //! drops to the next keyframe; a player that keeps overflowing is kicked.
 
-use crate::conn::{send_iov, IOV, MAX_IOV};
 use crate::frame::{Format, Frame};
+use crate::sendmsg::{send_iov, IOV, MAX_IOV};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -205,6 +205,9 @@ impl Consumer {
                     iov_len: s.len(),
                 });
             }
+            // SAFETY: a parked fd is the player's open socket: its task
+            // unparks before the socket can close.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             let r = Some(send_iov(fd, &iov));
             iov.clear();
             r
@@ -707,7 +710,7 @@ mod tests {
             if c.fill_iovecs(&mut iov, 64, usize::MAX) == 0 {
                 break;
             }
-            match send_iov(ours.as_raw_fd(), &iov) {
+            match send_iov(std::os::fd::AsFd::as_fd(&ours), &iov) {
                 Ok(n) => c.advance(n),
                 Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
             }

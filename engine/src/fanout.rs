@@ -112,7 +112,8 @@ impl Fanout {
         self.relays.borrow_mut().retain(|x| !Rc::ptr_eq(x, c));
     }
 
-    pub fn len(&self) -> usize {
+    /// Players and relays attached, for the API's client counts.
+    pub fn attached(&self) -> usize {
         self.consumers.borrow().len() + self.relays.borrow().len()
     }
 

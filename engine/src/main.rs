@@ -1,39 +1,9 @@
-//! `ringcast`: a live-streaming server (RTMP ingest; RTMP and HTTP-FLV
-//! playback) on thread-per-core io_uring executors.
-
-mod accept;
-mod api;
-mod api_stats;
-mod cluster;
-mod conn;
-mod consumer;
-mod control;
-mod disk;
-mod fanout;
-mod forward;
-mod frame;
-mod hls;
-mod hooks;
-mod http;
-mod httpc;
-mod listen;
-mod logging;
-mod memory;
-mod mesh;
-mod registry;
-mod rtmp;
-mod rtmpc;
-mod security;
-mod server;
-mod shard;
-mod stats;
-mod stream;
-mod upgrade;
-mod upstream;
-mod url;
+//! `ringcast`: the command line of the live-streaming server (see the
+//! `ringcast_engine` library for the server itself).
 
 use clap::Parser;
 use ringcast_conf::Config;
+use ringcast_engine::{control, logging, server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

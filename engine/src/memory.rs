@@ -63,7 +63,10 @@ mod tests {
         assert!(!t.should_trim(600, t0), "less than half left");
         assert!(!t.should_trim(400, t0), "still leaving");
         assert!(t.should_trim(400, t0), "settled");
-        assert!(!t.should_trim(0, t0 + Duration::from_secs(1)), "still leaving");
+        assert!(
+            !t.should_trim(0, t0 + Duration::from_secs(1)),
+            "still leaving"
+        );
         assert!(!t.should_trim(0, t0 + Duration::from_secs(1)), "too soon");
         assert!(t.should_trim(0, t0 + MIN_INTERVAL));
         assert!(

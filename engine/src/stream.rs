@@ -143,7 +143,7 @@ impl LocalStream {
     }
 
     pub fn consumer_count(&self) -> usize {
-        self.fanout.len()
+        self.fanout.attached()
     }
 
     /// The publisher left: drop the cache (the next publisher brings new

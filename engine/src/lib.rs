@@ -1,0 +1,37 @@
+//! The ringcast engine: a live-streaming server (RTMP and HTTP-FLV in and
+//! out, HLS, clusters) on thread-per-core io_uring executors. A library so
+//! that benchmarks and tests reach the real hot-path types (`Frame`,
+//! `Consumer`, `Fanout`); the `ringcast` binary is a thin command line over
+//! [`server::run`].
+
+mod accept;
+mod api;
+mod api_stats;
+mod cluster;
+mod conn;
+pub mod consumer;
+pub mod control;
+mod disk;
+pub mod fanout;
+mod forward;
+pub mod frame;
+mod hls;
+mod hooks;
+mod http;
+mod httpc;
+mod listen;
+pub mod logging;
+mod memory;
+mod mesh;
+mod registry;
+mod rtmp;
+mod rtmpc;
+mod security;
+mod sendmsg;
+pub mod server;
+mod shard;
+mod stats;
+mod stream;
+mod upgrade;
+mod upstream;
+mod url;
