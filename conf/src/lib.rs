@@ -49,9 +49,9 @@ pub struct Config {
     pub log: LogConf,
     /// `[rtmp]`: the RTMP listener.
     pub rtmp: RtmpConf,
-    /// `[http_server]`: the HTTP-FLV listener.
+    /// `[http_server]`: the HTTP listener for players (HTTP-FLV, HLS).
     pub http_server: HttpServerConf,
-    /// `[http_api]`: the management API listener (reserved).
+    /// `[http_api]`: the management API listener (streams, clients, metrics, kicks).
     pub http_api: HttpApiConf,
     /// `[vhosts.<name>]`; always contains [`DEFAULT_VHOST`].
     pub vhosts: BTreeMap<String, VhostConf>,

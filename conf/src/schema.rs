@@ -225,7 +225,7 @@ impl Default for RtmpConf {
     }
 }
 
-/// `[http_server]`: the HTTP listener serving HTTP-FLV.
+/// `[http_server]`: the HTTP listener for players: HTTP-FLV and HLS.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpServerConf {
@@ -245,7 +245,8 @@ impl Default for HttpServerConf {
     }
 }
 
-/// `[http_api]`: the management API listener; reserved, off by default.
+/// `[http_api]`: the management API listener (streams, clients, metrics,
+/// kicks); off by default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpApiConf {

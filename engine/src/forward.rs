@@ -19,6 +19,7 @@ use crate::stream::Hub;
 use crate::upstream::upstream_url;
 use crate::url::StreamRequest;
 use ringcast_proto::client::{ClientEvent, ClientMode};
+use ringcast_proto::server::MEDIA_STREAM_ID;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::RawFd;
@@ -66,7 +67,7 @@ async fn push(
     vhost: &str,
     keep: &dyn Fn() -> bool,
 ) -> Ended {
-    if conn.session.stream_id() != Some(1) {
+    if conn.session.stream_id() != Some(MEDIA_STREAM_ID) {
         return Ended::Failed(format!(
             "{} assigned message stream id {:?}; shared chunks need id 1",
             conn.addr,

@@ -5,6 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ringcast_proto::chunk::{encode_shared, MessageHeader};
 use ringcast_proto::flv;
 use ringcast_proto::message::{csid, msg_type};
+use ringcast_proto::server::MEDIA_STREAM_ID;
 use smallvec::SmallVec;
 
 /// What a frame carries, as far as queueing and start-up decisions care.
@@ -68,7 +69,7 @@ impl Frame {
             csid: cs,
             timestamp,
             type_id,
-            stream_id: 1,
+            stream_id: MEDIA_STREAM_ID,
         };
         let rtmp = encode_shared(&header, &payload, chunk_size);
         let len = payload.len() as u32;
