@@ -1,6 +1,7 @@
 //! A media message in every wire form ringcast sends, built once per message
 //! at the stream's hub and shared by every player of the stream.
 
+use crate::ingest::Media;
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcast_proto::chunk::{encode_shared, MessageHeader};
 use ringcast_proto::flv;
@@ -58,7 +59,17 @@ impl Frame {
     /// Builds every wire form of one message. `chunk_size` is the RTMP out
     /// chunk size all players of the vhost were told.
     pub fn new(kind: Kind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Frame {
-        use ringcast_proto::codec;
+        Frame::from_media(Media::new(kind, payload), timestamp, chunk_size)
+    }
+
+    /// Builds every wire form of a classified message.
+    pub fn from_media(media: Media, timestamp: u32, chunk_size: u32) -> Frame {
+        let Media {
+            kind,
+            payload,
+            sequence_header,
+            keyframe,
+        } = media;
         let type_id = kind.type_id();
         let (cs, tag) = match kind {
             Kind::Audio => (csid::AUDIO, flv::TAG_AUDIO),
@@ -79,18 +90,12 @@ impl Frame {
         let mut tail = BytesMut::with_capacity(6);
         tail.put_slice(&flv::prev_tag_size(len));
         tail.put_slice(b"\r\n");
-        // an AVC/HEVC end-of-sequence tag has the keyframe type but no picture
-        let end_of_sequence =
-            matches!(payload.first().map(|b| b & 0x0f), Some(7 | 12)) && payload.get(1) == Some(&2);
-        let keyframe =
-            kind == Kind::Video && codec::is_video_keyframe(&payload) && !end_of_sequence;
-        let sequence_header = codec::is_sequence_header(type_id, &payload);
         let rtmp_len = rtmp.iter().map(Bytes::len).sum();
         let flv_len = head.len() + payload.len() + tail.len();
         Frame {
             kind,
             timestamp,
-            keyframe: keyframe && !sequence_header,
+            keyframe,
             sequence_header,
             metadata: kind == Kind::Data,
             flv: [head.freeze(), payload, tail.freeze()],

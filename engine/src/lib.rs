@@ -19,6 +19,7 @@ mod hls;
 mod hooks;
 mod http;
 mod httpc;
+mod ingest;
 mod listen;
 pub mod logging;
 mod memory;

@@ -4,8 +4,9 @@
 use crate::conn::{read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::forward::{self, RelayedPublisher};
-use crate::frame::{Format, Kind};
+use crate::frame::Format;
 use crate::hooks::{self, Hook, HookInfo};
+use crate::ingest::Media;
 use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::security;
 use crate::shard::{Adopt, ConnGuard, KickGuard, Kicker, Shard};
@@ -15,7 +16,6 @@ use bytes::BytesMut;
 use glommio::net::TcpStream;
 use ringcast_conf::security::Action;
 use ringcast_conf::{ClusterMode, VhostConf};
-use ringcast_proto::message::{msg_type, normalize_metadata};
 use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -270,33 +270,14 @@ impl Conn {
                 }
                 ServerEvent::Media(msg) => {
                     if let Role::Publishing { hub, .. } = &self.role {
-                        let payload = msg.payload;
-                        match msg.header.type_id {
-                            msg_type::AUDIO => self.shard.publish_frame(
-                                hub,
-                                Kind::Audio,
-                                msg.header.timestamp,
-                                payload,
-                            ),
-                            msg_type::VIDEO => self.shard.publish_frame(
-                                hub,
-                                Kind::Video,
-                                msg.header.timestamp,
-                                payload,
-                            ),
-                            msg_type::DATA_AMF0 => {
-                                if let Some(meta) = normalize_metadata(&payload) {
-                                    self.shard.publish_frame(
-                                        hub,
-                                        Kind::Data,
-                                        msg.header.timestamp,
-                                        meta,
-                                    );
-                                }
+                        let type_id = msg.header.type_id;
+                        match Media::from_message(type_id, msg.payload) {
+                            Some(media) => {
+                                self.shard.publish_frame(hub, media, msg.header.timestamp)
                             }
-                            other => debug!(
+                            None => debug!(
                                 cid = self.cid,
-                                "ignored message type {other} from publisher"
+                                "ignored message type {type_id} from publisher"
                             ),
                         }
                     }

@@ -2,12 +2,13 @@
 //! own players, and the cross-shard messages that connect the two.
 
 use crate::consumer::Consumer;
-use crate::frame::{Frame, Kind};
+use crate::frame::Frame;
+use crate::ingest::Media;
 use crate::mesh::Senders;
 use crate::stream::{Hub, LocalStream};
 use crate::upstream::OriginBook;
 use crate::url::StreamRequest;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use glommio::{GlommioError, ResourceType};
 use ringcast_conf::ClusterMode;
 use ringcast_conf::Config;
@@ -384,9 +385,9 @@ impl Shard {
 
     /// One published message: corrected, encoded once, fanned out locally
     /// and sent once to each mirroring shard.
-    pub fn publish_frame(self: &Rc<Self>, hub: &RefCell<Hub>, kind: Kind, ts: u32, payload: Bytes) {
+    pub fn publish_frame(self: &Rc<Self>, hub: &RefCell<Hub>, media: Media, ts: u32) {
         let mut h = hub.borrow_mut();
-        let frame = h.ingest(kind, ts, payload);
+        let frame = h.ingest(media, ts);
         if h.local.is_repeat(&frame) {
             return;
         }

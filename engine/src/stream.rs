@@ -6,8 +6,8 @@
 use crate::consumer::{Consumer, Notice};
 use crate::fanout::Fanout;
 use crate::frame::{Frame, Kind};
+use crate::ingest::Media;
 use crate::registry::{AudioInfo, StreamStats, VideoInfo};
-use bytes::Bytes;
 use ringcast_conf::VhostConf;
 use ringcast_proto::codec;
 
@@ -358,17 +358,15 @@ impl Hub {
     }
 
     /// Turns one published message into a shared frame.
-    pub fn ingest(&mut self, kind: Kind, ts: u32, payload: Bytes) -> Rc<Frame> {
+    pub fn ingest(&mut self, media: Media, ts: u32) -> Rc<Frame> {
         self.frames_in += 1;
-        // Headers carry no media time (encoders stamp them 0, a GOP cache
-        // replays them with their old stamps): they never set the time base.
-        let header = kind == Kind::Data || codec::is_sequence_header(kind.type_id(), &payload);
-        let ts = if header {
+        // headers never set the time base
+        let ts = if media.is_header() {
             self.time.current()
         } else {
-            self.time.fix(kind, ts)
+            self.time.fix(media.kind, ts)
         };
-        Rc::new(Frame::new(kind, ts, payload, self.chunk_size))
+        Rc::new(Frame::from_media(media, ts, self.chunk_size))
     }
 }
 
@@ -377,6 +375,7 @@ mod tests {
     use super::*;
     use crate::consumer::Limits;
     use crate::frame::Format;
+    use bytes::Bytes;
     use std::time::Duration;
 
     fn f(kind: Kind, ts: u32, b0: u8, b1: u8) -> Rc<Frame> {

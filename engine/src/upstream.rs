@@ -4,6 +4,7 @@
 //! origin while players stay connected and timestamps stay continuous.
 
 use crate::frame::Kind;
+use crate::ingest::Media;
 use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::rtmpc::{self, ClientFailure};
 use crate::shard::Shard;
@@ -11,7 +12,6 @@ use crate::stream::Hub;
 use crate::url::StreamRequest;
 use ringcast_conf::{ClusterConf, DEFAULT_VHOST};
 use ringcast_proto::client::{ClientEvent, ClientMode};
-use ringcast_proto::message::{msg_type, normalize_metadata};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -241,20 +241,12 @@ async fn relay_media(
         for ev in events.drain(..) {
             match ev {
                 ClientEvent::Media(msg) => {
-                    let kind = match msg.header.type_id {
-                        msg_type::AUDIO => Kind::Audio,
-                        msg_type::VIDEO => Kind::Video,
-                        _ => Kind::Data,
+                    let Some(media) = Media::from_message(msg.header.type_id, msg.payload) else {
+                        continue;
                     };
-                    let payload = if kind == Kind::Data {
-                        match normalize_metadata(&msg.payload) {
-                            Some(p) => p,
-                            None => continue,
-                        }
-                    } else {
+                    if media.kind != Kind::Data {
                         last_media = Instant::now();
-                        msg.payload
-                    };
+                    }
                     if first {
                         first = false;
                         if *live {
@@ -266,7 +258,7 @@ async fn relay_media(
                             *live = true;
                         }
                     }
-                    shard.publish_frame(hub, kind, msg.header.timestamp, payload);
+                    shard.publish_frame(hub, media, msg.header.timestamp);
                 }
                 ClientEvent::Unpublished => return End::Unpublished,
                 _ => {}

@@ -70,6 +70,13 @@ pub fn is_video_keyframe(video_payload: &[u8]) -> bool {
         .is_some_and(|&b| frame_type(b) == FRAME_KEY)
 }
 
+/// Whether a video payload is an AVC or HEVC end-of-sequence tag: it
+/// carries the keyframe type but no picture, so no player can start on it.
+pub fn is_video_end_of_sequence(video_payload: &[u8]) -> bool {
+    matches!(video_payload.first().map(|b| b & 0x0f), Some(7 | 12))
+        && video_payload.get(1) == Some(&2)
+}
+
 /// Frame type from the first video byte; the mask drops Enhanced RTMP's
 /// extended-header bit so both layouts read the same.
 fn frame_type(b0: u8) -> u8 {
@@ -698,6 +705,13 @@ mod tests {
             assert!(!is_audio_sequence_header(empty));
         }
         assert!(!is_video_keyframe(&[]));
+        // AVC and HEVC end of sequence: packet type 2 after a key-type byte
+        assert!(is_video_end_of_sequence(&[0x17, 2, 0, 0, 0]));
+        assert!(is_video_end_of_sequence(&[0x1c, 2]));
+        assert!(!is_video_end_of_sequence(&[0x17, 1, 0, 0, 0]));
+        assert!(!is_video_end_of_sequence(&[0x12, 2]), "H.263 has no packet type");
+        assert!(!is_video_end_of_sequence(&[0x17]));
+        assert!(!is_video_end_of_sequence(&[]));
         // Command frames carry a command byte, not a packet type.
         assert!(!is_video_sequence_header(&[0x57, 0]));
         assert!(!is_video_sequence_header(&[0xd0, b'a', b'v', b'c', b'1']));
