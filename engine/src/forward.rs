@@ -227,7 +227,9 @@ pub async fn open_relay(
         {
             Ok(c) => return Ok((idx, origin.clone(), c)),
             Err(e) => {
-                shard.origin_failed(&req.vhost, idx);
+                if e.server_unhealthy() {
+                    shard.origin_failed(&req.vhost, idx);
+                }
                 warn!(shard = shard.id, stream = %req.key(), origin = %origin, "edge publish relay failed: {e}");
                 errors.push(format!("{origin}: {e}"));
             }

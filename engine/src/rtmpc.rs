@@ -19,14 +19,28 @@ const MAX_REDIRECTS: usize = 3;
 pub enum ClientFailure {
     /// Could not reach the server at all (refused, unreachable, timeout).
     Connect(String),
-    /// The server answered but refused or failed the session.
+    /// The server broke the protocol, or the URL or redirects were unusable.
     Session(String),
+    /// The server answered and refused this stream (not found, denied, busy):
+    /// the server itself is fine, another may have the stream.
+    Refused(String),
+}
+
+impl ClientFailure {
+    /// Whether the server should be avoided for a while: it could not be
+    /// reached or broke the protocol. A refusal only says this stream is
+    /// not there, and must not push other streams off a working origin.
+    pub fn server_unhealthy(&self) -> bool {
+        !matches!(self, ClientFailure::Refused(_))
+    }
 }
 
 impl std::fmt::Display for ClientFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientFailure::Connect(e) | ClientFailure::Session(e) => f.write_str(e),
+            ClientFailure::Connect(e) | ClientFailure::Session(e) | ClientFailure::Refused(e) => {
+                f.write_str(e)
+            }
         }
     }
 }
@@ -141,7 +155,7 @@ async fn open_once(
                     return Ok(Opened::Redirect(next));
                 }
                 ClientEvent::Rejected { description } => {
-                    return Err(ClientFailure::Session(format!(
+                    return Err(ClientFailure::Refused(format!(
                         "{addr} refused: {description}"
                     )));
                 }
@@ -205,5 +219,17 @@ impl ClientConn {
             .await
             .map_err(|e| format!("write {}: {e}", self.addr))?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientFailure;
+
+    #[test]
+    fn only_a_refusal_leaves_the_server_healthy() {
+        assert!(ClientFailure::Connect("connect: refused".into()).server_unhealthy());
+        assert!(ClientFailure::Session("protocol error".into()).server_unhealthy());
+        assert!(!ClientFailure::Refused("NetStream.Play.StreamNotFound".into()).server_unhealthy());
     }
 }

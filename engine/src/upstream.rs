@@ -6,7 +6,7 @@
 use crate::frame::Kind;
 use crate::ingest::Media;
 use crate::registry::{ClientInfo, ClientKind, Registered};
-use crate::rtmpc::{self, ClientFailure};
+use crate::rtmpc;
 use crate::shard::Shard;
 use crate::stream::Hub;
 use crate::url::StreamRequest;
@@ -148,11 +148,10 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
         {
             Ok(c) => c,
             Err(e) => {
-                shard.origin_failed(&req.vhost, idx);
-                let why = match e {
-                    ClientFailure::Connect(e) | ClientFailure::Session(e) => e,
-                };
-                warn!(shard = shard.id, stream = %key, origin = %origin, "edge pull failed: {why}; trying the next origin");
+                if e.server_unhealthy() {
+                    shard.origin_failed(&req.vhost, idx);
+                }
+                warn!(shard = shard.id, stream = %key, origin = %origin, "edge pull failed: {e}; trying the next origin");
                 failures += 1;
                 // a refused origin is skipped at once; a full round of
                 // failures waits a little before the next round

@@ -709,7 +709,10 @@ mod tests {
         assert!(is_video_end_of_sequence(&[0x17, 2, 0, 0, 0]));
         assert!(is_video_end_of_sequence(&[0x1c, 2]));
         assert!(!is_video_end_of_sequence(&[0x17, 1, 0, 0, 0]));
-        assert!(!is_video_end_of_sequence(&[0x12, 2]), "H.263 has no packet type");
+        assert!(
+            !is_video_end_of_sequence(&[0x12, 2]),
+            "H.263 has no packet type"
+        );
         assert!(!is_video_end_of_sequence(&[0x17]));
         assert!(!is_video_end_of_sequence(&[]));
         // Command frames carry a command byte, not a packet type.
