@@ -6,6 +6,7 @@
 
 use crate::cluster::host_port;
 use crate::conn::{read_into_until, write_all};
+use crate::envelope::envelope;
 use crate::registry::{ClientInfo, Registry};
 use crate::shard::{ConnGuard, Shard};
 use bytes::BytesMut;
@@ -16,7 +17,6 @@ use ringcast_proto::http::{parse_request_head, percent_decode};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 use tracing::{debug, warn};
 
@@ -26,40 +26,6 @@ const CODE_CLIENT_NOT_FOUND: i64 = 2049;
 const DEFAULT_COUNT: usize = 10;
 /// Longest JSONP callback name accepted.
 const MAX_CALLBACK: usize = 64;
-
-/// This process's id in API answers and (later) hook payloads: stable for
-/// the life of the process, different across restarts of a supervisor.
-pub fn server_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| format!("vid-{}", std::process::id()))
-}
-
-/// SRS's `service` id: changes on every start, so a client polling the API
-/// can tell that the server restarted even when the pid is reused.
-fn service_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        format!("{:x}", nanos ^ u128::from(std::process::id()))
-    })
-}
-
-fn pid() -> &'static str {
-    static PID: OnceLock<String> = OnceLock::new();
-    PID.get_or_init(|| std::process::id().to_string())
-}
-
-#[derive(Serialize)]
-struct Envelope<T: Serialize> {
-    code: i64,
-    server: &'static str,
-    service: &'static str,
-    pid: &'static str,
-    #[serde(flatten)]
-    body: T,
-}
 
 #[derive(Serialize)]
 struct NoBody {}
@@ -166,17 +132,6 @@ struct Reply {
     status: u16,
     json: String,
     refused: Option<String>,
-}
-
-pub(crate) fn envelope<T: Serialize>(code: i64, body: T) -> String {
-    let e = Envelope {
-        code,
-        server: server_id(),
-        service: service_id(),
-        pid: pid(),
-        body,
-    };
-    serde_json::to_string(&e).unwrap_or_else(|_| format!("{{\"code\":{code}}}"))
 }
 
 fn ok<T: Serialize>(body: T) -> Reply {

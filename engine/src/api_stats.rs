@@ -2,7 +2,7 @@
 //! Prometheus exposition: all read from the registry and the per-shard
 //! counter slots, never from the shards' live state.
 
-use crate::api::envelope;
+use crate::envelope::envelope;
 use crate::registry::{ClientKind, StreamStats};
 use crate::shard::Global;
 use crate::stats::{sum, ShardCounters};

@@ -4,6 +4,7 @@
 
 use crate::frame::{Format, Frame};
 use crate::sendmsg::{send_iov, IOV, MAX_IOV};
+use ringcast_conf::VhostConf;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -18,6 +19,18 @@ pub struct Limits {
     pub max_bytes: usize,
     pub max_overflows: u32,
     pub overflow_window: Duration,
+}
+
+impl Limits {
+    /// A player's queue limits from its vhost.
+    pub fn for_vhost(v: &VhostConf) -> Limits {
+        Limits {
+            max_duration_ms: v.queue_length_ms.min(u64::from(u32::MAX)) as u32,
+            max_bytes: v.queue_max_bytes,
+            max_overflows: v.max_queue_overflows.max(1),
+            overflow_window: Duration::from_millis(v.overflow_window_ms),
+        }
+    }
 }
 
 /// Stream-level news a player acts on between frames.
@@ -484,7 +497,7 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Kind;
+    use crate::ingest::Kind;
     use bytes::Bytes;
 
     fn limits() -> Limits {

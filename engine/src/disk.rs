@@ -4,7 +4,7 @@
 //!
 //! Shards hand it owned jobs over a bounded channel and never wait: a job
 //! that does not fit is refused at once and the caller decides what the
-//! refusal means (see `hls::Segmenter` for the policy that keeps the files
+//! refusal means (see `segmenter::Segmenter` for the policy that keeps the files
 //! on disk consistent). One thread working through one FIFO keeps the
 //! order in which jobs were queued across the whole process, so a playlist
 //! queued after its segments is renamed into place after them, and a

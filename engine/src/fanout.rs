@@ -190,7 +190,8 @@ pub async fn run_flusher() {
 mod tests {
     use super::*;
     use crate::consumer::Limits;
-    use crate::frame::{Format, Kind};
+    use crate::frame::Format;
+    use crate::ingest::Kind;
     use crate::stream::LocalStream;
     use bytes::Bytes;
     use std::time::Duration;

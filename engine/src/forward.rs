@@ -9,14 +9,13 @@
 //! nginx-rtmp do), so a forward costs a refcount and an iovec per message.
 
 use crate::conn::{Drive, Wake};
-use crate::consumer::{Consumer, Notice};
+use crate::consumer::{Consumer, Limits, Notice};
 use crate::frame::Format;
 use crate::registry::{ClientInfo, ClientKind, Registered};
-use crate::rtmp::limits;
 use crate::rtmpc::{self, ClientConn};
 use crate::shard::Shard;
 use crate::stream::Hub;
-use crate::upstream::upstream_url;
+use crate::url::upstream_url;
 use crate::url::StreamRequest;
 use ringcast_proto::client::{ClientEvent, ClientMode};
 use ringcast_proto::server::MEDIA_STREAM_ID;
@@ -76,7 +75,7 @@ async fn push(
     }
     // the set-up deadline no longer applies: a destination mostly listens
     let _ = conn.stream.set_read_timeout(None);
-    let consumer = Consumer::new(Format::Rtmp, limits(shard.cfg().vhost(vhost)));
+    let consumer = Consumer::new(Format::Rtmp, Limits::for_vhost(shard.cfg().vhost(vhost)));
     hub.borrow_mut().local.add_consumer(consumer.clone());
     let mut rbuf = [0u8; 1024];
     let mut events = Vec::new();

@@ -1,32 +1,13 @@
 //! A media message in every wire form ringcast sends, built once per message
 //! at the stream's hub and shared by every player of the stream.
 
-use crate::ingest::Media;
+use crate::ingest::{Kind, Media};
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcast_proto::chunk::{encode_shared, MessageHeader};
 use ringcast_proto::flv;
-use ringcast_proto::message::{csid, msg_type};
+use ringcast_proto::message::csid;
 use ringcast_proto::server::MEDIA_STREAM_ID;
 use smallvec::SmallVec;
-
-/// What a frame carries, as far as queueing and start-up decisions care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Audio,
-    Video,
-    Data,
-}
-
-impl Kind {
-    /// The RTMP message type of this kind.
-    pub fn type_id(self) -> u8 {
-        match self {
-            Kind::Audio => msg_type::AUDIO,
-            Kind::Video => msg_type::VIDEO,
-            Kind::Data => msg_type::DATA_AMF0,
-        }
-    }
-}
 
 /// The output formats a consumer can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -96,7 +96,7 @@ fn body(hook: Hook, info: &HookInfo) -> Vec<u8> {
         format!("?{}", info.param)
     };
     let b = Body {
-        server_id: crate::api::server_id(),
+        server_id: crate::envelope::server_id(),
         action: hook.action(),
         client_id: info.client_id.to_string(),
         ip: &info.ip,
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn body_has_srs_fields() {
         let v = json(Hook::Publish);
-        assert_eq!(v["server_id"], crate::api::server_id());
+        assert_eq!(v["server_id"], crate::envelope::server_id());
         assert_eq!(v["action"], "on_publish");
         assert_eq!(v["client_id"], "42");
         assert_eq!(v["ip"], "127.0.0.1");

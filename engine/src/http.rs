@@ -1,12 +1,11 @@
 //! HTTP connections: HTTP-FLV playback (chunked, CORS) from the same stream
 //! hubs and mirrors as RTMP players.
 
-use crate::conn::{read_into_until, write_all, Drive, Wake};
-use crate::consumer::{Consumer, Notice};
+use crate::conn::{gone, read_into_until, write_all, Drive, Wake};
+use crate::consumer::{Consumer, Limits, Notice};
 use crate::frame::{flv_header_chunk, Format};
 use crate::hooks::{self, Hook, HookInfo};
 use crate::registry::{ClientInfo, ClientKind, Registered};
-use crate::rtmp::{gone, limits};
 use crate::security;
 use crate::shard::{ConnGuard, Kicker, Shard};
 use crate::url::{host_of, split_query, StreamRequest};
@@ -241,7 +240,7 @@ async fn play(
     let cfg = shard.cfg();
     let vhost = cfg.vhost(&req.vhost);
     let wait = Duration::from_millis(vhost.http_flv.unpublish_timeout_ms);
-    let consumer = Consumer::new(Format::HttpFlv, limits(vhost));
+    let consumer = Consumer::new(Format::HttpFlv, Limits::for_vhost(vhost));
     let mut ctrl = BytesMut::from(
         format!(
             "HTTP/1.1 200 OK\r\nServer: ringcast/{}\r\nContent-Type: video/x-flv\r\nTransfer-Encoding: chunked\r\nConnection: close\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\n\r\n",

@@ -3,10 +3,28 @@
 //! kind, and whether each is a sequence header or a keyframe. Every path
 //! that brings media in goes through [`Media::from_message`], so they agree.
 
-use crate::frame::Kind;
 use bytes::Bytes;
 use ringcast_proto::codec;
 use ringcast_proto::message::{msg_type, normalize_metadata};
+
+/// What a frame carries, as far as queueing and start-up decisions care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Audio,
+    Video,
+    Data,
+}
+
+impl Kind {
+    /// The RTMP message type of this kind.
+    pub fn type_id(self) -> u8 {
+        match self {
+            Kind::Audio => msg_type::AUDIO,
+            Kind::Video => msg_type::VIDEO,
+            Kind::Data => msg_type::DATA_AMF0,
+        }
+    }
+}
 
 /// One media message, classified.
 #[derive(Debug, Clone)]

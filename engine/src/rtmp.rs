@@ -1,7 +1,7 @@
 //! RTMP connections: handshake and commands through the sans-IO server
 //! session, then either publishing into a hub or playing from a stream.
 
-use crate::conn::{read_into_until, write_all, Drive, Wake};
+use crate::conn::{gone, read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::forward::{self, RelayedPublisher};
 use crate::frame::Format;
@@ -620,7 +620,7 @@ impl Conn {
             return Ok(format!("redirected to {url}"));
         }
         let _listed = self.register(&req, ClientKind::RtmpPlay);
-        let consumer = Consumer::new(Format::Rtmp, limits(&self.vhost_conf()));
+        let consumer = Consumer::new(Format::Rtmp, Limits::for_vhost(&self.vhost_conf()));
         if self.session.connect_info().is_some_and(|i| i.relay) {
             consumer.serve_immediately();
         }
@@ -692,25 +692,5 @@ impl Conn {
                 Wake::Timer => {}
             }
         }
-    }
-}
-
-/// A player's connection failed: a peer that reset or hung up is ordinary
-/// departure (logged at info), anything else is an error.
-pub fn gone(e: std::io::Error, op: &str) -> Result<String, String> {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    match e.kind() {
-        ConnectionReset | BrokenPipe | ConnectionAborted => Ok(format!("player left ({op}: {e})")),
-        _ => Err(format!("{op} error: {e}")),
-    }
-}
-
-/// A player's queue limits from its vhost.
-pub fn limits(v: &VhostConf) -> Limits {
-    Limits {
-        max_duration_ms: v.queue_length_ms.min(u64::from(u32::MAX)) as u32,
-        max_bytes: v.queue_max_bytes,
-        max_overflows: v.max_queue_overflows.max(1),
-        overflow_window: Duration::from_millis(v.overflow_window_ms),
     }
 }

@@ -93,7 +93,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     .await
                     .ok_or_else(|| "mesh join failed".to_string())?;
                 let id = senders.peer_id();
-                let shard = Rc::new(Shard::new(id, cfg, global, senders));
+                let shard = Rc::new(Shard::new(id, cfg, global, senders, crate::tasks::spawn));
                 glommio::spawn_local(crate::fanout::run_flusher()).detach();
 
                 for (peer, rx) in receivers {

@@ -5,8 +5,8 @@ use crate::consumer::Consumer;
 use crate::frame::Frame;
 use crate::ingest::Media;
 use crate::mesh::Senders;
+use crate::origins::OriginBook;
 use crate::stream::{Hub, LocalStream};
-use crate::upstream::OriginBook;
 use crate::url::StreamRequest;
 use bytes::BytesMut;
 use glommio::{GlommioError, ResourceType};
@@ -96,6 +96,36 @@ pub enum ShardMsg {
     },
 }
 
+/// Work the state core wants done outside itself, described rather than
+/// started so that this module imports no connection handler: the task
+/// layer ([`Spawn`], `crate::tasks` in the server) turns each into a task.
+pub enum Task {
+    /// Serve a publisher another shard handed over.
+    Adopt(Box<Adopt>),
+    /// Pull `req` from an origin into `hub` (edge vhosts).
+    Pull {
+        req: StreamRequest,
+        hub: Rc<RefCell<Hub>>,
+    },
+    /// Relay the stream published into `hub` to forward destination `dest`.
+    Forward {
+        hub: Rc<RefCell<Hub>>,
+        req: StreamRequest,
+        dest: String,
+    },
+    /// Remove a stream's HLS output `after` its publish ended, unless it
+    /// was published again meanwhile.
+    DisposeHls {
+        key: StreamKey,
+        generation: u64,
+        after: std::time::Duration,
+        files: Vec<std::path::PathBuf>,
+    },
+}
+
+/// Starts a [`Task`]; given to [`Shard::new`] by the layer above.
+pub type Spawn = fn(&Rc<Shard>, Task);
+
 /// How the API reaches a connection to disconnect it.
 pub enum Kicker {
     Player(std::rc::Weak<Consumer>),
@@ -124,7 +154,7 @@ pub struct Global {
     pub connections: AtomicUsize,
     pub registry: Arc<crate::registry::Registry>,
     pub control: Arc<crate::control::Control>,
-    pub hls: Arc<crate::hls::Store>,
+    pub hls: Arc<crate::segmenter::Store>,
 }
 
 pub struct Shard {
@@ -144,6 +174,7 @@ pub struct Shard {
     kickers: RefCell<HashMap<u64, Kicker>>,
     /// Per destination shard, what waits for room in its channel.
     outboxes: RefCell<Vec<Outbox>>,
+    spawn: Spawn,
 }
 
 /// Messages for one shard that met a full channel, in the order sent.
@@ -174,6 +205,7 @@ impl Shard {
         cfg: Arc<Config>,
         global: Arc<Global>,
         senders: Senders<ShardMsg>,
+        spawn: Spawn,
     ) -> Shard {
         let count = senders.nr_consumers();
         Shard {
@@ -191,6 +223,7 @@ impl Shard {
             origin_books: RefCell::default(),
             kickers: RefCell::default(),
             outboxes: RefCell::new((0..count).map(|_| Outbox::default()).collect()),
+            spawn,
         }
     }
 
@@ -234,7 +267,7 @@ impl Shard {
         }
         // started once no stream is borrowed: a task may run at once
         for (hub, req, dest) in start {
-            glommio::spawn_local(crate::forward::forward(self.clone(), hub, req, dest)).detach();
+            (self.spawn)(self, Task::Forward { hub, req, dest });
         }
 
         for (key, m) in self.mirrors.borrow().iter() {
@@ -581,7 +614,7 @@ impl Shard {
                     m.borrow_mut().local.unpublish();
                 }
             }
-            ShardMsg::Adopt(a) => crate::rtmp::adopt(self.clone(), *a),
+            ShardMsg::Adopt(a) => (self.spawn)(self, Task::Adopt(a)),
             ShardMsg::Kick { cid } => {
                 self.kick_local(cid);
             }
@@ -606,12 +639,11 @@ impl Shard {
             }
             h.pulling = true;
         }
-        glommio::spawn_local(crate::upstream::pull(
-            self.clone(),
-            req.clone(),
-            hub.clone(),
-        ))
-        .detach();
+        let task = Task::Pull {
+            req: req.clone(),
+            hub: hub.clone(),
+        };
+        (self.spawn)(self, task);
     }
 
     /// Starts (or, on a republish, continues with a discontinuity) the
@@ -625,7 +657,7 @@ impl Shard {
             return;
         }
         let (app, stream) = (h.meter.stats.app.clone(), h.meter.stats.stream.clone());
-        h.hls = Some(crate::hls::Segmenter::new(
+        h.hls = Some(crate::segmenter::Segmenter::new(
             &self.global.hls,
             key,
             &app,
@@ -636,19 +668,18 @@ impl Shard {
 
     /// Closes the last segment and schedules the stream's HLS output for
     /// removal after `hls_dispose`.
-    fn end_hls(&self, key: &str, h: &mut Hub) {
+    fn end_hls(self: &Rc<Self>, key: &str, h: &mut Hub) {
         let Some(mut seg) = h.hls.take() else { return };
         seg.cut(&self.global.hls);
         let dispose = self.cfg().vhost(&h.meter.stats.vhost).hls.hls_dispose;
         if dispose > 0.0 {
-            let task = crate::hls::dispose_later(
-                self.global.hls.clone(),
-                key.to_string(),
-                seg.generation(),
-                std::time::Duration::from_secs_f64(dispose),
-                seg.files(),
-            );
-            glommio::spawn_local(task).detach();
+            let task = Task::DisposeHls {
+                key: key.to_string(),
+                generation: seg.generation(),
+                after: std::time::Duration::from_secs_f64(dispose),
+                files: seg.files(),
+            };
+            (self.spawn)(self, task);
         }
     }
 

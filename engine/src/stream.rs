@@ -5,7 +5,8 @@
 
 use crate::consumer::{Consumer, Notice};
 use crate::fanout::Fanout;
-use crate::frame::{Frame, Kind};
+use crate::frame::Frame;
+use crate::ingest::Kind;
 use crate::ingest::Media;
 use crate::registry::{AudioInfo, StreamStats, VideoInfo};
 use ringcast_conf::VhostConf;
@@ -315,7 +316,7 @@ pub struct Hub {
     /// When a player or mirror last joined (edge idle accounting).
     pub last_join: Option<Instant>,
     /// The stream's HLS segmenter, when its vhost has HLS on.
-    pub hls: Option<crate::hls::Segmenter>,
+    pub hls: Option<crate::segmenter::Segmenter>,
 }
 
 impl Hub {

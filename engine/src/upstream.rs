@@ -3,14 +3,14 @@
 //! it. On error, end of stream or silence the pull moves to the next healthy
 //! origin while players stay connected and timestamps stay continuous.
 
-use crate::frame::Kind;
+use crate::ingest::Kind;
 use crate::ingest::Media;
 use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::rtmpc;
 use crate::shard::Shard;
 use crate::stream::Hub;
-use crate::url::StreamRequest;
-use ringcast_conf::{ClusterConf, DEFAULT_VHOST};
+use crate::url::{upstream_url, StreamRequest};
+use ringcast_conf::ClusterConf;
 use ringcast_proto::client::{ClientEvent, ClientMode};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,65 +21,6 @@ use tracing::{info, warn};
 const TICK: Duration = Duration::from_millis(250);
 /// Pause after every origin failed in a row.
 const ROUND_PAUSE: Duration = Duration::from_millis(500);
-
-/// Per-vhost origin choice on one shard: a round-robin cursor shared by all
-/// streams of the vhost, and when each origin last failed.
-#[derive(Debug, Default)]
-pub struct OriginBook {
-    cursor: usize,
-    failed_at: Vec<Option<Instant>>,
-}
-
-impl OriginBook {
-    /// The next origin to try: round robin over those not failed within
-    /// `retry`; if every one failed recently, the one that failed longest ago.
-    pub fn pick(&mut self, count: usize, retry: Duration) -> usize {
-        self.failed_at.resize(count, None);
-        let now = Instant::now();
-        for i in 0..count {
-            let idx = (self.cursor + i) % count;
-            let healthy = self.failed_at[idx].is_none_or(|t| now.duration_since(t) >= retry);
-            if healthy {
-                self.cursor = (idx + 1) % count;
-                return idx;
-            }
-        }
-        let idx = (0..count).min_by_key(|&i| self.failed_at[i]).unwrap_or(0);
-        self.cursor = (idx + 1) % count;
-        idx
-    }
-
-    pub fn failed(&mut self, idx: usize) {
-        if let Some(slot) = self.failed_at.get_mut(idx) {
-            *slot = Some(Instant::now());
-        }
-    }
-
-    pub fn succeeded(&mut self, idx: usize) {
-        if let Some(slot) = self.failed_at.get_mut(idx) {
-            *slot = None;
-        }
-    }
-}
-
-/// The RTMP URL of `req` on `origin`, query (tokens) passed through and the
-/// vhost named for a non-default vhost.
-pub fn upstream_url(origin: &str, req: &StreamRequest) -> String {
-    let mut query = req.param.clone();
-    if req.vhost != DEFAULT_VHOST && crate::url::query_value(&query, "vhost").is_none() {
-        if !query.is_empty() {
-            query.push('&');
-        }
-        query.push_str("vhost=");
-        query.push_str(&req.vhost);
-    }
-    let q = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("rtmp://{origin}/{}/{}{q}", req.app, req.stream)
-}
 
 /// How long the stream has had no players: since the later of when the
 /// pull first saw none, when a player last joined (a player that comes and
@@ -271,50 +212,5 @@ async fn relay_media(
         } else if idle_for(shard, hub.as_ref(), &mut idle_since) >= idle {
             return End::Idle;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_robin_skips_recent_failures() {
-        let mut b = OriginBook::default();
-        let retry = Duration::from_secs(60);
-        assert_eq!(b.pick(3, retry), 0);
-        assert_eq!(b.pick(3, retry), 1);
-        b.failed(2);
-        assert_eq!(b.pick(3, retry), 0, "2 failed recently");
-        b.failed(0);
-        assert_eq!(b.pick(3, retry), 1);
-        b.failed(1);
-        // all failed: the one that failed longest ago
-        assert_eq!(b.pick(3, retry), 2);
-        b.succeeded(0);
-        assert_eq!(b.pick(3, retry), 0);
-    }
-
-    #[test]
-    fn upstream_url_keeps_tokens_and_names_vhost() {
-        let req = StreamRequest {
-            vhost: DEFAULT_VHOST.into(),
-            app: "live".into(),
-            stream: "s".into(),
-            param: "token=abc".into(),
-        };
-        assert_eq!(
-            upstream_url("o1:1935", &req),
-            "rtmp://o1:1935/live/s?token=abc"
-        );
-        let req = StreamRequest {
-            vhost: "v1".into(),
-            param: String::new(),
-            ..req
-        };
-        assert_eq!(
-            upstream_url("o1:1935", &req),
-            "rtmp://o1:1935/live/s?vhost=v1"
-        );
     }
 }

@@ -2,6 +2,8 @@
 //! `vhost=` parameter, streams keyed by `vhost/app/stream`, the query string
 //! kept for later use (tokens, hooks).
 
+use ringcast_conf::DEFAULT_VHOST;
+
 /// A publish or play request, resolved to a configured vhost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRequest {
@@ -68,9 +70,51 @@ pub fn host_of(host_port: &str) -> &str {
     host_port.split(':').next().unwrap_or_default()
 }
 
+/// The RTMP URL of `req` on `origin`, query (tokens) passed through and the
+/// vhost named for a non-default vhost.
+pub fn upstream_url(origin: &str, req: &StreamRequest) -> String {
+    let mut query = req.param.clone();
+    if req.vhost != DEFAULT_VHOST && query_value(&query, "vhost").is_none() {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("vhost=");
+        query.push_str(&req.vhost);
+    }
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("rtmp://{origin}/{}/{}{q}", req.app, req.stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_url_keeps_tokens_and_names_vhost() {
+        let req = StreamRequest {
+            vhost: DEFAULT_VHOST.into(),
+            app: "live".into(),
+            stream: "s".into(),
+            param: "token=abc".into(),
+        };
+        assert_eq!(
+            upstream_url("o1:1935", &req),
+            "rtmp://o1:1935/live/s?token=abc"
+        );
+        let req = StreamRequest {
+            vhost: "v1".into(),
+            param: String::new(),
+            ..req
+        };
+        assert_eq!(
+            upstream_url("o1:1935", &req),
+            "rtmp://o1:1935/live/s?vhost=v1"
+        );
+    }
 
     #[test]
     fn vhost_from_query_or_host() {
