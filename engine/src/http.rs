@@ -1,12 +1,12 @@
 //! HTTP connections: HTTP-FLV playback (chunked, CORS) from the same stream
 //! hubs and mirrors as RTMP players.
 
+use crate::admission::{self, Applicant, Decision};
 use crate::conn::{gone, read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::frame::{flv_header_chunk, Format};
-use crate::hooks::{self, Hook, HookInfo};
-use crate::registry::{ClientInfo, ClientKind, Registered};
-use crate::security;
+use crate::hooks::Hook;
+use crate::registry::ClientKind;
 use crate::shard::{ConnGuard, Kicker, Shard};
 use crate::url::{host_of, split_query, StreamRequest};
 use bytes::BytesMut;
@@ -169,64 +169,30 @@ async fn serve_inner(
         return Err(format!("refused GET {}: no such mount", req.path));
     };
     drop(input);
-    let peer_ip = stream.peer_addr().map(|p| p.ip()).ok();
-    let vhost = shard.cfg().vhost(&sreq.vhost).clone();
-    let hook = HookInfo {
-        client_id: cid,
-        ip: peer_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-        vhost: sreq.vhost.clone(),
-        app: sreq.app.clone(),
-        stream: sreq.stream.clone(),
-        param: sreq.param.clone(),
+    let who = Applicant {
+        cid,
+        ip: stream.peer_addr().map(|p| p.ip()).ok(),
         tc_url: format!("http://{}/{}", req.host, sreq.app),
         page_url: String::new(),
     };
-    let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
-    let vetted = match peer_ip {
-        Some(ip) => security::check(&vhost.security.rules, Action::Play, ip),
-        None => Err("no peer address".to_string()),
-    };
-    let vetted = match vetted {
-        Ok(()) => Box::pin(hooks::call(
-            &vhost.hooks.on_play,
-            Hook::Play,
-            &hook,
-            timeout,
-        ))
-        .await
-        .map_err(|why| format!("hook {why}")),
-        Err(why) => Err(why),
-    };
-    if let Err(why) = vetted {
-        let _ = write_all(stream, &mut simple_response("403 Forbidden", "")).await;
-        return Err(format!("refused GET {}: {why}", req.path));
-    }
-    if let Some(o) = Box::pin(shard.find_elsewhere(&sreq)).await {
-        if let Some(url) = crate::cluster::flv_redirect_url(&o, &req.path) {
-            let extra = format!("Location: {url}\r\nAccess-Control-Allow-Origin: *\r\n");
-            let _ = write_all(stream, &mut simple_response("302 Found", &extra)).await;
-            return Ok(format!("GET {} redirected to {url}", req.path));
+    match Box::pin(admission::decide(shard, &who, &sreq, Action::Play, false)).await {
+        Decision::Admit => {}
+        Decision::Refuse(why) => {
+            let _ = write_all(stream, &mut simple_response("403 Forbidden", "")).await;
+            return Err(format!("refused GET {}: {why}", req.path));
+        }
+        Decision::Elsewhere(o) => {
+            // a coworker without an HTTP server to name: play here
+            if let Some(url) = crate::cluster::flv_redirect_url(&o, &req.path) {
+                let extra = format!("Location: {url}\r\nAccess-Control-Allow-Origin: *\r\n");
+                let _ = write_all(stream, &mut simple_response("302 Found", &extra)).await;
+                return Ok(format!("GET {} redirected to {url}", req.path));
+            }
         }
     }
-    let peer = stream
-        .peer_addr()
-        .map(|p| p.ip().to_string())
-        .unwrap_or_default();
-    let info = ClientInfo {
-        id: cid,
-        shard: shard.id,
-        kind: ClientKind::FlvPlay,
-        ip: peer,
-        tc_url: format!("http://{}/{}", req.host, sreq.app),
-        vhost: sreq.vhost.clone(),
-        app: sreq.app.clone(),
-        stream: sreq.stream.clone(),
-        param: sreq.param.clone(),
-        since: std::time::SystemTime::now(),
-    };
-    let _listed = Registered::new(&shard.global.registry, info);
-    let r = play(shard, stream, cid, sreq).await;
-    notify_stop(shard, hook);
+    let _listed = who.register(shard, &sreq, ClientKind::FlvPlay);
+    let r = play(shard, stream, cid, &sreq).await;
+    admission::notify_left(shard, &who, &sreq, Hook::Stop);
     r
 }
 
@@ -234,7 +200,7 @@ async fn play(
     shard: &Rc<Shard>,
     stream: &mut TcpStream,
     cid: u64,
-    req: StreamRequest,
+    req: &StreamRequest,
 ) -> Result<String, String> {
     let key = req.key();
     let cfg = shard.cfg();
@@ -249,7 +215,7 @@ async fn play(
         .as_bytes(),
     );
     ctrl.extend_from_slice(&flv_header_chunk());
-    let publishing = shard.play_join(&req, consumer.clone());
+    let publishing = shard.play_join(req, consumer.clone());
     let _kickable = shard.kickable(cid, Kicker::Player(Rc::downgrade(&consumer)));
     info!(shard = shard.id, cid, stream = %key, param = %req.param, publishing, "flv play started");
     let _ = stream.set_read_timeout(None);
@@ -280,19 +246,6 @@ async fn play(
     };
     shard.play_leave(&key, &consumer);
     r
-}
-
-/// Tells on_stop hooks that an HTTP-FLV player left, without waiting.
-fn notify_stop(shard: &Rc<Shard>, hook: HookInfo) {
-    let vhost = shard.cfg().vhost(&hook.vhost).clone();
-    if vhost.hooks.on_stop.is_empty() {
-        return;
-    }
-    let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
-    glommio::spawn_local(async move {
-        let _ = hooks::call(&vhost.hooks.on_stop, Hook::Stop, &hook, timeout).await;
-    })
-    .detach();
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! [`server::run`].
 
 mod accept;
+mod admission;
 mod api;
 mod api_stats;
 mod cluster;

@@ -1,14 +1,14 @@
 //! RTMP connections: handshake and commands through the sans-IO server
 //! session, then either publishing into a hub or playing from a stream.
 
+use crate::admission::{self, Applicant, Decision};
 use crate::conn::{gone, read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::forward::{self, RelayedPublisher};
 use crate::frame::Format;
 use crate::hooks::{self, Hook, HookInfo};
 use crate::ingest::Media;
-use crate::registry::{ClientInfo, ClientKind, Registered};
-use crate::security;
+use crate::registry::{ClientKind, Registered};
 use crate::shard::{Adopt, ConnGuard, KickGuard, Kicker, Shard};
 use crate::stream::Hub;
 use crate::url::{split_query, StreamRequest};
@@ -153,7 +153,7 @@ impl Conn {
         if let Role::Publishing { req, .. } = &self.role {
             info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %req.key(), "publish ended");
             self.shard.publish_end(&req.key());
-            self.notify_hook(req, Hook::Unpublish);
+            admission::notify_left(&self.shard, &self.applicant(), req, Hook::Unpublish);
         }
         match outcome {
             Ok(why) => {
@@ -290,7 +290,8 @@ impl Conn {
                         self.listed = None;
                         self.kickable = None;
                         self.shard.publish_end(&req.key());
-                        self.notify_hook(&req, Hook::Unpublish);
+                        let who = self.applicant();
+                        admission::notify_left(&self.shard, &who, &req, Hook::Unpublish);
                     }
                 }
                 ServerEvent::StreamClosed { .. } => {}
@@ -333,53 +334,36 @@ impl Conn {
         Ok(())
     }
 
-    fn hook_info(&self, req: &StreamRequest) -> HookInfo {
+    /// This client as admission, hooks and the API see it.
+    fn applicant(&self) -> Applicant {
         let info = self.session.connect_info();
-        HookInfo {
-            client_id: self.cid,
-            ip: self.peer.ip().to_string(),
-            vhost: req.vhost.clone(),
-            app: req.app.clone(),
-            stream: req.stream.clone(),
-            param: req.param.clone(),
+        Applicant {
+            cid: self.cid,
+            ip: Some(self.peer.ip()),
             tc_url: info.map(|i| i.tc_url.clone()).unwrap_or_default(),
             page_url: info.map(|i| i.page_url.clone()).unwrap_or_default(),
         }
     }
 
-    /// Security rules, then the vhost's hooks, for a publish or a play;
-    /// `Err` is the reason to give the client and the log.
-    async fn vet(&self, req: &StreamRequest, action: Action) -> Result<(), String> {
-        let vhost = self.vhost_conf();
-        security::check(&vhost.security.rules, action, self.peer.ip())?;
-        let (urls, hook) = match action {
-            Action::Publish => (&vhost.hooks.on_publish, Hook::Publish),
-            Action::Play => (&vhost.hooks.on_play, Hook::Play),
-        };
-        let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
-        hooks::call(urls, hook, &self.hook_info(req), timeout)
-            .await
-            .map_err(|why| format!("hook {why}"))
+    /// Refuses a publish with `code` and `why`, sent before returning.
+    async fn refuse_publish<T>(
+        &mut self,
+        stream_id: u32,
+        code: &str,
+        why: &str,
+    ) -> Result<T, String> {
+        self.session
+            .reject_publish(stream_id, code, why, &mut self.out);
+        let _ = write_all(&mut self.stream, &mut self.out).await;
+        Err(format!("publish refused: {why}"))
     }
 
-    /// Tells the after-the-fact hook (on_unpublish / on_stop) without waiting.
-    fn notify_hook(&self, req: &StreamRequest, hook: Hook) {
-        let vhost = self.vhost_conf();
-        let urls = match hook {
-            Hook::Unpublish => vhost.hooks.on_unpublish.clone(),
-            _ => vhost.hooks.on_stop.clone(),
-        };
-        if urls.is_empty() {
-            return;
-        }
-        let info = self.hook_info(req);
-        let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
-        glommio::spawn_local(async move {
-            if let Err(why) = hooks::call(&urls, hook, &info, timeout).await {
-                debug!("{why} (ignored)");
-            }
-        })
-        .detach();
+    /// Refuses a play with `code` and `why`, sent before returning.
+    async fn refuse_play<T>(&mut self, stream_id: u32, code: &str, why: &str) -> Result<T, String> {
+        self.session
+            .reject_play(stream_id, code, why, &mut self.out);
+        let _ = write_all(&mut self.stream, &mut self.out).await;
+        Err(format!("play refused: {why}"))
     }
 
     fn request(&self, name: &str) -> Result<StreamRequest, String> {
@@ -409,27 +393,6 @@ impl Conn {
         })
     }
 
-    fn register(&self, req: &StreamRequest, kind: ClientKind) -> Registered {
-        let tc_url = self
-            .session
-            .connect_info()
-            .map(|i| i.tc_url.clone())
-            .unwrap_or_default();
-        let info = ClientInfo {
-            id: self.cid,
-            shard: self.shard.id,
-            kind,
-            ip: self.peer.ip().to_string(),
-            vhost: req.vhost.clone(),
-            app: req.app.clone(),
-            stream: req.stream.clone(),
-            param: req.param.clone(),
-            tc_url,
-            since: std::time::SystemTime::now(),
-        };
-        Registered::new(&self.shard.global.registry, info)
-    }
-
     fn vhost_conf(&self) -> VhostConf {
         self.shard
             .cfg()
@@ -446,39 +409,29 @@ impl Conn {
         let req = match self.request(&name) {
             Ok(r) => r,
             Err(e) => {
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.BadName",
-                    &e,
-                    &mut self.out,
-                );
-                let _ = write_all(&mut self.stream, &mut self.out).await;
-                return Err(format!("publish refused: {e}"));
+                return self
+                    .refuse_publish(stream_id, "NetStream.Publish.BadName", &e)
+                    .await
             }
         };
         let key = req.key();
-        if !self.vetted {
-            if let Err(why) = self.vet(&req, Action::Publish).await {
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.Rejected",
-                    &why,
-                    &mut self.out,
-                );
-                let _ = write_all(&mut self.stream, &mut self.out).await;
-                return Err(format!("publish refused: {why}"));
+        let who = self.applicant();
+        match admission::decide(&self.shard, &who, &req, Action::Publish, self.vetted).await {
+            Decision::Admit => self.vetted = true,
+            Decision::Refuse(why) => {
+                return self
+                    .refuse_publish(stream_id, "NetStream.Publish.Rejected", &why)
+                    .await
             }
-            self.vetted = true;
-        }
-        if let Some(o) = Box::pin(self.shard.find_elsewhere(&req)).await {
-            let e = format!(
-                "stream {key} is already published on coworker {}:{}",
-                o.ip, o.port
-            );
-            self.session
-                .reject_publish(stream_id, "NetStream.Publish.BadName", &e, &mut self.out);
-            let _ = write_all(&mut self.stream, &mut self.out).await;
-            return Err(format!("publish refused: {e}"));
+            Decision::Elsewhere(o) => {
+                let why = format!(
+                    "stream {key} is already published on coworker {}:{}",
+                    o.ip, o.port
+                );
+                return self
+                    .refuse_publish(stream_id, "NetStream.Publish.BadName", &why)
+                    .await;
+            }
         }
         let owner = self.shard.owner(&key);
         if owner != self.shard.id {
@@ -545,14 +498,10 @@ impl Conn {
                         }
                         Err(e) => {
                             self.shard.publish_end(&key);
-                            self.session.reject_publish(
-                                stream_id,
-                                "NetStream.Publish.Rejected",
-                                &e,
-                                &mut self.out,
-                            );
-                            let _ = write_all(&mut self.stream, &mut self.out).await;
-                            return Err(format!("edge publish refused: {e}"));
+                            let why = format!("edge relay to origin failed: {e}");
+                            return self
+                                .refuse_publish(stream_id, "NetStream.Publish.Rejected", &why)
+                                .await;
                         }
                     }
                 } else {
@@ -568,7 +517,7 @@ impl Conn {
                 }
                 self.session.accept_publish(stream_id, &mut self.out);
                 info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, "publish started");
-                self.listed = Some(self.register(&req, ClientKind::FmlePublish));
+                self.listed = Some(who.register(&self.shard, &req, ClientKind::FmlePublish));
                 let socket = Kicker::Socket {
                     fd: self.stream.as_raw_fd(),
                     alive: self.alive.clone(),
@@ -578,14 +527,8 @@ impl Conn {
                 Ok(None)
             }
             Err(e) => {
-                self.session.reject_publish(
-                    stream_id,
-                    "NetStream.Publish.BadName",
-                    &e,
-                    &mut self.out,
-                );
-                let _ = write_all(&mut self.stream, &mut self.out).await;
-                Err(format!("publish refused: {e}"))
+                self.refuse_publish(stream_id, "NetStream.Publish.BadName", &e)
+                    .await
             }
         }
     }
@@ -594,32 +537,38 @@ impl Conn {
         let req = match self.request(&name) {
             Ok(r) => r,
             Err(e) => {
-                self.session.reject_play(
-                    stream_id,
-                    "NetStream.Play.StreamNotFound",
-                    &e,
-                    &mut self.out,
-                );
-                let _ = write_all(&mut self.stream, &mut self.out).await;
-                return Err(format!("play refused: {e}"));
+                return self
+                    .refuse_play(stream_id, "NetStream.Play.StreamNotFound", &e)
+                    .await
             }
         };
         let key = req.key();
-        if let Err(why) = Box::pin(self.vet(&req, Action::Play)).await {
-            self.session
-                .reject_play(stream_id, "NetStream.Play.Rejected", &why, &mut self.out);
-            let _ = write_all(&mut self.stream, &mut self.out).await;
-            return Err(format!("play refused: {why}"));
+        let who = self.applicant();
+        match Box::pin(admission::decide(
+            &self.shard,
+            &who,
+            &req,
+            Action::Play,
+            false,
+        ))
+        .await
+        {
+            Decision::Admit => {}
+            Decision::Refuse(why) => {
+                return self
+                    .refuse_play(stream_id, "NetStream.Play.Rejected", &why)
+                    .await
+            }
+            Decision::Elsewhere(o) => {
+                let (tc_url, url) = crate::cluster::rtmp_redirect_urls(&o, &req.app, &name);
+                self.session
+                    .redirect_play(stream_id, &tc_url, &url, &mut self.out);
+                let _ = write_all(&mut self.stream, &mut self.out).await;
+                info!(shard = self.shard.id, cid = self.cid, stream = %key, to = %url, "play redirected to the coworker holding the stream");
+                return Ok(format!("redirected to {url}"));
+            }
         }
-        if let Some(o) = Box::pin(self.shard.find_elsewhere(&req)).await {
-            let (tc_url, url) = crate::cluster::rtmp_redirect_urls(&o, &req.app, &name);
-            self.session
-                .redirect_play(stream_id, &tc_url, &url, &mut self.out);
-            let _ = write_all(&mut self.stream, &mut self.out).await;
-            info!(shard = self.shard.id, cid = self.cid, stream = %key, to = %url, "play redirected to the coworker holding the stream");
-            return Ok(format!("redirected to {url}"));
-        }
-        let _listed = self.register(&req, ClientKind::RtmpPlay);
+        let _listed = who.register(&self.shard, &req, ClientKind::RtmpPlay);
         let consumer = Consumer::new(Format::Rtmp, Limits::for_vhost(&self.vhost_conf()));
         if self.session.connect_info().is_some_and(|i| i.relay) {
             consumer.serve_immediately();
@@ -637,7 +586,7 @@ impl Conn {
         self.events = Vec::new();
         let r = self.play_loop(stream_id, &consumer).await;
         self.shard.play_leave(&key, &consumer);
-        self.notify_hook(&req, Hook::Stop);
+        admission::notify_left(&self.shard, &self.applicant(), &req, Hook::Stop);
         if consumer.dropped.get() > 0 {
             info!(
                 shard = self.shard.id,
