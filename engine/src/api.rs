@@ -7,6 +7,7 @@
 use crate::cluster::host_port;
 use crate::conn::{read_into_until, write_all};
 use crate::envelope::envelope;
+use crate::error::{Close, Error};
 use crate::registry::{ClientInfo, Registry};
 use crate::shard::{ConnGuard, Shard};
 use bytes::BytesMut;
@@ -324,14 +325,18 @@ fn http_response(status: u16, ctype: &str, body: &str) -> BytesMut {
 /// Serves one accepted API connection: one request, one answer, close.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard) {
     let cid = shard.new_cid();
-    match serve_inner(&shard, &mut stream).await {
-        Ok(line) => debug!(shard = shard.id, cid, %peer, "api {line}"),
-        Err(why) => warn!(shard = shard.id, cid, %peer, "api request refused: {why}"),
+    let outcome = serve_inner(&shard, &mut stream).await;
+    crate::stats::closed(outcome.kind());
+    let reason = outcome.kind().as_str();
+    if outcome.is_trouble() {
+        warn!(shard = shard.id, cid, %peer, reason, "api request refused: {outcome}");
+    } else {
+        debug!(shard = shard.id, cid, %peer, reason, "api {outcome}");
     }
     let _ = stream.close().await;
 }
 
-async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String, String> {
+async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Close {
     let timeout = Duration::from_millis(shard.cfg().server.handshake_timeout_ms);
     // the whole request head within the timeout, however slowly it comes
     let deadline = std::time::Instant::now() + timeout;
@@ -339,15 +344,15 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
     let req = loop {
         match read_into_until(stream, &mut input, deadline).await {
             // Health checks connect and close; not worth a warning.
-            Ok(0) => return Ok("peer closed before sending a request".into()),
+            Ok(0) => return Close::PeerLeft("peer closed before sending a request".into()),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(format!(
+                return Close::Timeout(format!(
                     "no complete request within {} ms",
                     timeout.as_millis()
                 ))
             }
-            Err(e) => return Err(format!("read error: {e}")),
+            Err(e) => return Close::from_io(&e, "read"),
         }
         match parse_request_head(&input) {
             Ok(None) => continue,
@@ -355,7 +360,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
             Err(why) => {
                 let mut out = http_response(400, "application/json", &envelope(400, NoBody {}));
                 let _ = write_all(stream, &mut out).await;
-                return Err(why.to_string());
+                return Error::client(why.to_string()).into();
             }
         }
     };
@@ -368,7 +373,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
         };
         let mut out = http_response(status, "text/plain", body);
         let _ = write_all(stream, &mut out).await;
-        return Ok(format!("GET /healthz -> {status}"));
+        return Close::Done(format!("GET /healthz -> {status}"));
     }
     let path = req.path.split('?').next().unwrap_or_default();
     let cfg = shard.cfg();
@@ -388,7 +393,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
                 out.extend_from_slice(&tail);
             }
             let _ = write_all(stream, &mut out).await;
-            return Err(format!(
+            return Close::Refused(format!(
                 "refused {} {}: missing or wrong credentials",
                 req.method, path
             ));
@@ -398,14 +403,14 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
         let body = crate::api_stats::metrics(&shard.global);
         let mut out = http_response(200, "text/plain; version=0.0.4", &body);
         let _ = write_all(stream, &mut out).await;
-        return Ok("GET /metrics -> 200".into());
+        return Close::Done("GET /metrics -> 200".into());
     }
     if req.method == "GET" {
         let route = path.trim_end_matches('/');
         if let Some((status, json)) = crate::api_stats::route(&shard.global, &shard.cfg(), route) {
             let mut out = http_response(status, "application/json", &json);
             let _ = write_all(stream, &mut out).await;
-            return Ok(format!("GET {path} -> {status}"));
+            return Close::Done(format!("GET {path} -> {status}"));
         }
     }
     if req.method == "DELETE" {
@@ -422,16 +427,16 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Result<String
             };
             let mut out = http_response(status, "application/json", &envelope(code, NoBody {}));
             let _ = write_all(stream, &mut out).await;
-            return Ok(format!("DELETE {path} -> {status}"));
+            return Close::Done(format!("DELETE {path} -> {status}"));
         }
     }
     let (reply, mut out) = respond(&shard.cfg(), &shard.global.registry, &req.method, &req.path);
-    write_all(stream, &mut out)
-        .await
-        .map_err(|e| format!("{} {}: write error: {e}", req.method, req.path))?;
+    if let Err(e) = write_all(stream, &mut out).await {
+        return Close::from_io(&e, &format!("{} {}: write", req.method, req.path));
+    }
     match reply.refused {
-        Some(why) => Err(why),
-        None => Ok(format!("{} {} -> {}", req.method, req.path, reply.status)),
+        Some(why) => Close::Refused(why),
+        None => Close::Done(format!("{} {} -> {}", req.method, req.path, reply.status)),
     }
 }
 

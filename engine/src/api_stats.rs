@@ -3,6 +3,7 @@
 //! counter slots, never from the shards' live state.
 
 use crate::envelope::envelope;
+use crate::error::CloseKind;
 use crate::registry::{ClientKind, StreamStats};
 use crate::shard::Global;
 use crate::stats::{sum, ShardCounters};
@@ -359,6 +360,15 @@ pub fn metrics(global: &Global) -> String {
         "# HELP ringcast_hook_latency_seconds_total Time spent in HTTP hook calls.\n# TYPE ringcast_hook_latency_seconds_total counter\nringcast_hook_latency_seconds_total {}",
         micros as f64 / 1e6
     );
+    let _ = writeln!(out, "# HELP ringcast_connections_closed_total Connections ended, by reason.\n# TYPE ringcast_connections_closed_total counter");
+    for kind in CloseKind::ALL {
+        let n = sum(c, |s| &s.closed[kind.index()]);
+        let _ = writeln!(
+            out,
+            "ringcast_connections_closed_total{{reason=\"{}\"}} {n}",
+            kind.as_str()
+        );
+    }
     let _ = writeln!(out, "# HELP ringcast_shard_connections Open connections per shard.\n# TYPE ringcast_shard_connections gauge");
     for (i, s) in c.iter().enumerate() {
         let _ = writeln!(

@@ -210,13 +210,3 @@ async fn read_into(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<u
     input.truncate(start + n);
     r
 }
-
-/// A player's connection failed: a peer that reset or hung up is ordinary
-/// departure (logged at info), anything else is an error.
-pub fn gone(e: std::io::Error, op: &str) -> Result<String, String> {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-    match e.kind() {
-        ConnectionReset | BrokenPipe | ConnectionAborted => Ok(format!("player left ({op}: {e})")),
-        _ => Err(format!("{op} error: {e}")),
-    }
-}

@@ -10,6 +10,7 @@
 
 use crate::conn::{Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
+use crate::error::Error;
 use crate::frame::Format;
 use crate::registry::{ClientInfo, ClientKind, Registered};
 use crate::rtmpc::{self, ClientConn};
@@ -33,7 +34,7 @@ enum Ended {
     Unpublished,
     /// A reload removed the destination.
     Removed,
-    Failed(String),
+    Failed(Error),
 }
 
 /// How often a push checks that its destination is still configured.
@@ -67,11 +68,11 @@ async fn push(
     keep: &dyn Fn() -> bool,
 ) -> Ended {
     if conn.session.stream_id() != Some(MEDIA_STREAM_ID) {
-        return Ended::Failed(format!(
+        return Ended::Failed(Error::upstream_down(format!(
             "{} assigned message stream id {:?}; shared chunks need id 1",
             conn.addr,
             conn.session.stream_id()
-        ));
+        )));
     }
     // the set-up deadline no longer applies: a destination mostly listens
     let _ = conn.stream.set_read_timeout(None);
@@ -91,7 +92,8 @@ async fn push(
         .await;
         match wake {
             Wake::Read(Ok(0)) => {
-                break Ended::Failed(format!("{} closed the connection", conn.addr))
+                let why = format!("{} closed the connection", conn.addr);
+                break Ended::Failed(Error::upstream_down(why));
             }
             Wake::Read(Ok(n)) => {
                 conn.input.extend_from_slice(&rbuf[..n]);
@@ -99,7 +101,8 @@ async fn push(
                     .session
                     .on_bytes(&mut conn.input, &mut conn.out, &mut events)
                 {
-                    break Ended::Failed(format!("{}: protocol error: {e}", conn.addr));
+                    let why = format!("{}: protocol error: {e}", conn.addr);
+                    break Ended::Failed(Error::upstream_down(why));
                 }
                 let refused = events.drain(..).find_map(|e| match e {
                     ClientEvent::Status {
@@ -111,10 +114,13 @@ async fn push(
                     _ => None,
                 });
                 if let Some(why) = refused {
-                    break Ended::Failed(format!("{} refused the stream: {why}", conn.addr));
+                    let why = format!("{} refused the stream: {why}", conn.addr);
+                    break Ended::Failed(Error::upstream_refused(why));
                 }
             }
-            Wake::Read(Err(e)) => break Ended::Failed(format!("read {}: {e}", conn.addr)),
+            Wake::Read(Err(e)) => {
+                break Ended::Failed(Error::upstream_down(format!("read {}: {e}", conn.addr)))
+            }
             Wake::Notice(Notice::Unpublished) => break Ended::Unpublished,
             Wake::Notice(Notice::Published) => {}
             Wake::Timer => {
@@ -123,8 +129,11 @@ async fn push(
                 }
                 tick = Box::pin(glommio::timer::sleep(KEEP_CHECK));
             }
-            Wake::Kicked(why) => break Ended::Failed(why),
-            Wake::WriteFailed(e) => break Ended::Failed(format!("write {}: {e}", conn.addr)),
+            // the destination took too long to read: it, not the stream, is the trouble
+            Wake::Kicked(why) => break Ended::Failed(Error::upstream_down(why)),
+            Wake::WriteFailed(e) => {
+                break Ended::Failed(Error::upstream_down(format!("write {}: {e}", conn.addr)))
+            }
         }
     };
     hub.borrow_mut().local.remove_consumer(&consumer);
@@ -205,7 +214,7 @@ pub struct RelayedPublisher {
 pub async fn open_relay(
     shard: &Rc<Shard>,
     req: &StreamRequest,
-) -> Result<(usize, String, ClientConn), String> {
+) -> Result<(usize, String, ClientConn), Error> {
     let cluster = shard.cfg().vhost(&req.vhost).cluster.clone();
     let retry = Duration::from_millis(cluster.origin_retry_ms);
     let timeout = Duration::from_millis(cluster.connect_timeout_ms);
@@ -226,7 +235,7 @@ pub async fn open_relay(
         {
             Ok(c) => return Ok((idx, origin.clone(), c)),
             Err(e) => {
-                if e.server_unhealthy() {
+                if e.avoid_server() {
                     shard.origin_failed(&req.vhost, idx);
                 }
                 warn!(shard = shard.id, stream = %req.key(), origin = %origin, "edge publish relay failed: {e}");
@@ -234,10 +243,10 @@ pub async fn open_relay(
             }
         }
     }
-    Err(format!(
+    Err(Error::upstream_down(format!(
         "no origin accepted the relay ({})",
         errors.join("; ")
-    ))
+    )))
 }
 
 /// Relays an edge publish to its origin until the publish ends; on failure
@@ -259,7 +268,9 @@ pub async fn relay(
             let _ = crate::conn::write_all(&mut conn.stream, &mut conn.out).await;
         }
         Ended::Failed(why) => {
-            shard.origin_failed(&req.vhost, idx);
+            if why.avoid_server() {
+                shard.origin_failed(&req.vhost, idx);
+            }
             warn!(shard = shard.id, stream = %key, origin = %origin, "edge publish relay lost: {why}; dropping the publisher so it reconnects");
             if publisher.alive.get() {
                 // SAFETY: the publisher's connection is still open (alive),

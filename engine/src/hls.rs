@@ -4,6 +4,7 @@
 //! stream an HLS player wants.
 
 use crate::conn::write_all;
+use crate::error::Close;
 use crate::shard::Shard;
 use crate::url::{host_of, query_value, split_query, StreamRequest};
 use bytes::BytesMut;
@@ -85,7 +86,7 @@ pub async fn respond(
     stream: &mut TcpStream,
     req: &RequestHead,
     target: Target,
-) -> Result<(), String> {
+) -> Result<(), Close> {
     if req.method != "GET" && req.method != "HEAD" {
         let mut out = head(
             "405 Method Not Allowed",
@@ -95,10 +96,10 @@ pub async fn respond(
             true,
         );
         let _ = write_all(stream, &mut out).await;
-        return Err(format!(
+        return Err(Close::Refused(format!(
             "refused {} {}: method not allowed",
             req.method, req.path
-        ));
+        )));
     }
     let store = &shard.global.hls;
     let (body, ctype, cache) = match &target {
@@ -139,7 +140,7 @@ pub async fn respond(
         let mut out = head("404 Not Found", "text/plain", 0, "", req.close);
         write_all(stream, &mut out)
             .await
-            .map_err(|e| format!("write error: {e}"))?;
+            .map_err(|e| Close::from_io(&e, "write"))?;
         debug!(shard = shard.id, path = %req.path, "HLS 404");
         return Ok(());
     };
@@ -164,20 +165,20 @@ pub async fn respond(
             );
             return write_all(stream, &mut out)
                 .await
-                .map_err(|e| format!("write error: {e}"));
+                .map_err(|e| Close::from_io(&e, "write"));
         }
         None => ("200 OK", body, cache.to_string()),
     };
     let mut out = head(status, ctype, slice.len(), &extra, req.close);
     write_all(stream, &mut out)
         .await
-        .map_err(|e| format!("write error: {e}"))?;
+        .map_err(|e| Close::from_io(&e, "write"))?;
     if req.method == "GET" {
         use futures_lite::AsyncWriteExt;
         stream
             .write_all(&slice)
             .await
-            .map_err(|e| format!("write error: {e}"))?;
+            .map_err(|e| Close::from_io(&e, "write"))?;
         crate::stats::bytes_out(slice.len());
     }
     Ok(())

@@ -2,8 +2,9 @@
 //! hubs and mirrors as RTMP players.
 
 use crate::admission::{self, Applicant, Decision};
-use crate::conn::{gone, read_into_until, write_all, Drive, Wake};
+use crate::conn::{read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
+use crate::error::{Close, Error};
 use crate::frame::{flv_header_chunk, Format};
 use crate::hooks::Hook;
 use crate::registry::ClientKind;
@@ -95,17 +96,16 @@ fn simple_response(status: &str, extra: &str) -> BytesMut {
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard) {
     let cid = shard.new_cid();
     let outcome = serve_inner(&shard, &mut stream, cid).await;
-    match outcome {
-        Ok(why) => info!(shard = shard.id, cid, %peer, "http connection closed: {why}"),
-        Err(why) => warn!(shard = shard.id, cid, %peer, "http connection closed: {why}"),
+    crate::stats::closed(outcome.kind());
+    let reason = outcome.kind().as_str();
+    if outcome.is_trouble() {
+        warn!(shard = shard.id, cid, %peer, reason, "http connection closed: {outcome}");
+    } else {
+        info!(shard = shard.id, cid, %peer, reason, "http connection closed: {outcome}");
     }
 }
 
-async fn serve_inner(
-    shard: &Rc<Shard>,
-    stream: &mut TcpStream,
-    cid: u64,
-) -> Result<String, String> {
+async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Close {
     let cfg = shard.cfg();
     let first = Duration::from_millis(cfg.server.handshake_timeout_ms);
     let idle = Duration::from_millis(cfg.server.idle_timeout_ms);
@@ -124,23 +124,23 @@ async fn serve_inner(
                 Ok(None) => {}
                 Err(why) => {
                     let _ = write_all(stream, &mut simple_response("400 Bad Request", "")).await;
-                    return Err(why.to_string());
+                    return Error::client(why.to_string()).into();
                 }
             }
             match read_into_until(stream, &mut input, since + timeout).await {
-                Ok(0) if served > 0 => return Ok(format!("{served} requests served")),
-                Ok(0) => return Ok("peer closed before sending a request".into()),
+                Ok(0) if served > 0 => return Close::Done(format!("{served} requests served")),
+                Ok(0) => return Close::PeerLeft("peer closed before sending a request".into()),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut && served > 0 => {
-                    return Ok(format!("{served} requests served, then idle"))
+                    return Close::Done(format!("{served} requests served, then idle"))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Err(format!(
+                    return Close::Timeout(format!(
                         "request timeout: no complete request within {} ms",
                         timeout.as_millis()
                     ))
                 }
-                Err(e) => return Err(format!("read error: {e}")),
+                Err(e) => return Close::from_io(&e, "read"),
             }
         };
         let _ = input.split_to(req.len);
@@ -148,9 +148,11 @@ async fn serve_inner(
             break req;
         };
         served += 1;
-        Box::pin(crate::hls::respond(shard, stream, &req, target)).await?;
+        if let Err(close) = Box::pin(crate::hls::respond(shard, stream, &req, target)).await {
+            return close;
+        }
         if req.close {
-            return Ok(format!("{served} requests served"));
+            return Close::Done(format!("{served} requests served"));
         }
     };
     if req.method != "GET" {
@@ -159,14 +161,14 @@ async fn serve_inner(
             &mut simple_response("405 Method Not Allowed", "Allow: GET\r\n"),
         )
         .await;
-        return Err(format!(
+        return Close::Refused(format!(
             "refused {} {}: method not allowed",
             req.method, req.path
         ));
     }
     let Some(sreq) = match_mount(&shard.cfg(), &req.path, &req.host) else {
         let _ = write_all(stream, &mut simple_response("404 Not Found", "")).await;
-        return Err(format!("refused GET {}: no such mount", req.path));
+        return Close::Refused(format!("refused GET {}: no such mount", req.path));
     };
     drop(input);
     let who = Applicant {
@@ -179,14 +181,14 @@ async fn serve_inner(
         Decision::Admit => {}
         Decision::Refuse(why) => {
             let _ = write_all(stream, &mut simple_response("403 Forbidden", "")).await;
-            return Err(format!("refused GET {}: {why}", req.path));
+            return Close::Refused(format!("refused GET {}: {why}", req.path));
         }
         Decision::Elsewhere(o) => {
             // a coworker without an HTTP server to name: play here
             if let Some(url) = crate::cluster::flv_redirect_url(&o, &req.path) {
                 let extra = format!("Location: {url}\r\nAccess-Control-Allow-Origin: *\r\n");
                 let _ = write_all(stream, &mut simple_response("302 Found", &extra)).await;
-                return Ok(format!("GET {} redirected to {url}", req.path));
+                return Close::Redirected(format!("GET {} redirected to {url}", req.path));
             }
         }
     }
@@ -196,12 +198,7 @@ async fn serve_inner(
     r
 }
 
-async fn play(
-    shard: &Rc<Shard>,
-    stream: &mut TcpStream,
-    cid: u64,
-    req: &StreamRequest,
-) -> Result<String, String> {
+async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: &StreamRequest) -> Close {
     let key = req.key();
     let cfg = shard.cfg();
     let vhost = cfg.vhost(&req.vhost);
@@ -232,16 +229,18 @@ async fn play(
         }
         .await;
         match wake {
-            Wake::Read(Ok(0)) => break Ok("player closed the connection".to_string()),
+            Wake::Read(Ok(0)) => break Close::PeerLeft("player closed the connection".into()),
             Wake::Read(Ok(_)) => {}
-            Wake::Read(Err(e)) => break gone(e, "read"),
+            Wake::Read(Err(e)) => break Close::from_io(&e, "read"),
             Wake::Notice(Notice::Unpublished) => {
                 timer = Some(Box::pin(glommio::timer::sleep(wait)))
             }
             Wake::Notice(Notice::Published) => timer = None,
-            Wake::Kicked(reason) => break Err(format!("kicked: {reason}")),
-            Wake::WriteFailed(e) => break gone(e, "write"),
-            Wake::Timer => break Ok(format!("no publisher for {} ms", wait.as_millis())),
+            Wake::Kicked(reason) => break Close::Kicked(format!("kicked: {reason}")),
+            Wake::WriteFailed(e) => break Close::from_io(&e, "write"),
+            Wake::Timer => {
+                break Close::NoPublisher(format!("no publisher for {} ms", wait.as_millis()))
+            }
         }
     };
     shard.play_leave(&key, &consumer);

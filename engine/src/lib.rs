@@ -14,6 +14,7 @@ pub mod consumer;
 pub mod control;
 mod disk;
 mod envelope;
+mod error;
 pub mod fanout;
 mod forward;
 pub mod frame;

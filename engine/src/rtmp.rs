@@ -2,8 +2,9 @@
 //! session, then either publishing into a hub or playing from a stream.
 
 use crate::admission::{self, Applicant, Decision};
-use crate::conn::{gone, read_into_until, write_all, Drive, Wake};
+use crate::conn::{read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
+use crate::error::{Close, Error};
 use crate::forward::{self, RelayedPublisher};
 use crate::frame::Format;
 use crate::hooks::{self, Hook, HookInfo};
@@ -57,8 +58,8 @@ struct Conn {
     _guard: Option<ConnGuard>,
 }
 
-/// How a connection's life ended, for the log.
-type Outcome = Result<String, String>;
+/// How a connection's life ended, for the log and /metrics.
+type Outcome = Close;
 
 /// What a connection is waiting for its peer to do, for its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,13 +156,12 @@ impl Conn {
             self.shard.publish_end(&req.key());
             admission::notify_left(&self.shard, &self.applicant(), req, Hook::Unpublish);
         }
-        match outcome {
-            Ok(why) => {
-                info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}")
-            }
-            Err(why) => {
-                warn!(shard = self.shard.id, cid = self.cid, peer = %self.peer, "rtmp connection closed: {why}")
-            }
+        crate::stats::closed(outcome.kind());
+        let reason = outcome.kind().as_str();
+        if outcome.is_trouble() {
+            warn!(shard = self.shard.id, cid = self.cid, peer = %self.peer, reason, "rtmp connection closed: {outcome}")
+        } else {
+            info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, reason, "rtmp connection closed: {outcome}")
         }
     }
 
@@ -174,17 +174,17 @@ impl Conn {
         self.events = pending;
         if !self.events.is_empty() {
             match self.handle_events().await {
-                Ok(Some(done)) => return Ok(done),
+                Ok(Some(done)) => return done,
                 Ok(None) => {}
                 Err(e) => {
                     // the refusal (e.g. connect rejected) must reach the client
                     let _ = write_all(&mut self.stream, &mut self.out).await;
-                    return Err(e);
+                    return e;
                 }
             }
-            write_all(&mut self.stream, &mut self.out)
-                .await
-                .map_err(|e| format!("write error: {e}"))?;
+            if let Err(e) = write_all(&mut self.stream, &mut self.out).await {
+                return Close::from_io(&e, "write");
+            }
         }
         // The handshake, and the commands before a publish or play, must be
         // complete within their timeout in total: a peer that sends a byte
@@ -213,42 +213,42 @@ impl Conn {
                 (Instant::now() + limit, "nothing received for")
             };
             match read_into_until(&mut self.stream, &mut self.input, deadline).await {
-                Ok(0) => return Ok("peer closed the connection".into()),
+                Ok(0) => return Close::PeerLeft("peer closed the connection".into()),
                 Ok(n) => crate::stats::bytes_in(n),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Err(format!(
+                    return Close::Timeout(format!(
                         "{} timeout: {what} {} ms",
                         phase.name(),
                         limit.as_millis()
                     ))
                 }
-                Err(e) => return Err(format!("read error: {e}")),
+                Err(e) => return Close::from_io(&e, "read"),
             }
             if let Err(e) = self
                 .session
                 .on_bytes(&mut self.input, &mut self.out, &mut self.events)
             {
                 let _ = write_all(&mut self.stream, &mut self.out).await;
-                return Err(format!("protocol error: {e}"));
+                return Error::client(format!("protocol error: {e}")).into();
             }
             match self.handle_events().await {
-                Ok(Some(done)) => return Ok(done),
+                Ok(Some(done)) => return done,
                 Ok(None) => {}
                 Err(e) => {
                     // the refusal (e.g. connect rejected) must reach the client
                     let _ = write_all(&mut self.stream, &mut self.out).await;
-                    return Err(e);
+                    return e;
                 }
             }
-            write_all(&mut self.stream, &mut self.out)
-                .await
-                .map_err(|e| format!("write error: {e}"))?;
+            if let Err(e) = write_all(&mut self.stream, &mut self.out).await {
+                return Close::from_io(&e, "write");
+            }
         }
     }
 
     /// Acts on the session's events; `Some` ends the connection task (the
     /// connection was handed over or played to its end).
-    async fn handle_events(&mut self) -> Result<Option<String>, String> {
+    async fn handle_events(&mut self) -> Result<Option<Close>, Close> {
         let events = std::mem::take(&mut self.events);
         let mut iter = events.into_iter();
         while let Some(ev) = iter.next() {
@@ -266,7 +266,7 @@ impl Conn {
                 ServerEvent::Play {
                     stream_id, name, ..
                 } => {
-                    return self.on_play(stream_id, name).await.map(Some);
+                    return Ok(Some(self.on_play(stream_id, name).await));
                 }
                 ServerEvent::Media(msg) => {
                     if let Role::Publishing { hub, .. } = &self.role {
@@ -300,17 +300,17 @@ impl Conn {
         Ok(None)
     }
 
-    async fn on_connect(&mut self, info: &ConnectInfo) -> Result<(), String> {
+    async fn on_connect(&mut self, info: &ConnectInfo) -> Result<(), Close> {
         let requested = crate::url::vhost_of(&info.tc_url, &info.app_query);
         let cfg = self.shard.cfg();
         let (name, vhost) = cfg.resolve_vhost(&requested);
         if !vhost.enabled {
             self.session
                 .reject_connect(&format!("vhost {name} is disabled"), &mut self.out);
-            return Err(format!(
+            return Err(Close::Refused(format!(
                 "connect refused: vhost {name} is disabled (tcUrl {})",
                 info.tc_url
-            ));
+            )));
         }
         debug!(cid = self.cid, tc_url = %info.tc_url, app = %info.app, vhost = name, "connect");
         self.vhost = Some(name.to_string());
@@ -328,7 +328,7 @@ impl Conn {
         if let Err(why) = hooks::call(&vhost.hooks.on_connect, Hook::Connect, &hook, timeout).await
         {
             self.session.reject_connect(&why, &mut self.out);
-            return Err(format!("connect refused: hook {why}"));
+            return Err(Close::Refused(format!("connect refused: hook {why}")));
         }
         self.session.accept_connect(&mut self.out);
         Ok(())
@@ -351,19 +351,19 @@ impl Conn {
         stream_id: u32,
         code: &str,
         why: &str,
-    ) -> Result<T, String> {
+    ) -> Result<T, Close> {
         self.session
             .reject_publish(stream_id, code, why, &mut self.out);
         let _ = write_all(&mut self.stream, &mut self.out).await;
-        Err(format!("publish refused: {why}"))
+        Err(Close::Refused(format!("publish refused: {why}")))
     }
 
     /// Refuses a play with `code` and `why`, sent before returning.
-    async fn refuse_play<T>(&mut self, stream_id: u32, code: &str, why: &str) -> Result<T, String> {
+    async fn refuse_play(&mut self, stream_id: u32, code: &str, why: &str) -> Close {
         self.session
             .reject_play(stream_id, code, why, &mut self.out);
         let _ = write_all(&mut self.stream, &mut self.out).await;
-        Err(format!("play refused: {why}"))
+        Close::Refused(format!("play refused: {why}"))
     }
 
     fn request(&self, name: &str) -> Result<StreamRequest, String> {
@@ -405,7 +405,7 @@ impl Conn {
         stream_id: u32,
         name: String,
         rest: &mut std::vec::IntoIter<ServerEvent>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<Close>, Close> {
         let req = match self.request(&name) {
             Ok(r) => r,
             Err(e) => {
@@ -435,17 +435,18 @@ impl Conn {
         }
         let owner = self.shard.owner(&key);
         if owner != self.shard.id {
-            write_all(&mut self.stream, &mut self.out)
-                .await
-                .map_err(|e| format!("write error: {e}"))?;
+            if let Err(e) = write_all(&mut self.stream, &mut self.out).await {
+                return Ok(Some(Close::from_io(&e, "write")));
+            }
             // close-on-exec (F_DUPFD_CLOEXEC): an upgraded binary never
             // inherits it; the original closes with `self.stream`
             // SAFETY: the stream's socket stays open for this borrow.
             let fd = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) }
                 .try_clone_to_owned()
-                .map_err(|e| format!("publish hand-over failed: {e}"))?;
+                .map_err(|e| Error::internal(format!("publish hand-over failed: {e}")))?;
             let Some(guard) = self._guard.take() else {
-                return Err("publish hand-over failed: connection slot already moved".into());
+                let why = "publish hand-over failed: connection slot already moved";
+                return Err(Error::internal(why).into());
             };
             let session = std::mem::replace(
                 &mut self.session,
@@ -473,9 +474,9 @@ impl Conn {
             // the connection slot moved with the connection; this shard no
             // longer counts it
             crate::stats::connection_closed();
-            return Ok(Some(format!(
+            return Ok(Some(Close::HandedOff(format!(
                 "publish of {key} handed to owner shard {owner}"
-            )));
+            ))));
         }
         match self.shard.publish_start(&key, self.cid) {
             Ok(hub) => {
@@ -533,7 +534,7 @@ impl Conn {
         }
     }
 
-    async fn on_play(&mut self, stream_id: u32, name: String) -> Result<String, String> {
+    async fn on_play(&mut self, stream_id: u32, name: String) -> Close {
         let req = match self.request(&name) {
             Ok(r) => r,
             Err(e) => {
@@ -565,7 +566,7 @@ impl Conn {
                     .redirect_play(stream_id, &tc_url, &url, &mut self.out);
                 let _ = write_all(&mut self.stream, &mut self.out).await;
                 info!(shard = self.shard.id, cid = self.cid, stream = %key, to = %url, "play redirected to the coworker holding the stream");
-                return Ok(format!("redirected to {url}"));
+                return Close::Redirected(format!("redirected to {url}"));
             }
         }
         let _listed = who.register(&self.shard, &req, ClientKind::RtmpPlay);
@@ -598,11 +599,7 @@ impl Conn {
         r
     }
 
-    async fn play_loop(
-        &mut self,
-        stream_id: u32,
-        consumer: &Rc<Consumer>,
-    ) -> Result<String, String> {
+    async fn play_loop(&mut self, stream_id: u32, consumer: &Rc<Consumer>) -> Close {
         let mut rbuf = [0u8; 512];
         loop {
             let wake = Drive {
@@ -614,30 +611,33 @@ impl Conn {
             }
             .await;
             match wake {
-                Wake::Read(Ok(0)) => return Ok("player closed the connection".into()),
+                Wake::Read(Ok(0)) => return Close::PeerLeft("player closed the connection".into()),
                 Wake::Read(Ok(n)) => {
                     self.input.extend_from_slice(&rbuf[..n]);
-                    self.session
-                        .on_bytes(&mut self.input, &mut self.out, &mut self.events)
-                        .map_err(|e| format!("protocol error from player: {e}"))?;
+                    if let Err(e) =
+                        self.session
+                            .on_bytes(&mut self.input, &mut self.out, &mut self.events)
+                    {
+                        return Error::client(format!("protocol error from player: {e}")).into();
+                    }
                     if !self.out.is_empty() {
                         consumer.ctrl_queued();
                     }
                     for ev in self.events.drain(..) {
                         if let ServerEvent::StreamClosed { .. } = ev {
-                            return Ok("player closed its stream".into());
+                            return Close::PeerLeft("player closed its stream".into());
                         }
                     }
                 }
-                Wake::Read(Err(e)) => return gone(e, "read"),
+                Wake::Read(Err(e)) => return Close::from_io(&e, "read"),
                 Wake::Notice(Notice::Unpublished) => {
                     self.session.unpublish_notify(stream_id, &mut self.out)
                 }
                 Wake::Notice(Notice::Published) => {
                     self.session.publish_notify(stream_id, &mut self.out)
                 }
-                Wake::Kicked(reason) => return Err(format!("kicked: {reason}")),
-                Wake::WriteFailed(e) => return gone(e, "write"),
+                Wake::Kicked(reason) => return Close::Kicked(format!("kicked: {reason}")),
+                Wake::WriteFailed(e) => return Close::from_io(&e, "write"),
                 Wake::Timer => {}
             }
         }

@@ -2,6 +2,7 @@
 //! forwarders): the sans-IO client session driven over a glommio socket.
 
 use crate::conn::write_all;
+use crate::error::Error;
 use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
@@ -13,37 +14,6 @@ use std::time::{Duration, Instant};
 
 /// How many redirects one attempt follows (origin cluster hops).
 const MAX_REDIRECTS: usize = 3;
-
-/// Why a client connection did not get going or ended.
-#[derive(Debug)]
-pub enum ClientFailure {
-    /// Could not reach the server at all (refused, unreachable, timeout).
-    Connect(String),
-    /// The server broke the protocol, or the URL or redirects were unusable.
-    Session(String),
-    /// The server answered and refused this stream (not found, denied, busy):
-    /// the server itself is fine, another may have the stream.
-    Refused(String),
-}
-
-impl ClientFailure {
-    /// Whether the server should be avoided for a while: it could not be
-    /// reached or broke the protocol. A refusal only says this stream is
-    /// not there, and must not push other streams off a working origin.
-    pub fn server_unhealthy(&self) -> bool {
-        !matches!(self, ClientFailure::Refused(_))
-    }
-}
-
-impl std::fmt::Display for ClientFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientFailure::Connect(e) | ClientFailure::Session(e) | ClientFailure::Refused(e) => {
-                f.write_str(e)
-            }
-        }
-    }
-}
 
 /// A client connection that reached `Ready` (playing or publishing).
 pub struct ClientConn {
@@ -73,7 +43,7 @@ pub async fn open(
     mode: ClientMode,
     chunk_size: u32,
     timeout: Duration,
-) -> Result<ClientConn, ClientFailure> {
+) -> Result<ClientConn, Error> {
     let deadline = Instant::now() + timeout;
     let mut url = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
@@ -82,7 +52,7 @@ pub async fn open(
             Opened::Redirect(next) => url = next,
         }
     }
-    Err(ClientFailure::Session(format!(
+    Err(Error::upstream_down(format!(
         "too many redirects (last {url})"
     )))
 }
@@ -97,18 +67,18 @@ async fn open_once(
     mode: ClientMode,
     chunk_size: u32,
     deadline: Instant,
-) -> Result<Opened, ClientFailure> {
-    let parsed = parse_rtmp_url(url).map_err(|e| ClientFailure::Session(format!("{url}: {e}")))?;
+) -> Result<Opened, Error> {
+    let parsed = parse_rtmp_url(url).map_err(|e| Error::upstream_down(format!("{url}: {e}")))?;
     let host_port = if parsed.host.contains(':') {
         format!("[{}]:{}", parsed.host, parsed.port)
     } else {
         format!("{}:{}", parsed.host, parsed.port)
     };
-    let addr = resolve(&host_port).map_err(ClientFailure::Connect)?;
+    let addr = resolve(&host_port).map_err(Error::upstream_down)?;
     let left = deadline.saturating_duration_since(Instant::now());
     let mut stream = TcpStream::connect_timeout(addr, left.max(Duration::from_millis(1)))
         .await
-        .map_err(|e| ClientFailure::Connect(format!("connect {addr}: {e}")))?;
+        .map_err(|e| Error::upstream_down(format!("connect {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
     let mut session = ClientSession::new(ClientConfig {
         url: parsed.clone(),
@@ -125,25 +95,25 @@ async fn open_once(
     loop {
         write_all(&mut stream, &mut out)
             .await
-            .map_err(|e| ClientFailure::Connect(format!("write {addr}: {e}")))?;
+            .map_err(|e| Error::upstream_down(format!("write {addr}: {e}")))?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ClientFailure::Connect(format!(
+            return Err(Error::upstream_down(format!(
                 "{addr}: no answer within the connect timeout"
             )));
         }
         let _ = stream.set_read_timeout(Some(left));
         let n = read_some(&mut stream, &mut input)
             .await
-            .map_err(|e| ClientFailure::Connect(format!("read {addr}: {e}")))?;
+            .map_err(|e| Error::upstream_down(format!("read {addr}: {e}")))?;
         if n == 0 {
-            return Err(ClientFailure::Connect(format!(
+            return Err(Error::upstream_down(format!(
                 "{addr} closed the connection during set-up"
             )));
         }
         session
             .on_bytes(&mut input, &mut out, &mut events)
-            .map_err(|e| ClientFailure::Session(format!("{addr}: protocol error: {e}")))?;
+            .map_err(|e| Error::upstream_down(format!("{addr}: protocol error: {e}")))?;
         let mut ready = false;
         for ev in &events {
             match ev {
@@ -155,7 +125,7 @@ async fn open_once(
                     return Ok(Opened::Redirect(next));
                 }
                 ClientEvent::Rejected { description } => {
-                    return Err(ClientFailure::Refused(format!(
+                    return Err(Error::upstream_refused(format!(
                         "{addr} refused: {description}"
                     )));
                 }
@@ -165,7 +135,7 @@ async fn open_once(
         if ready {
             write_all(&mut stream, &mut out)
                 .await
-                .map_err(|e| ClientFailure::Connect(format!("write {addr}: {e}")))?;
+                .map_err(|e| Error::upstream_down(format!("write {addr}: {e}")))?;
             let pending = events
                 .into_iter()
                 .filter(|e| !matches!(e, ClientEvent::Ready))
@@ -200,36 +170,29 @@ impl ClientConn {
         &mut self,
         timeout: Duration,
         events: &mut Vec<ClientEvent>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Error> {
         if !self.pending.is_empty() {
             events.append(&mut self.pending);
             return Ok(true);
         }
         let _ = self.stream.set_read_timeout(Some(timeout));
         match read_some(&mut self.stream, &mut self.input).await {
-            Ok(0) => return Err(format!("{} closed the connection", self.addr)),
+            Ok(0) => {
+                return Err(Error::upstream_down(format!(
+                    "{} closed the connection",
+                    self.addr
+                )))
+            }
             Ok(n) => crate::stats::bytes_in(n),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(false),
-            Err(e) => return Err(format!("read {}: {e}", self.addr)),
+            Err(e) => return Err(Error::upstream_down(format!("read {}: {e}", self.addr))),
         }
         self.session
             .on_bytes(&mut self.input, &mut self.out, events)
-            .map_err(|e| format!("{}: protocol error: {e}", self.addr))?;
+            .map_err(|e| Error::upstream_down(format!("{}: protocol error: {e}", self.addr)))?;
         write_all(&mut self.stream, &mut self.out)
             .await
-            .map_err(|e| format!("write {}: {e}", self.addr))?;
+            .map_err(|e| Error::upstream_down(format!("write {}: {e}", self.addr)))?;
         Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ClientFailure;
-
-    #[test]
-    fn only_a_refusal_leaves_the_server_healthy() {
-        assert!(ClientFailure::Connect("connect: refused".into()).server_unhealthy());
-        assert!(ClientFailure::Session("protocol error".into()).server_unhealthy());
-        assert!(!ClientFailure::Refused("NetStream.Play.StreamNotFound".into()).server_unhealthy());
     }
 }

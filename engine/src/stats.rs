@@ -3,6 +3,7 @@
 //! own slot once per control tick, and readers sum the slots. No atomic is
 //! written by more than one thread.
 
+use crate::error::CloseKind;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,6 +24,8 @@ pub struct ShardCounters {
     pub connections: AtomicU64,
     /// Time the shard's executor spent running tasks: its load.
     pub busy_micros: AtomicU64,
+    /// Connections ended, by [`CloseKind`] index.
+    pub closed: [AtomicU64; CloseKind::ALL.len()],
 }
 
 thread_local! {
@@ -40,6 +43,7 @@ struct Local {
     hook_calls: Cell<u64>,
     hook_micros: Cell<u64>,
     connections: Cell<u64>,
+    closed: [Cell<u64>; CloseKind::ALL.len()],
 }
 
 fn bump(f: impl FnOnce(&Local) -> &Cell<u64>, n: u64) {
@@ -72,6 +76,11 @@ pub fn hook_call(micros: u64) {
     bump(|l| &l.hook_micros, micros);
 }
 
+/// A connection ended, for what reason.
+pub fn closed(kind: CloseKind) {
+    bump(|l| &l.closed[kind.index()], 1);
+}
+
 /// Connections open on this shard right now.
 pub fn connection_opened() {
     bump(|l| &l.connections, 1);
@@ -99,6 +108,9 @@ pub fn publish(into: &ShardCounters) {
             .store(l.hook_micros.get(), Ordering::Relaxed);
         into.connections
             .store(l.connections.get(), Ordering::Relaxed);
+        for (to, from) in into.closed.iter().zip(&l.closed) {
+            to.store(from.get(), Ordering::Relaxed);
+        }
         let busy = glommio::executor().executor_stats().executor_runtime();
         into.busy_micros
             .store(busy.as_micros() as u64, Ordering::Relaxed);

@@ -3,6 +3,7 @@
 //! it. On error, end of stream or silence the pull moves to the next healthy
 //! origin while players stay connected and timestamps stay continuous.
 
+use crate::error::Error;
 use crate::ingest::Kind;
 use crate::ingest::Media;
 use crate::registry::{ClientInfo, ClientKind, Registered};
@@ -53,7 +54,7 @@ fn has_demand(hub: &RefCell<Hub>) -> bool {
 enum End {
     Idle,
     Unpublished,
-    Failed(String),
+    Failed(Error),
 }
 
 /// Runs the pull of one stream until nobody watches it any more.
@@ -89,7 +90,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
         {
             Ok(c) => c,
             Err(e) => {
-                if e.server_unhealthy() {
+                if e.avoid_server() {
                     shard.origin_failed(&req.vhost, idx);
                 }
                 warn!(shard = shard.id, stream = %key, origin = %origin, "edge pull failed: {e}; trying the next origin");
@@ -145,7 +146,9 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
                 glommio::timer::sleep(retry).await;
             }
             End::Failed(why) => {
-                shard.origin_failed(&req.vhost, idx);
+                if why.avoid_server() {
+                    shard.origin_failed(&req.vhost, idx);
+                }
                 warn!(shard = shard.id, stream = %key, origin = %origin, "edge upstream lost: {why}");
             }
         }
@@ -205,7 +208,8 @@ async fn relay_media(
             }
         }
         if last_media.elapsed() >= silence {
-            return End::Failed(format!("no media for {} ms", silence.as_millis()));
+            let why = format!("no media for {} ms", silence.as_millis());
+            return End::Failed(Error::upstream_down(why));
         }
         if has_demand(hub) {
             idle_since = None;

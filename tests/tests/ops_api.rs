@@ -554,8 +554,84 @@ fn slow_consumer_counters_move_when_a_stalled_player_is_kicked() {
             == Some(0.0)),
         "the kicked player is still counted as a client"
     );
+    assert!(
+        ops.wait_metrics(Duration::from_secs(3), |m| m
+            .get("ringcast_connections_closed_total{reason=\"kicked\"}")
+            .is_some_and(|k| k >= 1.0)),
+        "the kicked player's end is not counted as reason=\"kicked\":\n{}",
+        ops.metrics().text
+    );
     let run = publisher.stop();
     assert_eq!(run.end, PublishEnd::Stopped, "the publisher was disturbed");
+}
+
+/// Every connection end is counted under its reason: a peer that hangs up,
+/// a refused request and a protocol violation each move their own series
+/// of `ringcast_connections_closed_total`, and only theirs.
+#[test]
+fn connection_ends_are_counted_by_reason() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    let ops = ApiServer::start("");
+    let closed = |m: &Metrics, reason: &str| {
+        m.get(&format!(
+            "ringcast_connections_closed_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    let m = ops.metrics();
+    assert_eq!(
+        m.types
+            .get("ringcast_connections_closed_total")
+            .map(String::as_str),
+        Some("counter"),
+        "{}",
+        m.text
+    );
+    let before: BTreeMap<&str, f64> = ["peer_left", "refused", "client_error", "timeout"]
+        .into_iter()
+        .map(|r| {
+            (
+                r,
+                closed(&m, r).unwrap_or_else(|| panic!("no reason={r}:\n{}", m.text)),
+            )
+        })
+        .collect();
+
+    // hangs up before the handshake: peer_left
+    drop(std::net::TcpStream::connect(ops.server.rtmp_addr()).expect("connect"));
+    // asks for a mount that does not exist: refused (404)
+    let r = raw_http(
+        ops.server.http_addr(),
+        b"GET /nowhere/at/all.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .expect("HTTP answer");
+    assert_eq!(r.head.status, 404);
+    // an RTMP version byte no server speaks: a client error
+    let mut bad = std::net::TcpStream::connect(ops.server.rtmp_addr()).expect("connect");
+    bad.write_all(&[0x55; 1537]).expect("send");
+    bad.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut sink = Vec::new();
+    let _ = bad.read_to_end(&mut sink);
+
+    let want = [("peer_left", 1.0), ("refused", 1.0), ("client_error", 1.0)];
+    let moved = ops.wait_metrics(Duration::from_secs(5), |m| {
+        want.iter()
+            .all(|(r, n)| closed(m, r).is_some_and(|v| v >= before[r] + n))
+    });
+    let m = ops.metrics();
+    assert!(
+        moved,
+        "close reasons did not move as expected from {before:?}:\n{}",
+        m.text
+    );
+    assert_eq!(
+        closed(&m, "timeout"),
+        Some(before["timeout"]),
+        "nothing timed out, yet timeout moved:\n{}",
+        m.text
+    );
 }
 
 // ---------------------------------------------------------------------------
