@@ -2,17 +2,25 @@
 //!
 //! Every table is `#[serde(default, deny_unknown_fields)]`: an empty file is a complete
 //! config, and a misspelt key is an error that names it instead of a silently ignored line.
-//! Durations are integer milliseconds (`_ms`), sizes are bytes.
+//! Durations are written as integer milliseconds (`_ms`) and held as `Duration`; sizes are
+//! bytes.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::security::Rule;
+
+/// Reads a duration written as integer milliseconds (the `_ms` keys), so
+/// that the configuration holds `Duration`s converted once, at load.
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -33,21 +41,27 @@ pub struct ServerConf {
     /// Minimum level written to the log.
     pub log_level: LogLevel,
     /// Time allowed for the RTMP handshake (SRS hard-codes 500 ms, too short on bad links).
-    pub handshake_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub handshake_timeout_ms: Duration,
     /// A connection that sends nothing for this long is closed (SRS RTMP recv timeout).
-    pub idle_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub idle_timeout_ms: Duration,
     /// A publisher must send its first media packet within this time.
-    pub publish_first_packet_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub publish_first_packet_timeout_ms: Duration,
     /// After the first packet, a publisher silent for this long is dropped.
-    pub publish_normal_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub publish_normal_timeout_ms: Duration,
     /// Where to write (and lock) the pid file; none by default.
     pub pid_file: Option<PathBuf>,
     /// Graceful quit: after the signal, keep serving (with `/healthz` failing, so load
     /// balancers drain) this long before closing the listeners (SRS `grace_start_wait`).
-    pub grace_start_wait_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub grace_start_wait_ms: Duration,
     /// Graceful quit: after closing the listeners, let connections run at most this long
     /// (SRS `grace_final_wait`).
-    pub grace_final_wait_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub grace_final_wait_ms: Duration,
     /// Make SIGTERM a graceful quit too, as Kubernetes needs (SRS `force_grace_quit`).
     pub force_grace_quit: bool,
     /// The host other servers and redirected clients use to reach this one (origin
@@ -74,13 +88,13 @@ impl Default for ServerConf {
             max_connections: 1000,
             io_memory: MIB,
             log_level: LogLevel::Info,
-            handshake_timeout_ms: 5_000,
-            idle_timeout_ms: 30_000,
-            publish_first_packet_timeout_ms: 20_000,
-            publish_normal_timeout_ms: 5_000,
+            handshake_timeout_ms: Duration::from_millis(5_000),
+            idle_timeout_ms: Duration::from_millis(30_000),
+            publish_first_packet_timeout_ms: Duration::from_millis(20_000),
+            publish_normal_timeout_ms: Duration::from_millis(5_000),
             pid_file: None,
-            grace_start_wait_ms: 2_300,
-            grace_final_wait_ms: 3_200,
+            grace_start_wait_ms: Duration::from_millis(2_300),
+            grace_final_wait_ms: Duration::from_millis(3_200),
             force_grace_quit: false,
             advertise_host: "127.0.0.1".to_owned(),
             daemon: false,
@@ -284,19 +298,22 @@ pub struct VhostConf {
     pub gop_cache_max_frames: usize,
     /// A player's queue holds at most this much media time; beyond it the queue drops to
     /// the next keyframe (SRS `queue_length`, 30 s).
-    pub queue_length_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub queue_length_ms: Duration,
     /// A player's queue also holds at most this many bytes of media.
     pub queue_max_bytes: usize,
     /// A player whose queue overflows this many times within `overflow_window_ms` cannot
     /// keep up and is disconnected; at least 1.
     pub max_queue_overflows: u32,
     /// The window over which overflows are counted.
-    pub overflow_window_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub overflow_window_ms: Duration,
     /// Merged write: a stream's new frames are held up to this long and then written to
     /// each player together, so a player costs one `sendmsg` per batch rather than one per
     /// frame (SRS `play.mw_latency`, 350). It adds up to this much latency; 0 writes what
     /// arrives at once.
-    pub mw_latency_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub mw_latency_ms: Duration,
     /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.
     pub http_flv: HttpFlvConf,
     /// `[vhosts.<name>.cluster]`: edge (pull from origins) or origin, and the origin cluster.
@@ -317,11 +334,11 @@ impl Default for VhostConf {
             enabled: true,
             gop_cache: true,
             gop_cache_max_frames: 2_500,
-            queue_length_ms: 30_000,
+            queue_length_ms: Duration::from_millis(30_000),
             queue_max_bytes: 16 * MIB,
             max_queue_overflows: 3,
-            overflow_window_ms: 60_000,
-            mw_latency_ms: 350,
+            overflow_window_ms: Duration::from_millis(60_000),
+            mw_latency_ms: Duration::from_millis(350),
 
             http_flv: HttpFlvConf::default(),
             cluster: ClusterConf::default(),
@@ -353,20 +370,25 @@ pub struct ClusterConf {
     /// An edge's origins, `host:port`, tried in round-robin order with failover.
     pub origins: Vec<String>,
     /// Time allowed to connect to an origin and get the stream started.
-    pub connect_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub connect_timeout_ms: Duration,
     /// An upstream that delivers no media for this long is abandoned for the next origin:
     /// how fast a frozen or partitioned origin is left (ringcast origins send an edge's
     /// pull each frame as it arrives, so silence is short on a healthy one).
-    pub silence_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub silence_timeout_ms: Duration,
     /// After the last player leaves, the edge keeps pulling this long (a player arriving
     /// meanwhile reuses the pull).
-    pub idle_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub idle_timeout_ms: Duration,
     /// An origin that failed is skipped for this long while others are healthy.
-    pub origin_retry_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub origin_retry_ms: Duration,
     /// Origin cluster: HTTP API addresses (`host:port`) of the origins that share streams.
     pub coworkers: Vec<String>,
     /// Time allowed for a coworker to answer a lookup.
-    pub coworker_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub coworker_timeout_ms: Duration,
 }
 
 impl Default for ClusterConf {
@@ -374,12 +396,12 @@ impl Default for ClusterConf {
         Self {
             mode: ClusterMode::Local,
             origins: Vec::new(),
-            connect_timeout_ms: 3_000,
-            silence_timeout_ms: 600,
-            idle_timeout_ms: 3_000,
-            origin_retry_ms: 3_000,
+            connect_timeout_ms: Duration::from_millis(3_000),
+            silence_timeout_ms: Duration::from_millis(600),
+            idle_timeout_ms: Duration::from_millis(3_000),
+            origin_retry_ms: Duration::from_millis(3_000),
             coworkers: Vec::new(),
-            coworker_timeout_ms: 1_000,
+            coworker_timeout_ms: Duration::from_millis(1_000),
         }
     }
 }
@@ -431,16 +453,18 @@ pub struct ForwardConf {
     /// stream name there).
     pub destinations: Vec<String>,
     /// First reconnect delay after a destination fails; doubles up to `backoff_max_ms`.
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub backoff_initial_ms: Duration,
+    #[serde(deserialize_with = "millis")]
+    pub backoff_max_ms: Duration,
 }
 
 impl Default for ForwardConf {
     fn default() -> Self {
         Self {
             destinations: Vec::new(),
-            backoff_initial_ms: 500,
-            backoff_max_ms: 8_000,
+            backoff_initial_ms: Duration::from_millis(500),
+            backoff_max_ms: Duration::from_millis(8_000),
         }
     }
 }
@@ -464,7 +488,8 @@ pub struct HooksConf {
     pub on_stop: Vec<String>,
     /// Time allowed for each call, connect to answer; a hook that takes longer counts as
     /// a refusal (the client is not kept waiting on a dead hook server).
-    pub timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub timeout_ms: Duration,
 }
 
 impl Default for HooksConf {
@@ -475,7 +500,7 @@ impl Default for HooksConf {
             on_unpublish: Vec::new(),
             on_play: Vec::new(),
             on_stop: Vec::new(),
-            timeout_ms: 3_000,
+            timeout_ms: Duration::from_millis(3_000),
         }
     }
 }
@@ -514,7 +539,8 @@ pub struct HttpFlvConf {
     pub mount: String,
     /// After the publisher leaves, HTTP-FLV players stay connected this long waiting for a
     /// republish before they are closed.
-    pub unpublish_timeout_ms: u64,
+    #[serde(deserialize_with = "millis")]
+    pub unpublish_timeout_ms: Duration,
 }
 
 impl Default for HttpFlvConf {
@@ -522,7 +548,7 @@ impl Default for HttpFlvConf {
         Self {
             enabled: true,
             mount: "[vhost]/[app]/[stream].flv".to_owned(),
-            unpublish_timeout_ms: 30_000,
+            unpublish_timeout_ms: Duration::from_millis(30_000),
         }
     }
 }

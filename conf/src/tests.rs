@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use proptest::prelude::*;
+use std::time::Duration;
 
 use super::*;
 
@@ -42,10 +43,13 @@ fn empty_file_gives_defaults() {
     assert_eq!(s.max_connections, 1000);
     assert_eq!(s.io_memory, 1024 * 1024);
     assert_eq!(s.log_level, LogLevel::Info);
-    assert_eq!(s.handshake_timeout_ms, 5_000);
-    assert_eq!(s.idle_timeout_ms, 30_000);
-    assert_eq!(s.publish_first_packet_timeout_ms, 20_000);
-    assert_eq!(s.publish_normal_timeout_ms, 5_000);
+    assert_eq!(s.handshake_timeout_ms, Duration::from_millis(5_000));
+    assert_eq!(s.idle_timeout_ms, Duration::from_millis(30_000));
+    assert_eq!(
+        s.publish_first_packet_timeout_ms,
+        Duration::from_millis(20_000)
+    );
+    assert_eq!(s.publish_normal_timeout_ms, Duration::from_millis(5_000));
     assert_eq!(s.pid_file, None);
 
     assert_eq!(c.rtmp.listen, vec![addr("0.0.0.0:1935")]);
@@ -61,13 +65,16 @@ fn empty_file_gives_defaults() {
     assert!(v.enabled);
     assert!(v.gop_cache);
     assert_eq!(v.gop_cache_max_frames, 2_500);
-    assert_eq!(v.queue_length_ms, 30_000);
+    assert_eq!(v.queue_length_ms, Duration::from_millis(30_000));
     assert_eq!(v.queue_max_bytes, 16 * 1024 * 1024);
     assert_eq!(v.max_queue_overflows, 3);
-    assert_eq!(v.overflow_window_ms, 60_000);
+    assert_eq!(v.overflow_window_ms, Duration::from_millis(60_000));
     assert!(v.http_flv.enabled);
     assert_eq!(v.http_flv.mount, "[vhost]/[app]/[stream].flv");
-    assert_eq!(v.http_flv.unpublish_timeout_ms, 30_000);
+    assert_eq!(
+        v.http_flv.unpublish_timeout_ms,
+        Duration::from_millis(30_000)
+    );
 }
 
 #[test]
@@ -88,8 +95,14 @@ fn default_vhost_is_added_next_to_configured_ones() {
 fn explicit_default_vhost_is_kept() {
     let c = ok("[vhosts.__defaultVhost__]\nqueue_length_ms = 1000\n");
     assert_eq!(c.vhosts.len(), 1);
-    assert_eq!(c.vhost(DEFAULT_VHOST).queue_length_ms, 1000);
-    assert_eq!(c.vhost("unknown.example").queue_length_ms, 1000);
+    assert_eq!(
+        c.vhost(DEFAULT_VHOST).queue_length_ms,
+        Duration::from_millis(1000)
+    );
+    assert_eq!(
+        c.vhost("unknown.example").queue_length_ms,
+        Duration::from_millis(1000)
+    );
 }
 
 #[test]
@@ -97,10 +110,16 @@ fn vhost_lookup_falls_back_and_ignores_case() {
     let c = ok("[vhosts.\"a.example\"]\nqueue_length_ms = 7\n[vhosts.off]\nenabled = false\n");
     assert_eq!(c.resolve_vhost("a.example").0, "a.example");
     assert_eq!(c.resolve_vhost("A.Example").0, "a.example");
-    assert_eq!(c.vhost("A.EXAMPLE").queue_length_ms, 7);
+    assert_eq!(
+        c.vhost("A.EXAMPLE").queue_length_ms,
+        Duration::from_millis(7)
+    );
     assert_eq!(c.resolve_vhost("b.example").0, DEFAULT_VHOST);
     assert_eq!(c.resolve_vhost("").0, DEFAULT_VHOST);
-    assert_eq!(c.vhost("b.example").queue_length_ms, 30_000);
+    assert_eq!(
+        c.vhost("b.example").queue_length_ms,
+        Duration::from_millis(30_000)
+    );
     // A disabled vhost is returned, not replaced by the default one.
     assert_eq!(c.resolve_vhost("off").0, "off");
     assert!(!c.vhost("off").enabled);
@@ -768,7 +787,7 @@ fn hooks_and_security_default_to_nothing() {
     let v = ok("").vhost(DEFAULT_VHOST).clone();
     assert_eq!(v.hooks, HooksConf::default());
     assert!(v.hooks.lists().iter().all(|(_, urls)| urls.is_empty()));
-    assert_eq!(v.hooks.timeout_ms, 3_000);
+    assert_eq!(v.hooks.timeout_ms, Duration::from_millis(3_000));
     assert!(v.security.rules.is_empty());
 }
 
@@ -789,7 +808,7 @@ fn hooks_and_security_are_read() {
     assert_eq!(v.hooks.on_publish.len(), 2);
     assert_eq!(v.hooks.on_connect, ["http://127.0.0.1:8085/api/v1/clients"]);
     assert_eq!(v.hooks.on_stop, ["http://127.0.0.1:8085/s"]);
-    assert_eq!(v.hooks.timeout_ms, 500);
+    assert_eq!(v.hooks.timeout_ms, Duration::from_millis(500));
     let rules: Vec<String> = v.security.rules.iter().map(|r| r.to_string()).collect();
     assert_eq!(
         rules,
@@ -987,8 +1006,14 @@ fn effective_daemon_and_auto_reload() {
 #[test]
 fn merged_write_delay_is_bounded() {
     let c = ok("[vhosts.__defaultVhost__]\nmw_latency_ms = 0\n");
-    assert_eq!(c.vhost(DEFAULT_VHOST).mw_latency_ms, 0);
-    assert_eq!(Config::default().vhost(DEFAULT_VHOST).mw_latency_ms, 350);
+    assert_eq!(
+        c.vhost(DEFAULT_VHOST).mw_latency_ms,
+        Duration::from_millis(0)
+    );
+    assert_eq!(
+        Config::default().vhost(DEFAULT_VHOST).mw_latency_ms,
+        Duration::from_millis(350)
+    );
     let e = err("[vhosts.__defaultVhost__]\nmw_latency_ms = 60000\n").to_string();
 
     assert!(

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use toml_edit::{ImDocument, Item, Value};
@@ -169,7 +170,7 @@ fn default_vhost_keys_by_name() {
     let v = c.vhost(DEFAULT_VHOST);
     assert!(!v.http_flv.enabled);
     assert_eq!(v.http_flv.mount, "[app]/[stream].flv");
-    assert_eq!(v.queue_length_ms, 5000);
+    assert_eq!(v.queue_length_ms, Duration::from_millis(5000));
     assert_eq!(v.cluster.mode, ClusterMode::Remote);
     assert_eq!(v.cluster.origins, ["o1.example:1935", "o2.example:1935"]);
     assert_eq!(v.forward.destinations, ["[::1]:1936"]);
@@ -202,7 +203,10 @@ fn configured_vhosts_by_name() {
     assert!(!c.vhost("live.example.com").gop_cache);
     assert!(!c.vhost("live.example.com").http_flv.enabled);
     assert!(c.vhost("other").gop_cache);
-    assert_eq!(c.vhost("other").queue_length_ms, 1000);
+    assert_eq!(
+        c.vhost("other").queue_length_ms,
+        Duration::from_millis(1000)
+    );
     assert_eq!(c.vhosts.len(), 3);
     assert!(c.vhost(DEFAULT_VHOST).gop_cache);
 }
@@ -245,10 +249,10 @@ fn srs_aliases() {
             c.server.pid_file == Some(PathBuf::from("./objs/srs.pid"))
         }),
         ("SRS_GRACE_START_WAIT", "100", &|c| {
-            c.server.grace_start_wait_ms == 100
+            c.server.grace_start_wait_ms == Duration::from_millis(100)
         }),
         ("SRS_GRACE_FINAL_WAIT", "200", &|c| {
-            c.server.grace_final_wait_ms == 200
+            c.server.grace_final_wait_ms == Duration::from_millis(200)
         }),
         ("SRS_FORCE_GRACE_QUIT", "on", &|c| c.server.force_grace_quit),
         ("SRS_SRS_LOG_LEVEL", "trace", &|c| {
@@ -284,10 +288,10 @@ fn srs_aliases() {
             c.http_server.listen == [addr("0.0.0.0:8081")]
         }),
         ("SRS_VHOST_PUBLISH_FIRSTPKT_TIMEOUT", "9000", &|c| {
-            c.server.publish_first_packet_timeout_ms == 9000
+            c.server.publish_first_packet_timeout_ms == Duration::from_millis(9000)
         }),
         ("SRS_VHOST_PUBLISH_NORMAL_TIMEOUT", "7000", &|c| {
-            c.server.publish_normal_timeout_ms == 7000
+            c.server.publish_normal_timeout_ms == Duration::from_millis(7000)
         }),
         ("SRS_VHOST_HTTP_REMUX_ENABLED", "off", &|c| {
             !c.vhost(DEFAULT_VHOST).http_flv.enabled
@@ -307,10 +311,10 @@ fn srs_aliases() {
             c.vhost(DEFAULT_VHOST).gop_cache_max_frames == 100
         }),
         ("SRS_VHOST_QUEUE_LENGTH", "10", &|c| {
-            c.vhost(DEFAULT_VHOST).queue_length_ms == 10_000
+            c.vhost(DEFAULT_VHOST).queue_length_ms == Duration::from_millis(10_000)
         }),
         ("SRS_VHOST_PLAY_QUEUE_LENGTH", "0.5", &|c| {
-            c.vhost(DEFAULT_VHOST).queue_length_ms == 500
+            c.vhost(DEFAULT_VHOST).queue_length_ms == Duration::from_millis(500)
         }),
         ("SRS_VHOST_CLUSTER_ORIGIN", "o1:1935 o2:1935", &|c| {
             c.vhost(DEFAULT_VHOST).cluster.origins == ["o1:1935", "o2:1935"]
@@ -347,7 +351,7 @@ fn srs_aliases() {
             c.vhost(DEFAULT_VHOST).hooks.on_stop.len() == 1
         }),
         ("SRS_VHOST_PLAY_MW_LATENCY", "100", &|c| {
-            c.vhost(DEFAULT_VHOST).mw_latency_ms == 100
+            c.vhost(DEFAULT_VHOST).mw_latency_ms == Duration::from_millis(100)
         }),
     ];
 

@@ -2,6 +2,7 @@
 //! the caller can point at the line that set it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::error::Seg;
 use crate::hooks::parse_hook_url;
@@ -40,8 +41,8 @@ fn fail(path: Vec<Seg>, message: impl Into<String>) -> Check {
     })
 }
 
-fn positive(value: u64, path: Vec<Seg>) -> Check {
-    if value == 0 {
+fn positive<T: Default + PartialEq>(value: T, path: Vec<Seg>) -> Check {
+    if value == T::default() {
         return fail(path, "must be > 0");
     }
     Ok(())
@@ -261,7 +262,7 @@ fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
         with(base, "max_queue_overflows"),
     )?;
     positive(v.overflow_window_ms, with(base, "overflow_window_ms"))?;
-    if v.mw_latency_ms > MAX_MW_LATENCY_MS {
+    if v.mw_latency_ms > Duration::from_millis(MAX_MW_LATENCY_MS) {
         fail(
             with(base, "mw_latency_ms"),
             format!("must be <= {MAX_MW_LATENCY_MS}"),

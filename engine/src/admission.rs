@@ -13,7 +13,6 @@ use crate::url::StreamRequest;
 use ringcast_conf::security::Action;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::Duration;
 use tracing::debug;
 
 /// The client asking, as admission, hooks and the API see it.
@@ -109,7 +108,7 @@ async fn vet(
         Action::Publish => (&vhost.hooks.on_publish, Hook::Publish),
         Action::Play => (&vhost.hooks.on_play, Hook::Play),
     };
-    let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
+    let timeout = vhost.hooks.timeout_ms;
     hooks::call(urls, hook, &who.hook_info(req), timeout)
         .await
         .map_err(|why| format!("hook {why}"))
@@ -128,7 +127,7 @@ pub fn notify_left(shard: &Shard, who: &Applicant, req: &StreamRequest, hook: Ho
         return;
     }
     let info = who.hook_info(req);
-    let timeout = Duration::from_millis(conf.timeout_ms);
+    let timeout = conf.timeout_ms;
     glommio::spawn_local(async move {
         if let Err(why) = hooks::call(&urls, hook, &info, timeout).await {
             debug!("{why} (ignored)");

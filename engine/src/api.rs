@@ -18,7 +18,7 @@ use ringcast_proto::http::{parse_request_head, percent_decode};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tracing::{debug, warn};
 
 /// SRS's "client not found" code (`ERROR_RTMP_CLIENT_NOT_FOUND`).
@@ -337,7 +337,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _g
 }
 
 async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Close {
-    let timeout = Duration::from_millis(shard.cfg().server.handshake_timeout_ms);
+    let timeout = shard.cfg().server.handshake_timeout_ms;
     // the whole request head within the timeout, however slowly it comes
     let deadline = std::time::Instant::now() + timeout;
     let mut input = BytesMut::with_capacity(1024);
@@ -445,6 +445,7 @@ mod tests {
     use super::*;
     use crate::registry::ClientKind;
     use serde_json::{json, Value};
+    use std::time::Duration;
 
     fn cfg() -> Config {
         Config::parse(

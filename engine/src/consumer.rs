@@ -25,10 +25,10 @@ impl Limits {
     /// A player's queue limits from its vhost.
     pub fn for_vhost(v: &VhostConf) -> Limits {
         Limits {
-            max_duration_ms: v.queue_length_ms.min(u64::from(u32::MAX)) as u32,
+            max_duration_ms: u32::try_from(v.queue_length_ms.as_millis()).unwrap_or(u32::MAX),
             max_bytes: v.queue_max_bytes,
             max_overflows: v.max_queue_overflows.max(1),
-            overflow_window: Duration::from_millis(v.overflow_window_ms),
+            overflow_window: v.overflow_window_ms,
         }
     }
 }

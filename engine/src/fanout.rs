@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn merged_write_holds_a_batch_until_it_is_due() {
         let mut s = LocalStream::for_vhost(&ringcast_conf::VhostConf {
-            mw_latency_ms: 350,
+            mw_latency_ms: std::time::Duration::from_millis(350),
             ..Default::default()
         });
 

@@ -165,13 +165,13 @@ pub async fn forward(shard: Rc<Shard>, hub: Rc<RefCell<Hub>>, req: StreamRequest
     let key = req.key();
     let url = upstream_url(&dest, &req);
     let chunk = shard.cfg().rtmp.out_chunk_size;
-    let timeout = Duration::from_millis(shard.cfg().vhost(&req.vhost).cluster.connect_timeout_ms);
-    let mut backoff = Duration::from_millis(fw.backoff_initial_ms);
+    let timeout = shard.cfg().vhost(&req.vhost).cluster.connect_timeout_ms;
+    let mut backoff = fw.backoff_initial_ms;
     let keep = || configured(&shard, &req.vhost, &dest);
     while still_live(&hub, gen) && keep() {
         match rtmpc::open(&url, ClientMode::Publish, chunk, timeout).await {
             Ok(mut conn) => {
-                backoff = Duration::from_millis(fw.backoff_initial_ms);
+                backoff = fw.backoff_initial_ms;
                 let _listed = register(&shard, &conn, &req, &url);
                 info!(shard = shard.id, stream = %key, dest = %dest, "forward started");
                 match push(&shard, &hub, &mut conn, &req.vhost, &keep).await {
@@ -197,7 +197,7 @@ pub async fn forward(shard: Rc<Shard>, hub: Rc<RefCell<Hub>>, req: StreamRequest
             }
         }
         glommio::timer::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_millis(fw.backoff_max_ms));
+        backoff = (backoff * 2).min(fw.backoff_max_ms);
     }
 }
 
@@ -216,8 +216,8 @@ pub async fn open_relay(
     req: &StreamRequest,
 ) -> Result<(usize, String, ClientConn), Error> {
     let cluster = shard.cfg().vhost(&req.vhost).cluster.clone();
-    let retry = Duration::from_millis(cluster.origin_retry_ms);
-    let timeout = Duration::from_millis(cluster.connect_timeout_ms);
+    let retry = cluster.origin_retry_ms;
+    let timeout = cluster.connect_timeout_ms;
     let mut errors = Vec::new();
     for _ in 0..cluster.origins.len() {
         let idx = shard.pick_origin(&req.vhost, cluster.origins.len(), retry);

@@ -112,7 +112,7 @@ pub async fn respond(
             if body.is_none() && vhost.cluster.mode == ClusterMode::Remote {
                 // the first request on an edge starts the pull: wait for a segment
                 let wait = Duration::from_secs_f64(vhost.hls.hls_fragment * 2.0)
-                    .saturating_add(Duration::from_millis(vhost.cluster.connect_timeout_ms))
+                    .saturating_add(vhost.cluster.connect_timeout_ms)
                     .min(FIRST_PLAYLIST_WAIT_CAP);
                 let deadline = Instant::now() + wait;
                 while body.is_none() && Instant::now() < deadline {

@@ -19,7 +19,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
 use tracing::{info, warn};
 
 /// Maps a request path to a stream through a vhost's mount pattern
@@ -107,8 +106,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _g
 
 async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Close {
     let cfg = shard.cfg();
-    let first = Duration::from_millis(cfg.server.handshake_timeout_ms);
-    let idle = Duration::from_millis(cfg.server.idle_timeout_ms);
+    let first = cfg.server.handshake_timeout_ms;
+    let idle = cfg.server.idle_timeout_ms;
     let mut input = BytesMut::with_capacity(1024);
     let mut served = 0u64;
     // keep-alive: HLS requests follow each other on one connection; an
@@ -202,7 +201,7 @@ async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: &StreamR
     let key = req.key();
     let cfg = shard.cfg();
     let vhost = cfg.vhost(&req.vhost);
-    let wait = Duration::from_millis(vhost.http_flv.unpublish_timeout_ms);
+    let wait = vhost.http_flv.unpublish_timeout_ms;
     let consumer = Consumer::new(Format::HttpFlv, Limits::for_vhost(vhost));
     let mut ctrl = BytesMut::from(
         format!(

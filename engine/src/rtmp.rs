@@ -16,13 +16,13 @@ use crate::url::{split_query, StreamRequest};
 use bytes::BytesMut;
 use glommio::net::TcpStream;
 use ringcast_conf::security::Action;
-use ringcast_conf::{ClusterMode, VhostConf};
+use ringcast_conf::ClusterMode;
 use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::{debug, info, warn};
 
 /// What a connection is doing once `connect` is done.
@@ -144,10 +144,6 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
 }
 
 impl Conn {
-    fn ms(v: u64) -> Duration {
-        Duration::from_millis(v)
-    }
-
     async fn run(mut self, pending: Vec<ServerEvent>) {
         let outcome = self.run_inner(pending).await;
         self.alive.set(false);
@@ -167,10 +163,10 @@ impl Conn {
 
     async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Outcome {
         let server = &self.shard.cfg().server;
-        let handshake = Self::ms(server.handshake_timeout_ms);
-        let idle = Self::ms(server.idle_timeout_ms);
-        let first_packet = Self::ms(server.publish_first_packet_timeout_ms);
-        let normal = Self::ms(server.publish_normal_timeout_ms);
+        let handshake = server.handshake_timeout_ms;
+        let idle = server.idle_timeout_ms;
+        let first_packet = server.publish_first_packet_timeout_ms;
+        let normal = server.publish_normal_timeout_ms;
         self.events = pending;
         if !self.events.is_empty() {
             match self.handle_events().await {
@@ -324,7 +320,7 @@ impl Conn {
             tc_url: info.tc_url.clone(),
             page_url: info.page_url.clone(),
         };
-        let timeout = Duration::from_millis(vhost.hooks.timeout_ms);
+        let timeout = vhost.hooks.timeout_ms;
         if let Err(why) = hooks::call(&vhost.hooks.on_connect, Hook::Connect, &hook, timeout).await
         {
             self.session.reject_connect(&why, &mut self.out);
@@ -391,13 +387,6 @@ impl Conn {
             stream: stream.to_string(),
             param,
         })
-    }
-
-    fn vhost_conf(&self) -> VhostConf {
-        self.shard
-            .cfg()
-            .vhost(self.vhost.as_deref().unwrap_or_default())
-            .clone()
     }
 
     async fn on_publish(
@@ -480,7 +469,8 @@ impl Conn {
         }
         match self.shard.publish_start(&key, self.cid) {
             Ok(hub) => {
-                let vhost = self.vhost_conf();
+                let cfg = self.shard.cfg();
+                let vhost = cfg.vhost(&req.vhost);
                 if vhost.cluster.mode == ClusterMode::Remote {
                     match forward::open_relay(&self.shard, &req).await {
                         Ok(relay) => {
@@ -570,7 +560,10 @@ impl Conn {
             }
         }
         let _listed = who.register(&self.shard, &req, ClientKind::RtmpPlay);
-        let consumer = Consumer::new(Format::Rtmp, Limits::for_vhost(&self.vhost_conf()));
+        let consumer = Consumer::new(
+            Format::Rtmp,
+            Limits::for_vhost(self.shard.cfg().vhost(&req.vhost)),
+        );
         if self.session.connect_info().is_some_and(|i| i.relay) {
             consumer.serve_immediately();
         }

@@ -240,11 +240,11 @@ async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
         let cfg = shard.cfg();
         let since = *quit_since.get_or_insert_with(Instant::now);
         let start_wait = if control.upgraded() {
-            0
+            Duration::ZERO
         } else {
             cfg.server.grace_start_wait_ms
         };
-        if accepts.is_some() && since.elapsed() >= Duration::from_millis(start_wait) {
+        if accepts.is_some() && since.elapsed() >= start_wait {
             if let Some(mut a) = accepts.take() {
                 a.close_all();
             }
@@ -256,7 +256,7 @@ async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
                 .global
                 .connections
                 .load(std::sync::atomic::Ordering::Relaxed);
-            if left == 0 || at.elapsed() >= Duration::from_millis(cfg.server.grace_final_wait_ms) {
+            if left == 0 || at.elapsed() >= cfg.server.grace_final_wait_ms {
                 info!(shard = shard.id, connections = left, "graceful quit: done");
                 return;
             }

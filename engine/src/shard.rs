@@ -750,7 +750,7 @@ impl Shard {
             &req.vhost,
             &req.app,
             &req.stream,
-            std::time::Duration::from_millis(cluster.coworker_timeout_ms),
+            cluster.coworker_timeout_ms,
         )
         .await
     }

@@ -125,8 +125,7 @@ impl LocalStream {
         if !v.gop_cache {
             self.gop.clear();
         }
-        self.fanout
-            .set_delay(Duration::from_millis(v.mw_latency_ms));
+        self.fanout.set_delay(v.mw_latency_ms);
     }
 
     pub fn add_consumer(&mut self, c: Rc<Consumer>) {

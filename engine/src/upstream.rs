@@ -61,8 +61,8 @@ enum End {
 pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
     let key = req.key();
     let cluster: ClusterConf = shard.cfg().vhost(&req.vhost).cluster.clone();
-    let idle = Duration::from_millis(cluster.idle_timeout_ms);
-    let retry = Duration::from_millis(cluster.origin_retry_ms);
+    let idle = cluster.idle_timeout_ms;
+    let retry = cluster.origin_retry_ms;
     let mut idle_since: Option<Instant> = None;
     let mut live = false;
     let mut last_origin: Option<String> = None;
@@ -79,7 +79,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
             break;
         };
         let url = upstream_url(&origin, &req);
-        let timeout = Duration::from_millis(cluster.connect_timeout_ms);
+        let timeout = cluster.connect_timeout_ms;
         let mut conn = match rtmpc::open(
             &url,
             ClientMode::Play,
@@ -129,7 +129,7 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
             }
         }
         last_origin = Some(origin.clone());
-        let silence = Duration::from_millis(cluster.silence_timeout_ms);
+        let silence = cluster.silence_timeout_ms;
         let end = relay_media(&shard, &key, &hub, &mut conn, silence, idle, &mut live).await;
         match end {
             End::Idle => {
