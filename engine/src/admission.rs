@@ -135,3 +135,137 @@ pub fn notify_left(shard: &Shard, who: &Applicant, req: &StreamRequest, hook: Ho
     })
     .detach();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::httpc::tests::{fake_server, run_local};
+    use crate::mesh::Mesh;
+    use crate::shard::{Global, Task};
+    use ringcast_conf::Config;
+    use std::sync::Arc;
+
+    /// A one-shard state core over `toml`, with no task layer under it.
+    async fn shard(toml: &str) -> Rc<Shard> {
+        let cfg = Config::parse(toml, "admission-test.toml").expect("test config");
+        let (senders, _receivers) = Mesh::new(1, 4).join().await.expect("mesh");
+        fn no_tasks(_: &Rc<Shard>, _: Task) {}
+        Rc::new(Shard::new(
+            0,
+            Arc::new(cfg),
+            Arc::new(Global::default()),
+            senders,
+            no_tasks,
+        ))
+    }
+
+    fn local(ip: Option<&str>) -> Applicant {
+        Applicant {
+            cid: 7,
+            ip: ip.map(|i| i.parse().expect("ip")),
+            tc_url: "rtmp://127.0.0.1/live".into(),
+            page_url: String::new(),
+        }
+    }
+
+    fn stream() -> StreamRequest {
+        StreamRequest::from_key("__defaultVhost__/live/s1", "token=t".into()).expect("key")
+    }
+
+    /// An HTTP hook service that answers every call with `body`.
+    fn hook_answering(body: &'static str) -> String {
+        let addr = fake_server(move |_| {
+            Some(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes(),
+            )
+        });
+        format!("http://{addr}/hook")
+    }
+
+    #[test]
+    fn no_rules_no_hooks_admits_both_actions() {
+        run_local(async {
+            let s = shard("").await;
+            for action in [Action::Play, Action::Publish] {
+                let d = decide(&s, &local(Some("127.0.0.1")), &stream(), action, false).await;
+                assert_eq!(d, Decision::Admit, "{action:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn security_rules_refuse_by_action_and_address() {
+        run_local(async {
+            let s =
+                shard("[vhosts.__defaultVhost__.security]\nrules = [\"deny play 127.0.0.0/8\"]\n")
+                    .await;
+            let who = local(Some("127.0.0.1"));
+            let refused = decide(&s, &who, &stream(), Action::Play, false).await;
+            assert!(matches!(refused, Decision::Refuse(_)), "{refused:?}");
+            let other = decide(&s, &local(Some("10.1.2.3")), &stream(), Action::Play, false).await;
+            assert_eq!(other, Decision::Admit);
+            let publish = decide(&s, &who, &stream(), Action::Publish, false).await;
+            assert_eq!(publish, Decision::Admit, "the rule is for play only");
+            let unknown = decide(&s, &local(None), &stream(), Action::Play, false).await;
+            assert!(matches!(unknown, Decision::Refuse(_)), "{unknown:?}");
+        });
+    }
+
+    #[test]
+    fn hooks_decide_unless_already_vetted() {
+        run_local(async {
+            let allow = hook_answering("0");
+            let deny = hook_answering("{\"code\":403}");
+            let s = shard(&format!(
+                "[vhosts.__defaultVhost__.hooks]\non_play = [\"{allow}\"]\non_publish = [\"{deny}\"]\n"
+            ))
+            .await;
+            let who = local(Some("127.0.0.1"));
+            assert_eq!(
+                decide(&s, &who, &stream(), Action::Play, false).await,
+                Decision::Admit
+            );
+            match decide(&s, &who, &stream(), Action::Publish, false).await {
+                Decision::Refuse(why) => assert!(why.starts_with("hook"), "{why}"),
+                other => panic!("publish hook said no, got {other:?}"),
+            }
+            assert_eq!(
+                decide(&s, &who, &stream(), Action::Publish, true).await,
+                Decision::Admit,
+                "a handed-over publisher is not asked twice"
+            );
+        });
+    }
+
+    #[test]
+    fn a_stream_on_a_coworker_is_elsewhere() {
+        run_local(async {
+            let coworker = fake_server(|_| {
+                let body = r#"{"code":0,"data":{"origin":{"ip":"10.0.0.2","port":19350,"vhost":"__defaultVhost__","api":"10.0.0.2:1985"}}}"#;
+                Some(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes(),
+                )
+            });
+            let s = shard(&format!(
+                "[vhosts.__defaultVhost__.cluster]\ncoworkers = [\"{coworker}\"]\n"
+            ))
+            .await;
+            for action in [Action::Play, Action::Publish] {
+                match decide(&s, &local(Some("127.0.0.1")), &stream(), action, false).await {
+                    Decision::Elsewhere(o) => {
+                        assert_eq!((o.ip.as_str(), o.port), ("10.0.0.2", 19350))
+                    }
+                    other => panic!("{action:?}: {other:?}"),
+                }
+            }
+        });
+    }
+}
