@@ -140,24 +140,7 @@ pub fn notify_left(shard: &Shard, who: &Applicant, req: &StreamRequest, hook: Ho
 mod tests {
     use super::*;
     use crate::httpc::tests::{fake_server, run_local};
-    use crate::mesh::Mesh;
-    use crate::shard::{Global, Task};
-    use ringcast_conf::Config;
-    use std::sync::Arc;
-
-    /// A one-shard state core over `toml`, with no task layer under it.
-    async fn shard(toml: &str) -> Rc<Shard> {
-        let cfg = Config::parse(toml, "admission-test.toml").expect("test config");
-        let (senders, _receivers) = Mesh::new(1, 4).join().await.expect("mesh");
-        fn no_tasks(_: &Rc<Shard>, _: Task) {}
-        Rc::new(Shard::new(
-            0,
-            Arc::new(cfg),
-            Arc::new(Global::default()),
-            senders,
-            no_tasks,
-        ))
-    }
+    use crate::shard::tests::one_shard as shard;
 
     fn local(ip: Option<&str>) -> Applicant {
         Applicant {

@@ -636,3 +636,104 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The RTMP connection handler against the engine's own RTMP client
+    //! over loopback, in one process: refusals, redirects and plays as a
+    //! client sees them, without starting the binary.
+
+    use super::*;
+    use crate::error::Error;
+    use crate::httpc::tests::{fake_server, run_local};
+    use crate::rtmpc;
+    use crate::shard::tests::one_shard;
+    use glommio::net::TcpListener;
+    use ringcast_proto::client::ClientMode;
+    use std::time::Duration;
+
+    const SETUP: Duration = Duration::from_secs(3);
+
+    /// Serves RTMP for `shard` on an ephemeral loopback port.
+    fn listen(shard: Rc<Shard>) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("local addr").port();
+        glommio::spawn_local(async move {
+            while let Ok(s) = l.accept().await {
+                let (Ok(peer), Some(guard)) = (s.peer_addr(), shard.admit()) else {
+                    continue;
+                };
+                glommio::spawn_local(serve(shard.clone(), s, peer, guard)).detach();
+            }
+        })
+        .detach();
+        port
+    }
+
+    async fn open(port: u16, mode: ClientMode) -> Result<rtmpc::ClientConn, Error> {
+        let url = format!("rtmp://127.0.0.1:{port}/live/s1?token=t");
+        rtmpc::open(&url, mode, 4096, SETUP).await
+    }
+
+    #[test]
+    fn a_play_without_rules_starts_and_waits_for_the_publisher() {
+        run_local(async {
+            let port = listen(one_shard("").await);
+            let conn = open(port, ClientMode::Play).await.expect("play starts");
+            assert_eq!(conn.addr.port(), port);
+        });
+    }
+
+    #[test]
+    fn refusals_reach_the_client_as_refusals_not_as_a_broken_server() {
+        run_local(async {
+            let shard = one_shard(
+                "[vhosts.__defaultVhost__.security]\nrules = [\"deny play all\", \"deny publish all\"]\n",
+            )
+            .await;
+            let port = listen(shard);
+            for mode in [ClientMode::Play, ClientMode::Publish] {
+                match open(port, mode).await {
+                    Err(e) => assert!(
+                        !e.avoid_server(),
+                        "{mode:?}: a refusal marks the server broken: {e}"
+                    ),
+                    Ok(_) => panic!("{mode:?} was accepted despite the deny rule"),
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn a_play_is_redirected_to_the_coworker_holding_the_stream() {
+        run_local(async {
+            let holder = listen(one_shard("").await);
+            let api = fake_server(move |_| {
+                let body = format!(
+                    r#"{{"code":0,"data":{{"origin":{{"ip":"127.0.0.1","port":{holder},"vhost":"__defaultVhost__","api":"127.0.0.1:1"}}}}}}"#
+                );
+                Some(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes(),
+                )
+            });
+            let asked = listen(
+                one_shard(&format!(
+                    "[vhosts.__defaultVhost__.cluster]\ncoworkers = [\"{api}\"]\n"
+                ))
+                .await,
+            );
+            let conn = open(asked, ClientMode::Play)
+                .await
+                .expect("play follows the redirect");
+            assert_eq!(conn.addr.port(), holder, "the client ended on the coworker");
+            match open(asked, ClientMode::Publish).await {
+                Err(e) => assert!(!e.avoid_server(), "{e}"),
+                Ok(_) => panic!("a publish of a stream held by a coworker was accepted"),
+            }
+        });
+    }
+}

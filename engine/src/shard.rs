@@ -891,8 +891,23 @@ impl Drop for ConnGuard {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::owner_of;
+pub(crate) mod tests {
+    use super::*;
+
+    /// A one-shard state core over the configuration `toml`, with no task
+    /// layer under it: for testing what runs on a shard without the binary.
+    pub(crate) async fn one_shard(toml: &str) -> Rc<Shard> {
+        let cfg = Config::parse(toml, "test.toml").expect("test config");
+        let (senders, _receivers) = crate::mesh::Mesh::new(1, 4).join().await.expect("mesh");
+        fn no_tasks(_: &Rc<Shard>, _: Task) {}
+        Rc::new(Shard::new(
+            0,
+            Arc::new(cfg),
+            Arc::new(Global::default()),
+            senders,
+            no_tasks,
+        ))
+    }
 
     #[test]
     fn owners_spread_and_are_stable() {
