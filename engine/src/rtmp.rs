@@ -58,9 +58,6 @@ struct Conn {
     _guard: Option<ConnGuard>,
 }
 
-/// How a connection's life ended, for the log and /metrics.
-type Outcome = Close;
-
 /// What a connection is waiting for its peer to do, for its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -161,7 +158,7 @@ impl Conn {
         }
     }
 
-    async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Outcome {
+    async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Close {
         let server = &self.shard.cfg().server;
         let handshake = server.handshake_timeout_ms;
         let idle = server.idle_timeout_ms;
