@@ -733,4 +733,96 @@ mod tests {
             }
         });
     }
+
+    /// A publisher accepted on one shard of two, for a stream the other
+    /// shard owns, is handed over through the cross-shard mesh and the
+    /// task layer: the owner lists it as the stream's publisher.
+    #[test]
+    fn a_publisher_is_handed_to_the_shard_that_owns_its_stream() {
+        use crate::mesh::Mesh;
+        use crate::shard::{owner_of, Global};
+        use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+        use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+        use std::sync::Arc;
+
+        let name = (0..)
+            .map(|i| format!("s{i}"))
+            .find(|n| owner_of(&format!("__defaultVhost__/live/{n}"), 2) == 1)
+            .expect("a stream owned by shard 1");
+        let key = format!("__defaultVhost__/live/{name}");
+        let cfg = Arc::new(ringcast_conf::Config::parse("", "test.toml").expect("config"));
+        let global = Arc::new(Global::default());
+        let mesh = Arc::new(Mesh::new(2, 16));
+        let port = Arc::new(AtomicU16::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(2))
+            .io_memory(256 * 1024)
+            .on_all_shards(move || {
+                let (cfg, global, mesh) = (cfg.clone(), global.clone(), mesh.clone());
+                let (port, done, name, key) =
+                    (port.clone(), done.clone(), name.clone(), key.clone());
+                async move {
+                    let (senders, receivers) = mesh.join().await.expect("mesh");
+                    let id = senders.peer_id();
+                    let shard = Rc::new(Shard::new(
+                        id,
+                        cfg,
+                        global.clone(),
+                        senders,
+                        crate::tasks::spawn,
+                    ));
+                    for (_, rx) in receivers {
+                        let shard = shard.clone();
+                        glommio::spawn_local(async move {
+                            while let Some(msg) = rx.recv().await {
+                                shard.on_message(msg);
+                            }
+                        })
+                        .detach();
+                    }
+                    if id == 0 {
+                        port.store(listen(shard.clone()), Ordering::SeqCst);
+                        let url = format!(
+                            "rtmp://127.0.0.1:{}/live/{name}",
+                            port.load(Ordering::SeqCst)
+                        );
+                        let conn = rtmpc::open(&url, ClientMode::Publish, 4096, SETUP).await;
+                        let listed = async {
+                            for _ in 0..100 {
+                                if let Some(c) = global.registry.publisher_of(&key) {
+                                    return Some(c.shard);
+                                }
+                                glommio::timer::sleep(Duration::from_millis(20)).await;
+                            }
+                            None
+                        }
+                        .await;
+                        done.store(true, Ordering::SeqCst);
+                        Some((conn.map(|_| ()).map_err(|e| e.to_string()), listed))
+                    } else {
+                        while !done.load(Ordering::SeqCst) {
+                            glommio::timer::sleep(Duration::from_millis(10)).await;
+                        }
+                        None
+                    }
+                }
+            })
+            .expect("executors");
+        let results: Vec<_> = handles
+            .join_all()
+            .into_iter()
+            .map(|r| r.expect("shard ran"))
+            .collect();
+        let (opened, listed) = results
+            .into_iter()
+            .flatten()
+            .next()
+            .expect("shard 0 reported");
+        assert_eq!(opened, Ok(()), "the publish did not start");
+        assert_eq!(
+            listed,
+            Some(1),
+            "the publisher is not listed on its owner shard 1"
+        );
+    }
 }
