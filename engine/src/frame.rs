@@ -3,10 +3,10 @@
 
 use crate::ingest::Media;
 use bytes::{BufMut, Bytes, BytesMut};
-use ringcast_proto::chunk::{encode_shared, MessageHeader};
-use ringcast_proto::flv;
-use ringcast_proto::message::{csid, msg_type};
-use ringcast_proto::server::MEDIA_STREAM_ID;
+use ringcast_proto::media::flv;
+use ringcast_proto::rtmp::chunk::{encode_shared, MessageHeader};
+use ringcast_proto::rtmp::message::{csid, msg_type};
+use ringcast_proto::rtmp::server::MEDIA_STREAM_ID;
 use smallvec::SmallVec;
 
 /// What a frame carries, as far as queueing and start-up decisions care.

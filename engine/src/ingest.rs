@@ -5,8 +5,8 @@
 
 use crate::frame::Kind;
 use bytes::Bytes;
-use ringcast_proto::codec;
-use ringcast_proto::message::{msg_type, normalize_metadata};
+use ringcast_proto::media::codec;
+use ringcast_proto::rtmp::message::{msg_type, normalize_metadata};
 
 /// One media message, classified.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use glommio::net::TcpStream;
 use ringcast_conf::security::Action;
 use ringcast_conf::{ClusterMode, VhostConf};
-use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
+use ringcast_proto::rtmp::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};

@@ -5,7 +5,7 @@ use crate::conn::write_all;
 use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
-use ringcast_proto::client::{
+use ringcast_proto::rtmp::client::{
     parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
 };
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -9,7 +9,7 @@ use crate::frame::{Frame, Kind};
 use crate::ingest::Media;
 use crate::registry::{AudioInfo, StreamStats, VideoInfo};
 use ringcast_conf::VhostConf;
-use ringcast_proto::codec;
+use ringcast_proto::media::codec;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};

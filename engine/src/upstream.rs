@@ -11,7 +11,7 @@ use crate::shard::Shard;
 use crate::stream::Hub;
 use crate::url::StreamRequest;
 use ringcast_conf::{ClusterConf, DEFAULT_VHOST};
-use ringcast_proto::client::{ClientEvent, ClientMode};
+use ringcast_proto::rtmp::client::{ClientEvent, ClientMode};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};

@@ -116,8 +116,8 @@ pub fn is_audio_sequence_header(audio_payload: &[u8]) -> bool {
 /// (8 audio, 9 video); any other type is never a sequence header.
 pub fn is_sequence_header(type_id: u8, payload: &[u8]) -> bool {
     match type_id {
-        crate::flv::TAG_AUDIO => is_audio_sequence_header(payload),
-        crate::flv::TAG_VIDEO => is_video_sequence_header(payload),
+        crate::media::flv::TAG_AUDIO => is_audio_sequence_header(payload),
+        crate::media::flv::TAG_VIDEO => is_video_sequence_header(payload),
         _ => false,
     }
 }

@@ -15,7 +15,7 @@
 //! on every keyframe (a segment must be decodable on its own); AAC frames
 //! get ADTS headers; MP3 passes through as is.
 
-use crate::flv::{TAG_AUDIO, TAG_VIDEO};
+use crate::media::flv::{TAG_AUDIO, TAG_VIDEO};
 use std::fmt;
 
 /// Size of every transport stream packet; segment sizes are multiples of it.
@@ -1521,7 +1521,7 @@ mod tests {
     /// probe and decode cleanly. ffmpeg is a required test dependency.
     mod ffmpeg {
         use super::*;
-        use crate::flv::read_file_tags;
+        use crate::media::flv::read_file_tags;
         use std::path::PathBuf;
         use std::process::Command;
         use std::sync::OnceLock;
@@ -1596,9 +1596,9 @@ mod tests {
             for tag in read_file_tags(flv).unwrap() {
                 let data = &tag.data;
                 let media = matches!(tag.tag_type, TAG_AUDIO | TAG_VIDEO)
-                    && !crate::codec::is_sequence_header(tag.tag_type, data);
+                    && !crate::media::codec::is_sequence_header(tag.tag_type, data);
                 let keyframe = tag.tag_type == TAG_VIDEO
-                    && crate::codec::is_video_keyframe(data)
+                    && crate::media::codec::is_video_keyframe(data)
                     && data.get(1) == Some(&AVC_NALU);
                 if media && (segments.is_empty() || keyframe && gop_open) {
                     let mut segment = Vec::new();

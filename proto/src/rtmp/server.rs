@@ -12,10 +12,10 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::amf0::{self, Amf0Value};
-use crate::chunk::{self, ChunkDecoder, ChunkError, MessageHeader, RtmpMessage};
-use crate::handshake::{HandshakeError, ServerHandshake};
-use crate::message::{self, csid, msg_type, Command, Message, MessageError, UserControl};
+use crate::rtmp::amf0::{self, Amf0Value};
+use crate::rtmp::chunk::{self, ChunkDecoder, ChunkError, MessageHeader, RtmpMessage};
+use crate::rtmp::handshake::{HandshakeError, ServerHandshake};
+use crate::rtmp::message::{self, csid, msg_type, Command, Message, MessageError, UserControl};
 
 /// What the server announces to each peer after `connect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -852,7 +852,7 @@ impl ServerSession {
                 .unwrap_or(0.0),
             relay: c
                 .object
-                .get(crate::client::RELAY_PROPERTY)
+                .get(crate::rtmp::client::RELAY_PROPERTY)
                 .and_then(Amf0Value::as_bool)
                 .unwrap_or(false),
         };
@@ -964,7 +964,7 @@ fn stream_name<'a>(c: &'a Command, what: &str) -> Result<&'a str, SessionError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::ClientHandshake;
+    use crate::rtmp::handshake::ClientHandshake;
     use proptest::prelude::*;
 
     /// A server past the handshake, driven by hand-built chunks.

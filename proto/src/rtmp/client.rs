@@ -2,19 +2,20 @@
 //! publish or play against any RTMP server, for edge pulls, forwarders, the
 //! load tool and tests.
 //!
-//! Like [`ServerSession`](crate::server::ServerSession) it never touches a
-//! socket: the caller feeds received bytes to [`ClientSession::on_bytes`],
-//! writes what lands in `out`, and reacts to [`ClientEvent`]s.
+//! Like [`ServerSession`](crate::rtmp::server::ServerSession) it never
+//! touches a socket: the caller feeds received bytes to
+//! [`ClientSession::on_bytes`], writes what lands in `out`, and reacts to
+//! [`ClientEvent`]s.
 
 use std::fmt;
 
 use bytes::BytesMut;
 
-use crate::amf0::Amf0Value;
-use crate::chunk::{self, ChunkDecoder, MessageHeader, RtmpMessage};
-use crate::handshake::ClientHandshake;
-use crate::message::{self, csid, msg_type, Command, Message, UserControl};
-use crate::server::{as_u32, command, media_parts, write_message, AckWindow, SessionError};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::{self, ChunkDecoder, MessageHeader, RtmpMessage};
+use crate::rtmp::handshake::ClientHandshake;
+use crate::rtmp::message::{self, csid, msg_type, Command, Message, UserControl};
+use crate::rtmp::server::{as_u32, command, media_parts, write_message, AckWindow, SessionError};
 
 /// The parts of an `rtmp://` URL a client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -618,8 +619,8 @@ fn refusal(info: &Amf0Value) -> ClientEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::ServerHandshake;
-    use crate::server::{ServerConfig, ServerEvent, ServerSession};
+    use crate::rtmp::handshake::ServerHandshake;
+    use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
     use bytes::Bytes;
     use proptest::prelude::*;
 
@@ -1034,7 +1035,7 @@ mod tests {
             ("code", Amf0Value::Number(302.0)),
             ("redirect", Amf0Value::string("rtmp://o3/live")),
         ]);
-        let mut info = crate::server::status(
+        let mut info = crate::rtmp::server::status(
             "error",
             "NetConnection.Connect.Rejected",
             "RTMP 302 Redirect",
@@ -1250,7 +1251,7 @@ mod tests {
             .on_bytes(&mut input, &mut p.to_server, &mut p.cev)
             .unwrap();
         let mut err = BytesMut::new();
-        let info = crate::server::status("error", "NetConnection.Call.Failed", "no streams");
+        let info = crate::rtmp::server::status("error", "NetConnection.Call.Failed", "no streams");
         write_message(
             &command("_error", 2.0, NULL, vec![info]),
             3,
