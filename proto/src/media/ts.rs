@@ -17,7 +17,7 @@
 //!
 //! What the FLV/RTMP headers and codec configurations mean (codec ids,
 //! packet types, the AVCDecoderConfigurationRecord, AudioSpecificConfig
-//! fields) comes from [`codec`](super::codec); this module owns only the
+//! fields) comes from [`codec`]; this module owns only the
 //! transport stream side.
 
 use crate::media::codec::{

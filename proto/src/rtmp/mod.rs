@@ -13,3 +13,4 @@ pub mod client;
 pub mod handshake;
 pub mod message;
 pub mod server;
+pub mod session;
