@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use ringcast_engine::consumer::{Consumer, Limits};
 use ringcast_engine::frame::{Format, Frame};
 use ringcast_engine::ingest::Kind;
-use ringcast_proto::chunk::{encode_message, encode_shared, ChunkDecoder, MessageHeader};
+use ringcast_proto::rtmp::chunk::{encode_message, encode_shared, ChunkDecoder, MessageHeader};
 
 const VIDEO_SIZE: usize = 60 * 1024;
 const PLAYERS: usize = 1000;

@@ -291,7 +291,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
 /// Reads an FLV file into a replay plan.
 fn load_plan(file: &std::path::Path) -> Result<Plan, String> {
     let data = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let tags = ringcast_proto::flv::read_file_tags(&data)
+    let tags = ringcast_proto::media::flv::read_file_tags(&data)
         .map_err(|e| format!("{}: {e}", file.display()))?;
     Plan::new(tags).ok_or_else(|| format!("{}: no audio, video or script tags", file.display()))
 }

@@ -1,6 +1,6 @@
 //! Video payload checks the proto codec helpers leave to the caller.
 
-use ringcast_proto::codec::{is_video_keyframe, is_video_sequence_header};
+use ringcast_proto::media::codec::{is_video_keyframe, is_video_sequence_header};
 
 /// Legacy (non-Enhanced-RTMP) codec ids whose second byte is a packet type.
 const CODEC_AVC: u8 = 7;

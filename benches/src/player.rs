@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use ringcast_proto::client::{ClientConfig, ClientEvent, ClientMode, ClientSession, RtmpUrl};
-use ringcast_proto::codec::is_video_keyframe;
-use ringcast_proto::flv::{FlvReader, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 use ringcast_proto::http::{parse_response_head, MAX_HEAD};
+use ringcast_proto::media::codec::is_video_keyframe;
+use ringcast_proto::media::flv::{FlvReader, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use ringcast_proto::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession, RtmpUrl};
 
 use crate::chunked::{ChunkError, ChunkedDecoder};
 use crate::media::is_picture_keyframe;

@@ -11,9 +11,9 @@ use bytes::BytesMut;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::timer::sleep;
-use ringcast_proto::client::{ClientConfig, ClientEvent, ClientMode, ClientSession, RtmpUrl};
-use ringcast_proto::codec::is_sequence_header;
-use ringcast_proto::flv::{FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use ringcast_proto::media::codec::is_sequence_header;
+use ringcast_proto::media::flv::{FlvTag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use ringcast_proto::rtmp::client::{ClientConfig, ClientEvent, ClientMode, ClientSession, RtmpUrl};
 
 use crate::media::is_end_of_sequence;
 use crate::player::CONNECT_TIMEOUT;

@@ -30,11 +30,11 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::timer::sleep;
 use glommio::{LocalExecutorBuilder, Placement};
-use ringcast_proto::chunk::{encode_shared, MessageHeader};
-use ringcast_proto::codec::is_sequence_header;
-use ringcast_proto::flv::{self, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
-use ringcast_proto::message::csid;
-use ringcast_proto::server::{ServerConfig, ServerEvent, ServerSession};
+use ringcast_proto::media::codec::is_sequence_header;
+use ringcast_proto::media::flv::{self, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use ringcast_proto::rtmp::chunk::{encode_shared, MessageHeader};
+use ringcast_proto::rtmp::message::csid;
+use ringcast_proto::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
 
 use crate::media::is_picture_keyframe;
 use crate::publish::Plan;
@@ -541,7 +541,7 @@ async fn http_setup(stream: &mut TcpStream, buf: &mut [u8]) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringcast_proto::flv::FlvReader;
+    use ringcast_proto::media::flv::FlvReader;
 
     #[test]
     fn flv_wire_is_one_http_chunk_holding_one_tag() {

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use ringcast_proto::client::{parse_rtmp_url, RtmpUrl, UrlError};
+use ringcast_proto::rtmp::client::{parse_rtmp_url, RtmpUrl, UrlError};
 
 /// HTTP port when the URL names none.
 const HTTP_DEFAULT_PORT: u16 = 80;

@@ -3,10 +3,10 @@
 
 use crate::ingest::{Kind, Media};
 use bytes::{BufMut, Bytes, BytesMut};
-use ringcast_proto::chunk::{encode_shared, MessageHeader};
-use ringcast_proto::flv;
-use ringcast_proto::message::csid;
-use ringcast_proto::server::MEDIA_STREAM_ID;
+use ringcast_proto::media::flv;
+use ringcast_proto::rtmp::chunk::{encode_shared, MessageHeader};
+use ringcast_proto::rtmp::message::csid;
+use ringcast_proto::rtmp::server::MEDIA_STREAM_ID;
 use smallvec::SmallVec;
 
 /// The output formats a consumer can ask for.

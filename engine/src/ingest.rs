@@ -4,8 +4,8 @@
 //! that brings media in goes through [`Media::from_message`], so they agree.
 
 use bytes::Bytes;
-use ringcast_proto::codec;
-use ringcast_proto::message::{msg_type, normalize_metadata};
+use ringcast_proto::media::codec;
+use ringcast_proto::rtmp::message::{msg_type, normalize_metadata};
 
 /// What a frame carries, as far as queueing and start-up decisions care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use glommio::net::TcpStream;
 use ringcast_conf::security::Action;
 use ringcast_conf::ClusterMode;
-use ringcast_proto::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
+use ringcast_proto::rtmp::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
@@ -646,7 +646,7 @@ mod tests {
     use crate::rtmpc;
     use crate::shard::tests::one_shard;
     use glommio::net::TcpListener;
-    use ringcast_proto::client::ClientMode;
+    use ringcast_proto::rtmp::client::ClientMode;
     use std::time::Duration;
 
     const SETUP: Duration = Duration::from_secs(3);

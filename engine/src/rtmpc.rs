@@ -6,7 +6,7 @@ use crate::error::Error;
 use bytes::BytesMut;
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
-use ringcast_proto::client::{
+use ringcast_proto::rtmp::client::{
     parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
 };
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use glommio::{GlommioError, ResourceType};
 use ringcast_conf::ClusterMode;
 use ringcast_conf::Config;
-use ringcast_proto::server::{ServerEvent, ServerSession};
+use ringcast_proto::rtmp::server::{ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

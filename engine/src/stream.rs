@@ -10,7 +10,7 @@ use crate::ingest::Kind;
 use crate::ingest::Media;
 use crate::registry::{AudioInfo, StreamStats, VideoInfo};
 use ringcast_conf::VhostConf;
-use ringcast_proto::codec;
+use ringcast_proto::media::codec;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};

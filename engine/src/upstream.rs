@@ -12,7 +12,7 @@ use crate::shard::Shard;
 use crate::stream::Hub;
 use crate::url::{upstream_url, StreamRequest};
 use ringcast_conf::ClusterConf;
-use ringcast_proto::client::{ClientEvent, ClientMode};
+use ringcast_proto::rtmp::client::{ClientEvent, ClientMode};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};

@@ -1,15 +1,13 @@
 //! Sans-IO protocol code for ringcast: pure encoders and decoders over byte
 //! buffers, with no runtime, so every parser can be unit-, property- and
 //! fuzz-tested in isolation and reused by the server, the load tool and tests.
+//!
+//! Grouped by what a change touches: [`rtmp`] is the connection protocol
+//! (bytes on an RTMP socket up to typed sessions), [`media`] is what the
+//! streams carry and the containers they are repackaged into (FLV, MPEG-TS,
+//! HLS playlists), and [`http`] is the little HTTP/1.1 the server and the
+//! load tool speak.
 
-pub mod amf0;
-pub mod chunk;
-pub mod client;
-pub mod codec;
-pub mod flv;
-pub mod handshake;
 pub mod http;
-pub mod m3u8;
-pub mod message;
-pub mod server;
-pub mod ts;
+pub mod media;
+pub mod rtmp;

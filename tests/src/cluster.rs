@@ -15,10 +15,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcast_proto::client::{
+use ringcast_proto::media::flv::FlvTag;
+use ringcast_proto::rtmp::client::{
     parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
 };
-use ringcast_proto::flv::FlvTag;
 
 use crate::helpers::Proto;
 use crate::http_flv::{raw_http, FlvPlayer};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use ringcast_proto::flv::{read_file_tags, FlvTag};
+use ringcast_proto::media::flv::{read_file_tags, FlvTag};
 
 /// Bump when the generation command changes so stale caches are not reused.
 const FIXTURE_VERSION: &str = "v1-testsrc640x360r25-g50-sine44100-aac64k-10s";

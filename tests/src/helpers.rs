@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ringcast_proto::flv::FlvTag;
+use ringcast_proto::media::flv::FlvTag;
 
 use crate::http_flv::FlvPlayer;
 use crate::media::MediaRecord;

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use ringcast_proto::flv::{FlvReader, FlvTag};
+use ringcast_proto::media::flv::{FlvReader, FlvTag};
 
 use crate::media::MediaRecord;
 use crate::play::{PlayEnd, PlayOptions, PlayResult, StopClock};
@@ -428,7 +428,7 @@ pub fn raw_http(
 mod tests {
     use super::*;
     use crate::fixture::fixture_bytes;
-    use ringcast_proto::flv::read_file_tags;
+    use ringcast_proto::media::flv::read_file_tags;
     use std::net::TcpListener;
 
     #[test]

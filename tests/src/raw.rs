@@ -8,9 +8,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcast_proto::amf0::{self, Amf0Value};
-use ringcast_proto::chunk::{ChunkDecoder, RtmpMessage};
-use ringcast_proto::message::{self, Command, Message};
+use ringcast_proto::rtmp::amf0::{self, Amf0Value};
+use ringcast_proto::rtmp::chunk::{ChunkDecoder, RtmpMessage};
+use ringcast_proto::rtmp::message::{self, Command, Message};
 
 /// Handshake packet size (C1/S1/C2/S2).
 pub const HANDSHAKE_SIZE: usize = 1536;

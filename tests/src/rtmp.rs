@@ -1,15 +1,15 @@
 //! Blocking RTMP publisher and player over `std::net`, driving the sans-IO
-//! `ringcast_proto::client::ClientSession`.
+//! `ringcast_proto::rtmp::client::ClientSession`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcast_proto::client::{
+use ringcast_proto::media::flv::FlvTag;
+use ringcast_proto::rtmp::client::{
     parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
 };
-use ringcast_proto::flv::FlvTag;
 
 use crate::media::{MediaRecord, TYPE_AUDIO, TYPE_DATA, TYPE_VIDEO};
 use crate::play::{PlayEnd, PlayOptions, PlayResult, StopClock};
@@ -483,7 +483,7 @@ mod tests {
     use super::*;
     use crate::fixture::fixture_bytes;
     use crate::media::match_frames;
-    use ringcast_proto::flv::read_file_tags;
+    use ringcast_proto::media::flv::read_file_tags;
 
     /// Checks the clients against another RTMP server (e.g. nginx-rtmp):
     /// set `RINGCAST_TEST_EXTERNAL_RTMP=rtmp://127.0.0.1:1935/live` and run

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use ringcast_proto::amf0::{self, Amf0Value};
+use ringcast_proto::rtmp::amf0::{self, Amf0Value};
 use ringcast_tests::fixture::fixture_tags;
 use ringcast_tests::helpers::{lines_for_port, spawn_publisher};
 use ringcast_tests::http_flv::raw_http;

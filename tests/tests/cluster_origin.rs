@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use ringcast_proto::client::ClientMode;
+use ringcast_proto::rtmp::client::ClientMode;
 use ringcast_tests::cluster::{
     field, lines_with, play_briefly, serial, stream_lines, wait_until, LoopPublisher, Node, Ports,
     PublishEnd, RtmpClient, Setup,

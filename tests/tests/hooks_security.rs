@@ -15,9 +15,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringcast_proto::amf0::Amf0Value;
-use ringcast_proto::flv::FlvTag;
-use ringcast_proto::message::Command;
+use ringcast_proto::media::flv::FlvTag;
+use ringcast_proto::rtmp::amf0::Amf0Value;
+use ringcast_proto::rtmp::message::Command;
 use ringcast_tests::fixture::fixture_tags;
 use ringcast_tests::helpers::{spawn_publisher, PublishOutcome};
 use ringcast_tests::http_flv::FlvPlayer;

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use ringcast_proto::flv::FlvTag;
+use ringcast_proto::media::flv::FlvTag;
 use ringcast_tests::fixture::fixture_tags;
 use ringcast_tests::helpers::{spawn_player, spawn_publisher, Proto};
 use ringcast_tests::media::{match_frames, match_stream, Kind};

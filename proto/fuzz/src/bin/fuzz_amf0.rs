@@ -3,7 +3,7 @@
 //! encoding again (so encode/decode agree on everything the decoder
 //! accepts).
 
-use ringcast_proto::amf0::{self, Amf0Value};
+use ringcast_proto::rtmp::amf0::{self, Amf0Value};
 
 fn main() {
     let seeds = vec![

@@ -3,7 +3,7 @@
 //! must only ever produce messages or typed errors.
 
 use bytes::{Bytes, BytesMut};
-use ringcast_proto::chunk::{encode_message, encode_shared, ChunkDecoder, MessageHeader};
+use ringcast_proto::rtmp::chunk::{encode_message, encode_shared, ChunkDecoder, MessageHeader};
 
 /// Input layout: byte 0 picks the chunk size, byte 1 the feeding step; the
 /// rest is the chunk stream.

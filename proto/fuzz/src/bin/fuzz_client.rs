@@ -4,13 +4,13 @@
 //! chunk stream of parseable messages.
 
 use bytes::{Bytes, BytesMut};
-use ringcast_proto::chunk::{encode_shared, ChunkDecoder, MessageHeader};
-use ringcast_proto::client::{
+use ringcast_proto::rtmp::chunk::{encode_shared, ChunkDecoder, MessageHeader};
+use ringcast_proto::rtmp::client::{
     parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
 };
-use ringcast_proto::handshake::{ServerHandshake, HANDSHAKE_SIZE};
-use ringcast_proto::message::{self, Message};
-use ringcast_proto::server::{ServerConfig, ServerEvent, ServerSession};
+use ringcast_proto::rtmp::handshake::{ServerHandshake, HANDSHAKE_SIZE};
+use ringcast_proto::rtmp::message::{self, Message};
+use ringcast_proto::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
 
 fn config(play: bool) -> ClientConfig {
     ClientConfig {

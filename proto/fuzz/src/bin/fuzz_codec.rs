@@ -1,7 +1,7 @@
 //! Fuzzes the audio/video payload inspectors with payloads derived from
 //! real ffmpeg sequence headers; every function must return, never panic.
 
-use ringcast_proto::codec;
+use ringcast_proto::media::codec;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)

@@ -3,7 +3,7 @@
 //! as when the whole input is fed at once.
 
 use bytes::BytesMut;
-use ringcast_proto::flv::{self, FlvError, FlvReader, FlvTag};
+use ringcast_proto::media::flv::{self, FlvError, FlvReader, FlvTag};
 
 /// Feeds `data` in chunks of the given sizes (cycled; 0 means "all the
 /// rest") and collects tags until the first error.

@@ -4,7 +4,7 @@
 //! handshake must stay in the input buffer.
 
 use bytes::BytesMut;
-use ringcast_proto::handshake::{ClientHandshake, ServerHandshake, HANDSHAKE_SIZE};
+use ringcast_proto::rtmp::handshake::{ClientHandshake, ServerHandshake, HANDSHAKE_SIZE};
 
 /// Input layout: byte 0 picks the feeding step and client mode; the rest is
 /// what the peer sends.

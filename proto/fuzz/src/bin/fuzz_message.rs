@@ -5,9 +5,9 @@
 //! "onMetaData".
 
 use bytes::Bytes;
-use ringcast_proto::amf0::{self, Amf0Value};
-use ringcast_proto::chunk::{MessageHeader, RtmpMessage};
-use ringcast_proto::message::{self, msg_type, Command, Message, UserControl};
+use ringcast_proto::rtmp::amf0::{self, Amf0Value};
+use ringcast_proto::rtmp::chunk::{MessageHeader, RtmpMessage};
+use ringcast_proto::rtmp::message::{self, msg_type, Command, Message, UserControl};
 
 /// Input layout: byte 0 is the message type id, the rest the body.
 fn target(data: &[u8]) {

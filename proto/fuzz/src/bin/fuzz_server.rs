@@ -5,11 +5,11 @@
 //! messages.
 
 use bytes::BytesMut;
-use ringcast_proto::amf0::Amf0Value;
-use ringcast_proto::chunk::{encode_message, ChunkDecoder, MessageHeader};
-use ringcast_proto::handshake::ClientHandshake;
-use ringcast_proto::message::{self, Command, Message, UserControl};
-use ringcast_proto::server::{ServerConfig, ServerEvent, ServerSession};
+use ringcast_proto::rtmp::amf0::Amf0Value;
+use ringcast_proto::rtmp::chunk::{encode_message, ChunkDecoder, MessageHeader};
+use ringcast_proto::rtmp::handshake::ClientHandshake;
+use ringcast_proto::rtmp::message::{self, Command, Message, UserControl};
+use ringcast_proto::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
 
 /// Decodes the server's output as a client would, asserting it is valid.
 fn check_output(peer: &mut ChunkDecoder, out: &mut BytesMut) {
@@ -161,11 +161,13 @@ fn seeds() -> Vec<Vec<u8>> {
         (
             5,
             1,
-            Message::Data(bytes::Bytes::from(ringcast_proto::amf0::encode_all(&[
-                s("@setDataFrame"),
-                s("onMetaData"),
-                Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
-            ]))),
+            Message::Data(bytes::Bytes::from(ringcast_proto::rtmp::amf0::encode_all(
+                &[
+                    s("@setDataFrame"),
+                    s("onMetaData"),
+                    Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(640.0))]),
+                ],
+            ))),
         ),
         (6, 1, Message::Video(bytes::Bytes::from(vec![0x17u8; 600]))),
         (

@@ -3,7 +3,7 @@
 //! append nothing on error, and must only ever emit whole 188-byte packets
 //! with the sync byte and per-PID continuity counters in step.
 
-use ringcast_proto::ts::{TsMuxer, TS_PACKET_LEN};
+use ringcast_proto::media::ts::{TsMuxer, TS_PACKET_LEN};
 use std::collections::HashMap;
 
 fn hex(s: &str) -> Vec<u8> {

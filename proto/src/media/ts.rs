@@ -14,8 +14,18 @@
 //! become Annex B with an access unit delimiter first and SPS/PPS repeated
 //! on every keyframe (a segment must be decodable on its own); AAC frames
 //! get ADTS headers; MP3 passes through as is.
+//!
+//! What the FLV/RTMP headers and codec configurations mean (codec ids,
+//! packet types, the AVCDecoderConfigurationRecord, AudioSpecificConfig
+//! fields) comes from [`codec`]; this module owns only the
+//! transport stream side.
 
-use crate::flv::{TAG_AUDIO, TAG_VIDEO};
+use crate::media::codec::{
+    self, aac_object_type, AvcRecord, AvcRecordError, BitReader, CodecError, SamplingFrequency,
+    AAC_RAW, AOT_PS, AOT_SBR, AVC_END_OF_SEQUENCE, AVC_NALU, CODEC_AVC, FRAME_COMMAND, FRAME_KEY,
+    PACKET_SEQUENCE_HEADER, SOUND_AAC, SOUND_MP3, VIDEO_EX_HEADER,
+};
+use crate::media::flv::{TAG_AUDIO, TAG_VIDEO};
 use std::fmt;
 
 /// Size of every transport stream packet; segment sizes are multiples of it.
@@ -55,27 +65,10 @@ const NAL_SPS: u8 = 7;
 const NAL_PPS: u8 = 8;
 const NAL_AUD: u8 = 9;
 
-const CODEC_AVC: u8 = 7;
-const VIDEO_EX_HEADER: u8 = 0x80;
-const FRAME_KEY: u8 = 1;
-const FRAME_COMMAND: u8 = 5;
-const AVC_SEQUENCE_HEADER: u8 = 0;
-const AVC_NALU: u8 = 1;
-const AVC_END_OF_SEQUENCE: u8 = 2;
-
-const SOUND_MP3: u8 = 2;
-const SOUND_AAC: u8 = 10;
-const AAC_SEQUENCE_HEADER: u8 = 0;
-const AAC_RAW: u8 = 1;
 /// ADTS header without CRC.
 const ADTS_HEADER_LEN: usize = 7;
 /// `aac_frame_length` is 13 bits and includes the header.
 const ADTS_MAX_FRAME_LEN: usize = 0x1fff;
-
-/// ISO/IEC 14496-3 Table 1.18, the only rates ADTS can signal.
-const AAC_SAMPLE_RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
 
 /// Why a media message could not be muxed. The muxer's state is unchanged
 /// except that a failed sequence header clears that stream's configuration
@@ -294,7 +287,7 @@ impl TsMuxer {
         if b0 & 0x0f != CODEC_AVC {
             return Err(TsError::UnsupportedVideoCodec(b0 & 0x0f));
         }
-        let frame_type = b0 >> 4;
+        let frame_type = codec::frame_type(b0);
         if frame_type == FRAME_COMMAND {
             return Ok(());
         }
@@ -302,7 +295,7 @@ impl TsMuxer {
             return Err(TsError::Malformed("AVC packet header truncated"));
         };
         match packet_type {
-            AVC_SEQUENCE_HEADER => match AvcParams::parse(body) {
+            PACKET_SEQUENCE_HEADER => match AvcParams::parse(body) {
                 Ok(params) => {
                     self.video = Some(params);
                     Ok(())
@@ -349,7 +342,7 @@ impl TsMuxer {
                     return Err(TsError::Malformed("AAC packet header truncated"));
                 };
                 match packet_type {
-                    AAC_SEQUENCE_HEADER => {
+                    PACKET_SEQUENCE_HEADER => {
                         let parsed = AdtsParams::parse(raw);
                         self.audio = parsed.as_ref().ok().copied().map(AudioParams::Aac);
                         return parsed.map(drop);
@@ -481,42 +474,20 @@ impl AvcParams {
     /// The SPS itself is not validated: the decoder is the judge of that.
     fn parse(record: &[u8]) -> Result<AvcParams, TsError> {
         const TRUNCATED: TsError = TsError::Malformed("AVC decoder configuration truncated");
-        let [version, _profile, _compat, _level, length_size, sps_count, ref rest @ ..] = *record
-        else {
-            return Err(TRUNCATED);
-        };
-        if version != 1 {
-            return Err(TsError::Malformed(
-                "AVC decoder configuration version is not 1",
-            ));
-        }
-        let sps_count = sps_count & 0x1f;
-        if sps_count == 0 {
-            return Err(TsError::Malformed("AVC decoder configuration without SPS"));
-        }
-        let mut parameter_sets = Vec::new();
-        let mut rest = rest;
-        let mut read_sets = |count: u8, rest: &mut &[u8]| -> Result<(), TsError> {
-            for _ in 0..count {
-                let [l1, l2, ref tail @ ..] = **rest else {
-                    return Err(TRUNCATED);
-                };
-                let len = usize::from(u16::from_be_bytes([l1, l2]));
-                if tail.len() < len {
-                    return Err(TRUNCATED);
-                }
-                let (nal, tail) = tail.split_at(len);
-                parameter_sets.extend_from_slice(&START_CODE);
-                parameter_sets.extend_from_slice(nal);
-                *rest = tail;
+        let record = AvcRecord::parse(record).map_err(|e| match e {
+            AvcRecordError::Truncated => TRUNCATED,
+            AvcRecordError::BadVersion => {
+                TsError::Malformed("AVC decoder configuration version is not 1")
             }
-            Ok(())
-        };
-        read_sets(sps_count, &mut rest)?;
-        let (&pps_count, mut tail) = rest.split_first().ok_or(TRUNCATED)?;
-        read_sets(pps_count, &mut tail)?;
+            AvcRecordError::NoSps => TsError::Malformed("AVC decoder configuration without SPS"),
+        })?;
+        let mut parameter_sets = Vec::new();
+        for nal in record.parameter_sets().ok_or(TRUNCATED)? {
+            parameter_sets.extend_from_slice(&START_CODE);
+            parameter_sets.extend_from_slice(nal);
+        }
         Ok(AvcParams {
-            nal_length_size: usize::from(length_size & 0x03) + 1,
+            nal_length_size: record.nal_length_size,
             parameter_sets,
         })
     }
@@ -606,23 +577,29 @@ impl AdtsParams {
     /// data themselves.
     fn parse(config: &[u8]) -> Result<AdtsParams, TsError> {
         let unsupported = TsError::UnsupportedAudioCodec(SOUND_AAC);
-        let mut r = BitReader {
-            data: config,
-            pos: 0,
+        let mut r = BitReader::new(config);
+        let read = |r: &mut BitReader<'_>| -> Result<_, CodecError> {
+            let mut object_type = aac_object_type(r)?;
+            let sampling = SamplingFrequency::read(r)?;
+            let channel_config = r.bits(4)?;
+            if object_type == AOT_SBR || object_type == AOT_PS {
+                SamplingFrequency::read(r)?; // extension (SBR) rate
+                object_type = aac_object_type(r)?;
+            }
+            Ok((object_type, sampling, channel_config))
         };
-        let mut object_type = r.object_type()?;
-        let sampling_index = r.sampling_index()?;
-        let channel_config = r.bits(4)?;
-        if object_type == 5 || object_type == 29 {
-            r.sampling_index()?; // extension (SBR) rate
-            object_type = r.object_type()?;
-        }
+        // Running off the end and a reserved sampling index are the only
+        // ways these reads fail.
+        let (object_type, sampling, channel_config) = read(&mut r).map_err(|e| match e {
+            CodecError::Truncated => TsError::Malformed("AudioSpecificConfig truncated"),
+            _ => TsError::Malformed("reserved AAC sampling frequency index"),
+        })?;
         if !(1..=4).contains(&object_type) || !(1..=7).contains(&channel_config) {
             return Err(unsupported);
         }
         Ok(AdtsParams {
-            profile: (object_type - 1) as u8,
-            sampling_index: sampling_index.ok_or(unsupported)?,
+            profile: object_type - 1,
+            sampling_index: sampling.index().ok_or(unsupported)?,
             channel_config: channel_config as u8,
         })
     }
@@ -643,50 +620,6 @@ impl AdtsParams {
             ((len & 0x07) as u8) << 5 | 0x1f,
             0xfc,
         ])
-    }
-}
-
-/// Bit reader for the AudioSpecificConfig; running off the end is an error.
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl BitReader<'_> {
-    fn bits(&mut self, n: u32) -> Result<u32, TsError> {
-        let mut v = 0;
-        for _ in 0..n {
-            let byte = self
-                .data
-                .get(self.pos / 8)
-                .ok_or(TsError::Malformed("AudioSpecificConfig truncated"))?;
-            v = v << 1 | u32::from(byte >> (7 - self.pos % 8) & 1);
-            self.pos += 1;
-        }
-        Ok(v)
-    }
-
-    fn object_type(&mut self) -> Result<u32, TsError> {
-        match self.bits(5)? {
-            31 => Ok(32 + self.bits(6)?),
-            t => Ok(t),
-        }
-    }
-
-    /// The ADTS sampling index, `None` for an explicit rate ADTS has no
-    /// index for.
-    fn sampling_index(&mut self) -> Result<Option<u8>, TsError> {
-        match self.bits(4)? {
-            i @ 0..=12 => Ok(Some(i as u8)),
-            15 => {
-                let rate = self.bits(24)?;
-                Ok(AAC_SAMPLE_RATES
-                    .iter()
-                    .position(|&r| r == rate)
-                    .map(|i| i as u8))
-            }
-            _ => Err(TsError::Malformed("reserved AAC sampling frequency index")),
-        }
     }
 }
 
@@ -1521,7 +1454,7 @@ mod tests {
     /// probe and decode cleanly. ffmpeg is a required test dependency.
     mod ffmpeg {
         use super::*;
-        use crate::flv::read_file_tags;
+        use crate::media::flv::read_file_tags;
         use std::path::PathBuf;
         use std::process::Command;
         use std::sync::OnceLock;
@@ -1596,9 +1529,9 @@ mod tests {
             for tag in read_file_tags(flv).unwrap() {
                 let data = &tag.data;
                 let media = matches!(tag.tag_type, TAG_AUDIO | TAG_VIDEO)
-                    && !crate::codec::is_sequence_header(tag.tag_type, data);
+                    && !crate::media::codec::is_sequence_header(tag.tag_type, data);
                 let keyframe = tag.tag_type == TAG_VIDEO
-                    && crate::codec::is_video_keyframe(data)
+                    && crate::media::codec::is_video_keyframe(data)
                     && data.get(1) == Some(&AVC_NALU);
                 if media && (segments.is_empty() || keyframe && gop_open) {
                     let mut segment = Vec::new();

@@ -2,19 +2,23 @@
 //! publish or play against any RTMP server, for edge pulls, forwarders, the
 //! load tool and tests.
 //!
-//! Like [`ServerSession`](crate::server::ServerSession) it never touches a
-//! socket: the caller feeds received bytes to [`ClientSession::on_bytes`],
-//! writes what lands in `out`, and reacts to [`ClientEvent`]s.
+//! Like [`ServerSession`](crate::rtmp::server::ServerSession) it never
+//! touches a socket: the caller feeds received bytes to
+//! [`ClientSession::on_bytes`], writes what lands in `out`, and reacts to
+//! [`ClientEvent`]s.
 
 use std::fmt;
 
 use bytes::BytesMut;
 
-use crate::amf0::Amf0Value;
-use crate::chunk::{self, ChunkDecoder, MessageHeader, RtmpMessage};
-use crate::handshake::ClientHandshake;
-use crate::message::{self, csid, msg_type, Command, Message, UserControl};
-use crate::server::{as_u32, command, media_parts, write_message, AckWindow, SessionError};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::{self, MessageHeader, RtmpMessage};
+use crate::rtmp::handshake::ClientHandshake;
+use crate::rtmp::message::{self, csid, msg_type, Command, Message, UserControl};
+use crate::rtmp::session::{
+    as_u32, clamp_out_chunk, code, command, media_parts, redirect_target, Link, SessionError, NULL,
+    RELAY_PROPERTY,
+};
 
 /// The parts of an `rtmp://` URL a client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,11 +154,6 @@ pub struct ClientConfig {
     pub relay: bool,
 }
 
-/// The `connect` property by which a ringcast edge's pull asks a ringcast
-/// origin for each frame as it arrives (no merged-write holding), so the
-/// edge can call a silent origin dead within a fraction of a second.
-pub const RELAY_PROPERTY: &str = "ringcastRelay";
-
 /// Something the caller should know about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
@@ -194,15 +193,10 @@ enum Phase {
     Closed,
 }
 
-/// Bounds for our outgoing chunk size (see [`ClientConfig::chunk_size`]).
-const MIN_OUT_CHUNK: u32 = 128;
-const MAX_OUT_CHUNK: u32 = 65536;
 /// Buffer length a player announces, as FFmpeg does.
 const PLAY_BUFFER_MS: u32 = 3000;
 /// `start` argument of `play`: live if there is one, else recorded.
 const PLAY_START_ANY: f64 = -2.0;
-
-const NULL: Amf0Value = Amf0Value::Null;
 
 /// One client-side RTMP connection.
 #[derive(Debug)]
@@ -210,10 +204,7 @@ pub struct ClientSession {
     cfg: ClientConfig,
     /// `Some` until the handshake completes.
     handshake: Option<ClientHandshake>,
-    decoder: ChunkDecoder,
-    /// Chunk size of what we send; 128 until our Set Chunk Size goes out.
-    out_chunk: u32,
-    ack: AckWindow,
+    link: Link,
     phase: Phase,
     /// Last transaction id used.
     tx: f64,
@@ -229,15 +220,13 @@ impl ClientSession {
     /// [`start`](Self::start) next.
     pub fn new(cfg: ClientConfig) -> Self {
         let cfg = ClientConfig {
-            chunk_size: cfg.chunk_size.clamp(MIN_OUT_CHUNK, MAX_OUT_CHUNK),
+            chunk_size: clamp_out_chunk(cfg.chunk_size),
             ..cfg
         };
         ClientSession {
             handshake: Some(ClientHandshake::new(cfg.complex_handshake)),
             cfg,
-            decoder: ChunkDecoder::new(),
-            out_chunk: chunk::DEFAULT_CHUNK_SIZE,
-            ack: AckWindow::default(),
+            link: Link::new(),
             phase: Phase::Handshake,
             tx: 0.0,
             connect_tx: 0.0,
@@ -276,11 +265,9 @@ impl ClientSession {
             self.handshake = None;
             self.send_connect(out);
         }
-        while let Some(msg) = self.decoder.decode(input)? {
+        while let Some(msg) = self.link.receive(input)? {
             self.handle(msg, out, events)?;
-            if let Some(seq) = self.ack.due(self.decoder.bytes_consumed()) {
-                self.control(Message::Ack(seq), out);
-            }
+            self.link.acknowledge(out);
         }
         Ok(())
     }
@@ -321,7 +308,7 @@ impl ClientSession {
             type_id,
             stream_id,
         };
-        chunk::encode_message(&header, payload, self.out_chunk, out);
+        chunk::encode_message(&header, payload, self.link.out_chunk(), out);
     }
 
     /// Ends the stream politely: FCUnpublish (when publishing) and
@@ -360,16 +347,11 @@ impl ClientSession {
     }
 
     fn write(&self, cs: u32, stream_id: u32, m: &Message, out: &mut BytesMut) {
-        write_message(m, cs, stream_id, self.out_chunk, out);
-    }
-
-    fn control(&self, m: Message, out: &mut BytesMut) {
-        self.write(csid::CONTROL, 0, &m, out);
+        self.link.write(cs, stream_id, m, out);
     }
 
     fn send_connect(&mut self, out: &mut BytesMut) {
-        self.control(Message::SetChunkSize(self.cfg.chunk_size), out);
-        self.out_chunk = self.cfg.chunk_size;
+        self.link.set_out_chunk(self.cfg.chunk_size, out);
         let url = &self.cfg.url;
         let s = |v: &str| Amf0Value::string(v);
         // Field sets as FFmpeg sends them, which every server accepts.
@@ -411,13 +393,10 @@ impl ClientSession {
         events: &mut Vec<ClientEvent>,
     ) -> Result<(), SessionError> {
         let ours = |id: u32| self.stream_id == Some(id);
-        match message::parse(&msg)? {
-            Message::SetChunkSize(n) => self.decoder.set_chunk_size(n)?,
-            Message::Abort(cs) => self.decoder.abort(cs),
-            Message::WindowAckSize(n) => self.ack.set(n),
-            Message::UserControl(UserControl::PingRequest(ts)) => {
-                self.control(Message::UserControl(UserControl::PingResponse(ts)), out)
-            }
+        let Some(parsed) = self.link.on_control(message::parse(&msg)?, out)? else {
+            return Ok(());
+        };
+        match parsed {
             Message::UserControl(UserControl::StreamBegin(id)) if ours(id) => {
                 self.unpublished = false
             }
@@ -433,7 +412,11 @@ impl ClientSession {
                     media_parts(msg, parsed, |m| events.push(ClientEvent::Media(m)))?;
                 }
             }
-            Message::Ack(_)
+            // Protocol control the link applied, and what needs no answer.
+            Message::SetChunkSize(_)
+            | Message::Abort(_)
+            | Message::WindowAckSize(_)
+            | Message::Ack(_)
             | Message::SetPeerBandwidth { .. }
             | Message::UserControl(_)
             | Message::Unknown { .. } => {}
@@ -513,12 +496,12 @@ impl ClientSession {
         events: &mut Vec<ClientEvent>,
     ) {
         let start_code = match self.cfg.mode {
-            ClientMode::Publish => "NetStream.Publish.Start",
-            ClientMode::Play => "NetStream.Play.Start",
+            ClientMode::Publish => code::PUBLISH_START,
+            ClientMode::Play => code::PLAY_START,
         };
         match (self.phase, code) {
             // SRS sends its RTMP 302 as onStatus rather than _error.
-            (Phase::Connecting | Phase::Starting, "NetConnection.Connect.Rejected") => {
+            (Phase::Connecting | Phase::Starting, code::CONNECT_REJECTED) => {
                 let event = refusal(info);
                 self.fail(event, events);
             }
@@ -527,8 +510,8 @@ impl ClientSession {
                 self.unpublished = false;
                 events.push(ClientEvent::Ready);
             }
-            (_, "NetStream.Play.UnpublishNotify") => self.source_gone(events),
-            (_, "NetStream.Play.PublishNotify") => self.unpublished = false,
+            (_, code::PLAY_UNPUBLISH_NOTIFY) => self.source_gone(events),
+            (_, code::PLAY_PUBLISH_NOTIFY) => self.unpublished = false,
             (Phase::Connecting | Phase::CreatingStream | Phase::Starting, _)
                 if level == "error" =>
             {
@@ -583,29 +566,18 @@ impl ClientSession {
                     stream_id: id,
                     millis: PLAY_BUFFER_MS,
                 };
-                self.control(Message::UserControl(buffer), out);
+                self.link.control(Message::UserControl(buffer), out);
             }
         }
     }
 }
 
 /// The event for a refused connect: a redirect when the info object
-/// carries `ex.code` 302 and a target, else a rejection.
+/// carries an RTMP 302, else a rejection.
 fn refusal(info: &Amf0Value) -> ClientEvent {
-    let ex = info.get("ex");
-    let target = ex
-        .and_then(|ex| ex.get("redirect"))
-        .and_then(Amf0Value::as_str);
-    let is_302 = ex.and_then(|ex| ex.get("code")).and_then(Amf0Value::as_f64) == Some(302.0);
-    match target {
-        Some(tc_url) if is_302 => ClientEvent::Redirect {
-            tc_url: tc_url.to_owned(),
-            full_url: ex
-                .and_then(|ex| ex.get("redirect2"))
-                .and_then(Amf0Value::as_str)
-                .map(str::to_owned),
-        },
-        _ => ClientEvent::Rejected {
+    match redirect_target(info) {
+        Some((tc_url, full_url)) => ClientEvent::Redirect { tc_url, full_url },
+        None => ClientEvent::Rejected {
             description: info
                 .get("description")
                 .and_then(Amf0Value::as_str)
@@ -618,8 +590,10 @@ fn refusal(info: &Amf0Value) -> ClientEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::ServerHandshake;
-    use crate::server::{ServerConfig, ServerEvent, ServerSession};
+    use crate::rtmp::chunk::ChunkDecoder;
+    use crate::rtmp::handshake::ServerHandshake;
+    use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
+    use crate::rtmp::session::write_message;
     use bytes::Bytes;
     use proptest::prelude::*;
 
@@ -1034,7 +1008,7 @@ mod tests {
             ("code", Amf0Value::Number(302.0)),
             ("redirect", Amf0Value::string("rtmp://o3/live")),
         ]);
-        let mut info = crate::server::status(
+        let mut info = crate::rtmp::session::status(
             "error",
             "NetConnection.Connect.Rejected",
             "RTMP 302 Redirect",
@@ -1250,7 +1224,7 @@ mod tests {
             .on_bytes(&mut input, &mut p.to_server, &mut p.cev)
             .unwrap();
         let mut err = BytesMut::new();
-        let info = crate::server::status("error", "NetConnection.Call.Failed", "no streams");
+        let info = crate::rtmp::session::status("error", "NetConnection.Call.Failed", "no streams");
         write_message(
             &command("_error", 2.0, NULL, vec![info]),
             3,

@@ -396,7 +396,7 @@ mod tests {
                 (TAG_VIDEO, 168, 5),
             ]
         );
-        let meta = crate::amf0::decode_all(&tags[0].data).unwrap();
+        let meta = crate::rtmp::amf0::decode_all(&tags[0].data).unwrap();
         assert_eq!(meta[0].as_str(), Some("onMetaData"));
         // Rewriting with our writer reproduces the file byte for byte.
         assert_eq!(write_stream(&tags), data);

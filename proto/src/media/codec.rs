@@ -7,28 +7,42 @@
 //! the first byte) and Enhanced RTMP's extended header (bit 0x80 of the
 //! first video byte, or sound format 9 for audio, followed by a FourCC) are
 //! recognised.
+//!
+//! This is also the one place that knows codec bit syntax: the constants of
+//! the FLV/RTMP media headers, the bit reader, the AAC sampling-frequency
+//! table and the AVCDecoderConfigurationRecord layout are shared with the
+//! MPEG-TS muxer (`super::ts`), so the stream description the API reports
+//! and the HLS output can never disagree about what a payload holds.
 
 use std::fmt;
 
 /// FLV video codec id of H.264/AVC.
-const CODEC_AVC: u8 = 7;
+pub(crate) const CODEC_AVC: u8 = 7;
 /// Codec id that Chinese CDNs (and SRS, nginx-rtmp forks, OBS plugins) use
 /// for HEVC in legacy FLV; not in Adobe's specification.
 const CODEC_HEVC: u8 = 12;
+/// FLV sound format of MP3.
+pub(crate) const SOUND_MP3: u8 = 2;
 /// FLV sound format of AAC.
-const SOUND_AAC: u8 = 10;
+pub(crate) const SOUND_AAC: u8 = 10;
 /// Enhanced RTMP v2: sound format meaning "extended audio header".
 const SOUND_EX_HEADER: u8 = 9;
 /// Enhanced RTMP: bit of the first video byte meaning "extended header".
-const VIDEO_EX_HEADER: u8 = 0x80;
+pub(crate) const VIDEO_EX_HEADER: u8 = 0x80;
 /// AVCPacketType / AACPacketType / Enhanced RTMP PacketType of a
 /// sequence header ("SequenceStart").
-const PACKET_SEQUENCE_HEADER: u8 = 0;
+pub(crate) const PACKET_SEQUENCE_HEADER: u8 = 0;
+/// AVCPacketType (also HEVC's in legacy FLV) of coded frames (NAL units).
+pub(crate) const AVC_NALU: u8 = 1;
+/// AVCPacketType (also HEVC's in legacy FLV) of an end-of-sequence tag.
+pub(crate) const AVC_END_OF_SEQUENCE: u8 = 2;
+/// AACPacketType of raw AAC frames.
+pub(crate) const AAC_RAW: u8 = 1;
 /// Frame type of keyframes (the same value in legacy and enhanced headers).
-const FRAME_KEY: u8 = 1;
+pub(crate) const FRAME_KEY: u8 = 1;
 /// Frame type of video info/command frames, whose second byte is a command
 /// rather than a packet type.
-const FRAME_COMMAND: u8 = 5;
+pub(crate) const FRAME_COMMAND: u8 = 5;
 
 /// Why a payload could not be parsed as the requested configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,13 +87,15 @@ pub fn is_video_keyframe(video_payload: &[u8]) -> bool {
 /// Whether a video payload is an AVC or HEVC end-of-sequence tag: it
 /// carries the keyframe type but no picture, so no player can start on it.
 pub fn is_video_end_of_sequence(video_payload: &[u8]) -> bool {
-    matches!(video_payload.first().map(|b| b & 0x0f), Some(7 | 12))
-        && video_payload.get(1) == Some(&2)
+    matches!(
+        video_payload.first().map(|b| b & 0x0f),
+        Some(CODEC_AVC | CODEC_HEVC)
+    ) && video_payload.get(1) == Some(&AVC_END_OF_SEQUENCE)
 }
 
 /// Frame type from the first video byte; the mask drops Enhanced RTMP's
 /// extended-header bit so both layouts read the same.
-fn frame_type(b0: u8) -> u8 {
+pub(crate) fn frame_type(b0: u8) -> u8 {
     (b0 >> 4) & 0x07
 }
 
@@ -116,8 +132,8 @@ pub fn is_audio_sequence_header(audio_payload: &[u8]) -> bool {
 /// (8 audio, 9 video); any other type is never a sequence header.
 pub fn is_sequence_header(type_id: u8, payload: &[u8]) -> bool {
     match type_id {
-        crate::flv::TAG_AUDIO => is_audio_sequence_header(payload),
-        crate::flv::TAG_VIDEO => is_video_sequence_header(payload),
+        crate::media::flv::TAG_AUDIO => is_audio_sequence_header(payload),
+        crate::media::flv::TAG_VIDEO => is_video_sequence_header(payload),
         _ => false,
     }
 }
@@ -176,36 +192,118 @@ fn avc_record(video_payload: &[u8]) -> Result<&[u8], CodecError> {
 /// Profile, level and display size of an H.264 stream from its sequence
 /// header: the AVCDecoderConfigurationRecord and its first SPS.
 pub fn parse_avc_sequence_header(video_payload: &[u8]) -> Result<AvcConfig, CodecError> {
-    let record = avc_record(video_payload)?;
-    let [version, profile, _compat, level, _length_size, sps_count, l1, l2, ref rest @ ..] =
-        *record
-    else {
-        return Err(CodecError::Truncated);
-    };
-    if version != 1 || sps_count & 0x1f == 0 {
-        return Err(CodecError::BadSps);
-    }
-    let sps_len = usize::from(u16::from_be_bytes([l1, l2]));
-    let sps = rest.get(..sps_len).ok_or(CodecError::Truncated)?;
+    let record = AvcRecord::parse(avc_record(video_payload)?).map_err(|e| match e {
+        AvcRecordError::Truncated => CodecError::Truncated,
+        AvcRecordError::BadVersion | AvcRecordError::NoSps => CodecError::BadSps,
+    })?;
+    let sps = record.first_sps().ok_or(CodecError::Truncated)?;
     let (width, height) = sps_dimensions(sps)?;
     Ok(AvcConfig {
-        profile,
-        level,
+        profile: record.profile,
+        level: record.level,
         width,
         height,
     })
 }
 
-/// Bit reader over an RBSP (a NAL payload with emulation prevention
-/// removed). Every read reports running off the end as
-/// [`CodecError::Truncated`] rather than panicking or inventing zeros.
-struct BitReader<'a> {
+/// Why bytes are not an AVCDecoderConfigurationRecord; each reader words
+/// it its own way (API stream info, HLS muxing errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AvcRecordError {
+    /// Shorter than its fixed header or its parameter-set lists.
+    Truncated,
+    /// `configurationVersion` is not 1.
+    BadVersion,
+    /// The record lists no SPS.
+    NoSps,
+}
+
+/// An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1), the body of
+/// an H.264 sequence header after the FLV packet header: the stream's
+/// profile and level, how NAL units are length-prefixed, and its SPS/PPS.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AvcRecord<'a> {
+    /// `AVCProfileIndication`.
+    pub(crate) profile: u8,
+    /// `AVCLevelIndication`.
+    pub(crate) level: u8,
+    /// Bytes of the length prefix in front of each NAL unit (1 to 4).
+    pub(crate) nal_length_size: usize,
+    sps_count: u8,
+    /// Everything after the fixed header: the SPS list, the PPS count and
+    /// the PPS list.
+    sets: &'a [u8],
+}
+
+impl<'a> AvcRecord<'a> {
+    /// Reads the fixed header; the parameter sets are read on demand, since
+    /// the API needs only the first SPS and muxing needs them all.
+    pub(crate) fn parse(record: &'a [u8]) -> Result<AvcRecord<'a>, AvcRecordError> {
+        let [version, profile, _compat, level, length_size, sps_count, ref sets @ ..] = *record
+        else {
+            return Err(AvcRecordError::Truncated);
+        };
+        if version != 1 {
+            return Err(AvcRecordError::BadVersion);
+        }
+        let sps_count = sps_count & 0x1f;
+        if sps_count == 0 {
+            return Err(AvcRecordError::NoSps);
+        }
+        Ok(AvcRecord {
+            profile,
+            level,
+            nal_length_size: usize::from(length_size & 0x03) + 1,
+            sps_count,
+            sets,
+        })
+    }
+
+    /// The first SPS NAL unit, or `None` when the record ends inside it.
+    pub(crate) fn first_sps(&self) -> Option<&'a [u8]> {
+        let mut rest = self.sets;
+        take_parameter_set(&mut rest)
+    }
+
+    /// Every SPS, then every PPS, in record order; `None` when the record
+    /// ends before the last of them.
+    pub(crate) fn parameter_sets(&self) -> Option<Vec<&'a [u8]>> {
+        let mut rest = self.sets;
+        let mut sets = Vec::new();
+        for _ in 0..self.sps_count {
+            sets.push(take_parameter_set(&mut rest)?);
+        }
+        let (&pps_count, tail) = rest.split_first()?;
+        rest = tail;
+        for _ in 0..pps_count {
+            sets.push(take_parameter_set(&mut rest)?);
+        }
+        Some(sets)
+    }
+}
+
+/// Takes one 16-bit-length-prefixed parameter set off the front of `rest`.
+fn take_parameter_set<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let [l1, l2, ref tail @ ..] = **rest else {
+        return None;
+    };
+    let len = usize::from(u16::from_be_bytes([l1, l2]));
+    let set = tail.get(..len)?;
+    *rest = tail.get(len..).unwrap_or_default();
+    Some(set)
+}
+
+/// MSB-first bit reader over codec configuration: an RBSP (a NAL payload
+/// with emulation prevention removed) or an AudioSpecificConfig. Every read
+/// reports running off the end as [`CodecError::Truncated`] rather than
+/// panicking or inventing zeros.
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
 impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         BitReader { data, pos: 0 }
     }
 
@@ -217,7 +315,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` (at most 32) bits as an unsigned big-endian number.
-    fn bits(&mut self, n: u32) -> Result<u32, CodecError> {
+    pub(crate) fn bits(&mut self, n: u32) -> Result<u32, CodecError> {
         debug_assert!(n <= 32);
         let mut v = 0;
         for _ in 0..n {
@@ -410,25 +508,69 @@ fn aac_config_bytes(audio_payload: &[u8]) -> Result<&[u8], CodecError> {
     }
 }
 
-/// ISO/IEC 14496-3 Table 1.18; indexes 13 and 14 are reserved, 15 means
-/// an explicit 24-bit rate follows.
+/// ISO/IEC 14496-3 Table 1.18 (also the only rates ADTS can signal);
+/// indexes 13 and 14 are reserved, 15 means an explicit 24-bit rate follows.
 const AAC_SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 
-fn aac_object_type(r: &mut BitReader<'_>) -> Result<u8, CodecError> {
+/// AAC audio object type of SBR (HE-AAC); an AudioSpecificConfig that
+/// starts with it (or with [`AOT_PS`]) signals SBR explicitly.
+pub(crate) const AOT_SBR: u8 = 5;
+/// AAC audio object type of parametric stereo (HE-AACv2).
+pub(crate) const AOT_PS: u8 = 29;
+
+/// An AudioSpecificConfig's `audioObjectType`, with the 6-bit escape for
+/// types above 30.
+pub(crate) fn aac_object_type(r: &mut BitReader<'_>) -> Result<u8, CodecError> {
     let t = r.bits(5)?;
     let t = if t == 31 { 32 + r.bits(6)? } else { t };
     u8::try_from(t).map_err(|_| CodecError::BadAudioConfig)
 }
 
-fn aac_sample_rate(r: &mut BitReader<'_>) -> Result<u32, CodecError> {
-    match r.bits(4)? {
-        15 => r.bits(24),
-        i => AAC_SAMPLE_RATES
-            .get(i as usize)
-            .copied()
-            .ok_or(CodecError::BadAudioConfig),
+/// A sampling frequency as an AudioSpecificConfig signals it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SamplingFrequency {
+    /// An index into ISO/IEC 14496-3 Table 1.18 (0 to 12).
+    Index(u8),
+    /// Index 15: a rate given explicitly in 24 bits.
+    Explicit(u32),
+}
+
+impl SamplingFrequency {
+    /// Reads `samplingFrequencyIndex` and, for index 15, the explicit rate;
+    /// the reserved indexes 13 and 14 are [`CodecError::BadAudioConfig`].
+    pub(crate) fn read(r: &mut BitReader<'_>) -> Result<Self, CodecError> {
+        match r.bits(4)? {
+            15 => Ok(SamplingFrequency::Explicit(r.bits(24)?)),
+            i @ 0..=12 => Ok(SamplingFrequency::Index(i as u8)),
+            _ => Err(CodecError::BadAudioConfig),
+        }
+    }
+
+    /// The rate in Hz.
+    pub(crate) fn hz(self) -> u32 {
+        match self {
+            // `read` only makes indexes inside the table; 0 would be
+            // refused as a rate by every caller.
+            SamplingFrequency::Index(i) => AAC_SAMPLE_RATES
+                .get(usize::from(i))
+                .copied()
+                .unwrap_or_default(),
+            SamplingFrequency::Explicit(rate) => rate,
+        }
+    }
+
+    /// The table index, also for an explicit rate the table has; `None`
+    /// for a rate it has not (which ADTS, for one, cannot signal).
+    pub(crate) fn index(self) -> Option<u8> {
+        match self {
+            SamplingFrequency::Index(i) => Some(i),
+            SamplingFrequency::Explicit(rate) => AAC_SAMPLE_RATES
+                .iter()
+                .position(|&r| r == rate)
+                .and_then(|i| u8::try_from(i).ok()),
+        }
     }
 }
 
@@ -444,13 +586,13 @@ fn implicit_sbr(r: &mut BitReader<'_>) -> Option<(u32, bool)> {
     if r.bit().ok()? {
         r.bits(14).ok()?;
     }
-    if r.bit().ok()? || r.bits(11).ok()? != 0x2b7 || aac_object_type(r).ok()? != 5 {
+    if r.bit().ok()? || r.bits(11).ok()? != 0x2b7 || aac_object_type(r).ok()? != AOT_SBR {
         return None;
     }
     if !r.bit().ok()? {
         return None;
     }
-    let rate = aac_sample_rate(r).ok()?;
+    let rate = SamplingFrequency::read(r).ok()?.hz();
     let ps = r.bits(11).ok() == Some(0x548) && r.bit().unwrap_or(false);
     Some((rate, ps))
 }
@@ -461,7 +603,7 @@ pub fn parse_aac_sequence_header(audio_payload: &[u8]) -> Result<AacConfig, Code
     let config = aac_config_bytes(audio_payload)?;
     let mut r = BitReader::new(config);
     let mut object_type = aac_object_type(&mut r)?;
-    let mut sample_rate = aac_sample_rate(&mut r)?;
+    let mut sample_rate = SamplingFrequency::read(&mut r)?.hz();
     let mut channels = match r.bits(4)? {
         c @ 0..=6 => c as u8,
         7 | 12 | 14 => 8,
@@ -469,14 +611,14 @@ pub fn parse_aac_sequence_header(audio_payload: &[u8]) -> Result<AacConfig, Code
         13 => 24,
         _ => return Err(CodecError::BadAudioConfig),
     };
-    let mut parametric_stereo = object_type == 29;
-    if object_type == 5 || object_type == 29 {
+    let mut parametric_stereo = object_type == AOT_PS;
+    if object_type == AOT_SBR || object_type == AOT_PS {
         // Explicit (hierarchical) SBR signalling: the extension rate is
         // the output rate.
-        sample_rate = aac_sample_rate(&mut r)?;
+        sample_rate = SamplingFrequency::read(&mut r)?.hz();
     } else if object_type == 2 && channels != 0 {
         if let Some((rate, ps)) = implicit_sbr(&mut r) {
-            object_type = if ps { 29 } else { 5 };
+            object_type = if ps { AOT_PS } else { AOT_SBR };
             sample_rate = rate;
             parametric_stereo = ps;
         }
@@ -1206,6 +1348,74 @@ mod tests {
             Err(CodecError::Truncated)
         );
         assert_eq!(parse_aac_sequence_header(&[]), Err(CodecError::Truncated));
+    }
+
+    #[test]
+    fn avc_record_fields_and_parameter_sets() {
+        let payload = hex(AVC_FIXTURES[1].1);
+        let body = &payload[5..];
+        let record = AvcRecord::parse(body).unwrap();
+        assert_eq!((record.profile, record.level), (100, 30));
+        assert_eq!(record.nal_length_size, 4);
+        let sets = record.parameter_sets().unwrap();
+        let types: Vec<u8> = sets.iter().map(|nal| nal[0] & 0x1f).collect();
+        assert_eq!(types, [7, 8], "every SPS, then every PPS");
+        assert_eq!((sets[0].len(), sets[1].len()), (0x1a, 6));
+        assert_eq!(record.first_sps(), Some(sets[0]));
+        // Cut inside the PPS (header 6, SPS 2 + 26, count 1, PPS 2 + 6):
+        // the SPS is still there, the sets are not.
+        let cut = AvcRecord::parse(&body[..42]).unwrap();
+        assert_eq!(cut.first_sps(), Some(sets[0]));
+        assert_eq!(cut.parameter_sets(), None);
+        let cut = AvcRecord::parse(&body[..8 + 0x1a]).unwrap();
+        assert!(cut.first_sps().is_some() && cut.parameter_sets().is_none());
+        let cut = AvcRecord::parse(&body[..8]).unwrap();
+        assert_eq!(cut.first_sps(), None);
+        assert_eq!(
+            AvcRecord::parse(&body[..5]).map(|r| r.profile),
+            Err(AvcRecordError::Truncated)
+        );
+        let mut bad = body.to_vec();
+        bad[0] = 0;
+        assert_eq!(
+            AvcRecord::parse(&bad).map(|r| r.profile),
+            Err(AvcRecordError::BadVersion)
+        );
+        let mut bad = body.to_vec();
+        bad[5] = 0xe0;
+        assert_eq!(
+            AvcRecord::parse(&bad).map(|r| r.profile),
+            Err(AvcRecordError::NoSps)
+        );
+    }
+
+    #[test]
+    fn sampling_frequency_forms() {
+        let read = |fields: &[(u64, u32)]| {
+            let mut w = BitWriter::default();
+            for &(v, n) in fields {
+                w.bits(v, n);
+            }
+            SamplingFrequency::read(&mut BitReader::new(&w.out))
+        };
+        let f = read(&[(4, 4)]).unwrap();
+        assert_eq!(
+            (f, f.hz(), f.index()),
+            (SamplingFrequency::Index(4), 44100, Some(4))
+        );
+        // An explicit rate the table has maps back to its index.
+        let f = read(&[(15, 4), (48000, 24)]).unwrap();
+        assert_eq!((f.hz(), f.index()), (48000, Some(3)));
+        let f = read(&[(15, 4), (12345, 24)]).unwrap();
+        assert_eq!((f.hz(), f.index()), (12345, None));
+        for reserved in [13, 14] {
+            assert_eq!(read(&[(reserved, 4)]), Err(CodecError::BadAudioConfig));
+        }
+        assert_eq!(read(&[(15, 4), (0, 4)]), Err(CodecError::Truncated));
+        assert_eq!(
+            SamplingFrequency::read(&mut BitReader::new(&[])),
+            Err(CodecError::Truncated)
+        );
     }
 
     #[test]

@@ -8,14 +8,16 @@
 //! bookkeeping commands of the FMLE/FFmpeg/OBS publish sequence, so the
 //! engine only sees what it has to decide about.
 
-use std::fmt;
-
 use bytes::{Bytes, BytesMut};
 
-use crate::amf0::{self, Amf0Value};
-use crate::chunk::{self, ChunkDecoder, ChunkError, MessageHeader, RtmpMessage};
-use crate::handshake::{HandshakeError, ServerHandshake};
-use crate::message::{self, csid, msg_type, Command, Message, MessageError, UserControl};
+use crate::rtmp::amf0::{self, Amf0Value};
+use crate::rtmp::chunk::RtmpMessage;
+use crate::rtmp::handshake::ServerHandshake;
+use crate::rtmp::message::{self, csid, Command, Message, UserControl};
+use crate::rtmp::session::{
+    as_u32, clamp_out_chunk, code, command, media_parts, redirect_info, status, Link, SessionError,
+    NULL, RELAY_PROPERTY,
+};
 
 /// What the server announces to each peer after `connect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,7 @@ pub struct ConnectInfo {
     /// in AMF0 either way, which AMF3 clients accept.
     pub object_encoding: f64,
     /// The client relays what it plays (a ringcast edge's pull:
-    /// `client::RELAY_PROPERTY` in its connect object).
+    /// [`RELAY_PROPERTY`] in its connect object).
     pub relay: bool,
 }
 
@@ -88,164 +90,6 @@ pub enum ServerEvent {
     Unpublish { stream_id: u32 },
     /// deleteStream / closeStream on a playing stream.
     StreamClosed { stream_id: u32 },
-}
-
-/// Why a connection cannot go on. All variants are fatal: the engine closes
-/// the connection.
-#[derive(Debug)]
-pub enum SessionError {
-    Handshake(HandshakeError),
-    Chunk(ChunkError),
-    Message(MessageError),
-    /// The peer broke the command sequence (e.g. a command before
-    /// `connect`, `publish` on a stream it never created, media on a stream
-    /// that is not publishing).
-    Protocol(String),
-}
-
-impl fmt::Display for SessionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SessionError::Handshake(e) => write!(f, "handshake: {e}"),
-            SessionError::Chunk(e) => write!(f, "chunk stream: {e}"),
-            SessionError::Message(e) => write!(f, "message: {e}"),
-            SessionError::Protocol(why) => write!(f, "protocol: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for SessionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SessionError::Handshake(e) => Some(e),
-            SessionError::Chunk(e) => Some(e),
-            SessionError::Message(e) => Some(e),
-            SessionError::Protocol(_) => None,
-        }
-    }
-}
-
-impl From<HandshakeError> for SessionError {
-    fn from(e: HandshakeError) -> Self {
-        SessionError::Handshake(e)
-    }
-}
-
-impl From<ChunkError> for SessionError {
-    fn from(e: ChunkError) -> Self {
-        SessionError::Chunk(e)
-    }
-}
-
-impl From<MessageError> for SessionError {
-    fn from(e: MessageError) -> Self {
-        SessionError::Message(e)
-    }
-}
-
-/// Acknowledgement bookkeeping for one direction, shared with the client.
-#[derive(Debug, Default)]
-pub(crate) struct AckWindow {
-    /// The peer's Window Acknowledgement Size; 0 until it sends one.
-    window: u32,
-    /// Bytes consumed when the last Acknowledgement was sent.
-    last: u64,
-}
-
-impl AckWindow {
-    pub(crate) fn set(&mut self, window: u32) {
-        self.window = window;
-    }
-
-    /// The sequence number to acknowledge, when a window's worth of bytes
-    /// arrived since the last Acknowledgement.
-    pub(crate) fn due(&mut self, consumed: u64) -> Option<u32> {
-        if self.window == 0 || consumed - self.last < u64::from(self.window) {
-            return None;
-        }
-        self.last = consumed;
-        // The sequence number wraps at 32 bits on the wire.
-        Some(consumed as u32)
-    }
-}
-
-/// Chunks `m` onto `out` at `chunk_size`.
-pub(crate) fn write_message(
-    m: &Message,
-    csid: u32,
-    stream_id: u32,
-    chunk_size: u32,
-    out: &mut BytesMut,
-) {
-    let (type_id, payload) = m.encode();
-    let header = MessageHeader {
-        csid,
-        timestamp: 0,
-        type_id,
-        stream_id,
-    };
-    chunk::encode_message(&header, &payload, chunk_size, out);
-}
-
-/// Builds a command message.
-pub(crate) fn command(
-    name: &str,
-    transaction_id: f64,
-    object: Amf0Value,
-    args: Vec<Amf0Value>,
-) -> Message {
-    Message::Command(Command {
-        name: name.to_owned(),
-        transaction_id,
-        object,
-        args,
-    })
-}
-
-/// The info object of `onStatus`, `_result` and `_error`.
-pub(crate) fn status(level: &str, code: &str, description: &str) -> Amf0Value {
-    Amf0Value::object([
-        ("level", Amf0Value::string(level)),
-        ("code", Amf0Value::string(code)),
-        ("description", Amf0Value::string(description)),
-    ])
-}
-
-/// Hands the plain media messages inside `msg` to `sink`: audio and video
-/// as they are, AMF3 data as AMF0 data (type 18), aggregates split up, so
-/// consumers only ever see types 8, 9 and 18.
-pub(crate) fn media_parts(
-    msg: RtmpMessage,
-    parsed: Message,
-    mut sink: impl FnMut(RtmpMessage),
-) -> Result<(), MessageError> {
-    match parsed {
-        Message::Audio(_) | Message::Video(_) => sink(msg),
-        Message::Data(payload) => sink(RtmpMessage {
-            header: MessageHeader {
-                type_id: msg_type::DATA_AMF0,
-                ..msg.header
-            },
-            payload,
-        }),
-        Message::Aggregate(_) => {
-            for sub in message::split_aggregate(&msg)? {
-                if matches!(
-                    sub.header.type_id,
-                    msg_type::AUDIO | msg_type::VIDEO | msg_type::DATA_AMF0
-                ) {
-                    sink(sub);
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// A transaction id as the integer it stands for, when it is one.
-pub(crate) fn as_u32(n: f64) -> Option<u32> {
-    (n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n)).then_some(n as u32)
 }
 
 /// Where the `connect` exchange stands.
@@ -287,30 +131,6 @@ enum StreamState {
 
 /// Most replies held back while `connect` awaits the engine's answer.
 const MAX_HELD: usize = 64;
-/// Bounds for the outgoing chunk size (see [`ServerConfig::out_chunk_size`]).
-const MIN_OUT_CHUNK: u32 = 128;
-const MAX_OUT_CHUNK: u32 = 65536;
-
-const NULL: Amf0Value = Amf0Value::Null;
-
-/// The info object of an RTMP 302: `NetConnection.Connect.Rejected` with
-/// `ex: {code: 302, redirect: tc_url, redirect2: full_url}`.
-fn redirect_info(tc_url: &str, full_url: &str) -> Amf0Value {
-    let mut info = status(
-        "error",
-        "NetConnection.Connect.Rejected",
-        "RTMP 302 Redirect",
-    );
-    if let Amf0Value::Object(pairs) = &mut info {
-        let ex = Amf0Value::object([
-            ("code", Amf0Value::Number(302.0)),
-            ("redirect", Amf0Value::string(tc_url)),
-            ("redirect2", Amf0Value::string(full_url)),
-        ]);
-        pairs.push(("ex".into(), ex));
-    }
-    info
-}
 
 /// One server-side RTMP connection.
 #[derive(Debug)]
@@ -318,10 +138,7 @@ pub struct ServerSession {
     cfg: ServerConfig,
     /// `Some` until the handshake completes.
     handshake: Option<ServerHandshake>,
-    decoder: ChunkDecoder,
-    /// Chunk size of what we send; 128 until our Set Chunk Size goes out.
-    out_chunk: u32,
-    ack: AckWindow,
+    link: Link,
     conn: Conn,
     connect_tx: f64,
     info: Option<ConnectInfo>,
@@ -338,15 +155,13 @@ impl ServerSession {
     /// A session for a freshly accepted connection, expecting C0+C1.
     pub fn new(cfg: ServerConfig) -> Self {
         let cfg = ServerConfig {
-            out_chunk_size: cfg.out_chunk_size.clamp(MIN_OUT_CHUNK, MAX_OUT_CHUNK),
+            out_chunk_size: clamp_out_chunk(cfg.out_chunk_size),
             ..cfg
         };
         ServerSession {
             cfg,
             handshake: Some(ServerHandshake::new()),
-            decoder: ChunkDecoder::new(),
-            out_chunk: chunk::DEFAULT_CHUNK_SIZE,
-            ack: AckWindow::default(),
+            link: Link::new(),
             conn: Conn::AwaitConnect,
             connect_tx: 0.0,
             info: None,
@@ -374,11 +189,9 @@ impl ServerSession {
             }
             self.handshake = None;
         }
-        while let Some(msg) = self.decoder.decode(input)? {
+        while let Some(msg) = self.link.receive(input)? {
             self.handle(msg, out, events)?;
-            if let Some(seq) = self.ack.due(self.decoder.bytes_consumed()) {
-                self.control(Message::Ack(seq), out);
-            }
+            self.link.acknowledge(out);
         }
         Ok(())
     }
@@ -418,8 +231,7 @@ impl ServerSession {
             },
             out,
         );
-        self.control(Message::SetChunkSize(self.cfg.out_chunk_size), out);
-        self.out_chunk = self.cfg.out_chunk_size;
+        self.link.set_out_chunk(self.cfg.out_chunk_size, out);
         let props = Amf0Value::object([
             ("fmsVer", Amf0Value::string("FMS/3,5,3,888")),
             ("capabilities", Amf0Value::Number(127.0)),
@@ -450,7 +262,7 @@ impl ServerSession {
     /// Refuses the pending `connect` with `_error`
     /// (NetConnection.Connect.Rejected); the engine then closes.
     pub fn reject_connect(&mut self, description: &str, out: &mut BytesMut) {
-        let info = status("error", "NetConnection.Connect.Rejected", description);
+        let info = status("error", code::CONNECT_REJECTED, description);
         self.refuse_connect(info, out);
     }
 
@@ -487,13 +299,13 @@ impl ServerSession {
         let desc = "Started publishing stream.";
         if self.fc_publish {
             let info = Amf0Value::object([
-                ("code", Amf0Value::string("NetStream.Publish.Start")),
+                ("code", Amf0Value::string(code::PUBLISH_START)),
                 ("description", Amf0Value::string(desc)),
             ]);
             let m = command("onFCPublish", 0.0, NULL, vec![info]);
             self.write(csid::STREAM, stream_id, &m, out);
         }
-        self.on_status(stream_id, "status", "NetStream.Publish.Start", desc, out);
+        self.on_status(stream_id, "status", code::PUBLISH_START, desc, out);
     }
 
     /// Refuses the pending `publish` on `stream_id` with an error onStatus
@@ -550,7 +362,7 @@ impl ServerSession {
         self.on_status(
             stream_id,
             "status",
-            "NetStream.Play.Start",
+            code::PLAY_START,
             "Started playing stream.",
             out,
         );
@@ -616,7 +428,7 @@ impl ServerSession {
         self.on_status(
             stream_id,
             "status",
-            "NetStream.Play.UnpublishNotify",
+            code::PLAY_UNPUBLISH_NOTIFY,
             "stream is now unpublished.",
             out,
         );
@@ -628,7 +440,7 @@ impl ServerSession {
         self.on_status(
             stream_id,
             "status",
-            "NetStream.Play.PublishNotify",
+            code::PLAY_PUBLISH_NOTIFY,
             "stream is now published.",
             out,
         );
@@ -643,13 +455,13 @@ impl ServerSession {
     }
 
     fn write(&self, cs: u32, stream_id: u32, m: &Message, out: &mut BytesMut) {
-        write_message(m, cs, stream_id, self.out_chunk, out);
+        self.link.write(cs, stream_id, m, out);
     }
 
     /// Protocol control and user control messages, which are never held:
     /// they carry no ordering relation to command replies.
     fn control(&self, m: Message, out: &mut BytesMut) {
-        self.write(csid::CONTROL, 0, &m, out);
+        self.link.control(m, out);
     }
 
     fn on_status(
@@ -696,14 +508,15 @@ impl ServerSession {
         out: &mut BytesMut,
         events: &mut Vec<ServerEvent>,
     ) -> Result<(), SessionError> {
-        match message::parse(&msg)? {
-            Message::SetChunkSize(n) => self.decoder.set_chunk_size(n)?,
-            Message::Abort(cs) => self.decoder.abort(cs),
-            Message::WindowAckSize(n) => self.ack.set(n),
-            Message::UserControl(UserControl::PingRequest(ts)) => {
-                self.control(Message::UserControl(UserControl::PingResponse(ts)), out)
-            }
-            Message::Ack(_)
+        let Some(parsed) = self.link.on_control(message::parse(&msg)?, out)? else {
+            return Ok(());
+        };
+        match parsed {
+            // Protocol control the link applied, and what needs no answer.
+            Message::SetChunkSize(_)
+            | Message::Abort(_)
+            | Message::WindowAckSize(_)
+            | Message::Ack(_)
             | Message::SetPeerBandwidth { .. }
             | Message::UserControl(_)
             | Message::Unknown { .. } => {}
@@ -852,7 +665,7 @@ impl ServerSession {
                 .unwrap_or(0.0),
             relay: c
                 .object
-                .get(crate::client::RELAY_PROPERTY)
+                .get(RELAY_PROPERTY)
                 .and_then(Amf0Value::as_bool)
                 .unwrap_or(false),
         };
@@ -964,7 +777,10 @@ fn stream_name<'a>(c: &'a Command, what: &str) -> Result<&'a str, SessionError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::ClientHandshake;
+    use crate::rtmp::chunk::{self, ChunkDecoder, MessageHeader};
+    use crate::rtmp::handshake::ClientHandshake;
+    use crate::rtmp::message::{msg_type, MessageError};
+    use crate::rtmp::session::write_message;
     use proptest::prelude::*;
 
     /// A server past the handshake, driven by hand-built chunks.
@@ -1764,7 +1580,7 @@ mod tests {
         let mut r = raw();
         let id = r.publish("s");
         r.send(2, 0, &Message::WindowAckSize(1000)).unwrap();
-        let base = r.s.decoder.bytes_consumed();
+        let base = r.s.link.decoder().bytes_consumed();
         let mut acks = Vec::new();
         for i in 0..10 {
             r.media(msg_type::VIDEO, id, i, &[0u8; 300]).unwrap();
@@ -1777,7 +1593,7 @@ mod tests {
         }
         // Each ack reports the total consumed, at least a window after the
         // previous one, and no window passes unacknowledged.
-        let consumed = r.s.decoder.bytes_consumed();
+        let consumed = r.s.link.decoder().bytes_consumed();
         assert!(consumed - base > 3000);
         assert!(acks.len() >= 2, "{acks:?}");
         assert!(acks[0] >= 1000);
@@ -1789,7 +1605,7 @@ mod tests {
     fn peer_chunk_size_and_abort_apply() {
         let mut r = raw();
         r.send(2, 0, &Message::SetChunkSize(4096)).unwrap();
-        assert_eq!(r.s.decoder.chunk_size(), 4096);
+        assert_eq!(r.s.link.decoder().chunk_size(), 4096);
         r.send(2, 0, &Message::Abort(6)).unwrap();
         let m = cmd("connect", 1.0, connect_object(&"a".repeat(3000)), vec![]);
         write_message(&m, 3, 0, 4096, &mut r.input);

@@ -1,6 +1,6 @@
 //! Typed RTMP messages: the layer between reassembled chunk-stream messages
-//! ([`RtmpMessage`]) and the connection state machines in `server` and
-//! `client`.
+//! ([`RtmpMessage`]) and the connection state machines in
+//! [`server`](super::server) and [`client`](super::client).
 //!
 //! Media payloads (audio, video, data, aggregate) stay as [`Bytes`] slices
 //! of the reassembled message so parsing them costs no copy; only protocol
@@ -10,8 +10,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::amf0::{self, Amf0Error, Amf0Value};
-use crate::chunk::{MessageHeader, RtmpMessage};
+use crate::rtmp::amf0::{self, Amf0Error, Amf0Value};
+use crate::rtmp::chunk::{MessageHeader, RtmpMessage};
 
 /// RTMP message type ids (RTMP spec §5.4, §7.1).
 pub mod msg_type {
