@@ -13,11 +13,11 @@ use bytes::BytesMut;
 
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::{self, MessageHeader, RtmpMessage};
-use crate::rtmp::handshake::ClientHandshake;
+use crate::rtmp::handshake::{ClientHandshake, ThreadRandom};
 use crate::rtmp::message::{self, csid, msg_type, Command, Message, UserControl};
 use crate::rtmp::session::{
-    as_u32, clamp_out_chunk, code, command, media_parts, redirect_target, Link, SessionError, NULL,
-    RELAY_PROPERTY,
+    as_u32, clamp_out_chunk, code, command, media_parts, redirect_target, Link, Opening, Random,
+    SessionError, NULL, RELAY_PROPERTY,
 };
 
 /// The parts of an `rtmp://` URL a client needs.
@@ -203,7 +203,7 @@ const PLAY_START_ANY: f64 = -2.0;
 pub struct ClientSession {
     cfg: ClientConfig,
     /// `Some` until the handshake completes.
-    handshake: Option<ClientHandshake>,
+    handshake: Option<Opening<ClientHandshake>>,
     link: Link,
     phase: Phase,
     /// Last transaction id used.
@@ -219,12 +219,22 @@ impl ClientSession {
     /// A session for a freshly opened connection; call
     /// [`start`](Self::start) next.
     pub fn new(cfg: ClientConfig) -> Self {
+        Self::with_random(cfg, Box::new(ThreadRandom))
+    }
+
+    /// [`new`](Self::new) with the handshake's random bytes drawn from
+    /// `random`, so a test with a seeded generator sends the same bytes on
+    /// every run.
+    pub fn with_random(cfg: ClientConfig, random: Random) -> Self {
         let cfg = ClientConfig {
             chunk_size: clamp_out_chunk(cfg.chunk_size),
             ..cfg
         };
         ClientSession {
-            handshake: Some(ClientHandshake::new(cfg.complex_handshake)),
+            handshake: Some(Opening::new(
+                ClientHandshake::new(cfg.complex_handshake),
+                random,
+            )),
             cfg,
             link: Link::new(),
             phase: Phase::Handshake,
@@ -238,9 +248,9 @@ impl ClientSession {
 
     /// Writes C0+C1; call once, right after the TCP connection is up.
     pub fn start(&mut self, out: &mut BytesMut) {
-        if let Some(hs) = &mut self.handshake {
+        if let Some(opening) = &mut self.handshake {
             let mut c0c1 = Vec::new();
-            hs.start(&mut c0c1);
+            opening.handshake.start(&mut c0c1, &mut *opening.random);
             out.extend_from_slice(&c0c1);
         }
     }
@@ -255,11 +265,8 @@ impl ClientSession {
         out: &mut BytesMut,
         events: &mut Vec<ClientEvent>,
     ) -> Result<(), SessionError> {
-        if let Some(hs) = &mut self.handshake {
-            let mut reply = Vec::new();
-            let done = hs.process(input, &mut reply)?;
-            out.extend_from_slice(&reply);
-            if !done {
+        if let Some(opening) = &mut self.handshake {
+            if !opening.step(input, out)? {
                 return Ok(());
             }
             self.handshake = None;
@@ -592,7 +599,8 @@ mod tests {
     use super::*;
     use crate::rtmp::chunk::ChunkDecoder;
     use crate::rtmp::handshake::ServerHandshake;
-    use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
+    use crate::rtmp::pair::{config, seeded, Answer, Pair, SEED};
+    use crate::rtmp::server::{ServerConfig, ServerEvent};
     use crate::rtmp::session::write_message;
     use bytes::Bytes;
     use proptest::prelude::*;
@@ -652,195 +660,6 @@ mod tests {
         }
     }
 
-    fn config(mode: ClientMode) -> ClientConfig {
-        ClientConfig {
-            url: url("rtmp://127.0.0.1/live/cam?k=1"),
-            mode,
-            chunk_size: 4096,
-            complex_handshake: false,
-            relay: false,
-        }
-    }
-
-    /// What the test "engine" answers.
-    #[derive(Clone)]
-    enum Answer {
-        Accept,
-        Reject,
-        Redirect,
-        /// Leave the decision for the test to make.
-        Hold,
-    }
-
-    /// A client and a server joined by in-memory pipes that deliver bytes
-    /// in pieces of the given sizes, with the test playing the engine.
-    struct Pipe {
-        client: ClientSession,
-        server: ServerSession,
-        to_server: BytesMut,
-        to_client: BytesMut,
-        server_in: BytesMut,
-        client_in: BytesMut,
-        sev: Vec<ServerEvent>,
-        cev: Vec<ClientEvent>,
-        /// Every byte the client sent, for inspection.
-        client_sent: Vec<u8>,
-        splits: Vec<usize>,
-        turn: usize,
-        connect: Answer,
-        stream: Answer,
-    }
-
-    impl Pipe {
-        fn new(mode: ClientMode, splits: Vec<usize>) -> Pipe {
-            Pipe::with(config(mode), ServerConfig::default(), splits)
-        }
-
-        fn with(cfg: ClientConfig, scfg: ServerConfig, splits: Vec<usize>) -> Pipe {
-            let mut client = ClientSession::new(cfg);
-            let mut to_server = BytesMut::new();
-            client.start(&mut to_server);
-            Pipe {
-                client,
-                server: ServerSession::new(scfg),
-                client_sent: to_server.to_vec(),
-                to_server,
-                to_client: BytesMut::new(),
-                server_in: BytesMut::new(),
-                client_in: BytesMut::new(),
-                sev: Vec::new(),
-                cev: Vec::new(),
-                splits: if splits.is_empty() {
-                    vec![usize::MAX]
-                } else {
-                    splits
-                },
-                turn: 0,
-                connect: Answer::Accept,
-                stream: Answer::Accept,
-            }
-        }
-
-        fn split(&mut self) -> usize {
-            self.turn += 1;
-            self.splits[self.turn % self.splits.len()].max(1)
-        }
-
-        /// Moves bytes both ways until neither side has anything to say.
-        fn run(&mut self) {
-            while !self.to_server.is_empty() || !self.to_client.is_empty() {
-                let n = self.split().min(self.to_server.len());
-                self.server_in
-                    .extend_from_slice(&self.to_server.split_to(n));
-                let from = self.sev.len();
-                self.server
-                    .on_bytes(&mut self.server_in, &mut self.to_client, &mut self.sev)
-                    .unwrap();
-                for i in from..self.sev.len() {
-                    let ev = self.sev[i].clone();
-                    self.engine(&ev);
-                }
-                let n = self.split().min(self.to_client.len());
-                self.client_in
-                    .extend_from_slice(&self.to_client.split_to(n));
-                let before = self.to_server.len();
-                self.client
-                    .on_bytes(&mut self.client_in, &mut self.to_server, &mut self.cev)
-                    .unwrap();
-                self.client_sent
-                    .extend_from_slice(&self.to_server[before..]);
-            }
-        }
-
-        fn engine(&mut self, ev: &ServerEvent) {
-            let out = &mut self.to_client;
-            match (ev, &self.connect, &self.stream) {
-                (ServerEvent::Connect(_), Answer::Accept, _) => self.server.accept_connect(out),
-                (ServerEvent::Connect(_), Answer::Reject, _) => {
-                    self.server.reject_connect("go away", out)
-                }
-                (ServerEvent::Connect(_), Answer::Redirect, _) => self.server.redirect_connect(
-                    "rtmp://o2:1936/live",
-                    "rtmp://o2:1936/live/cam?k=1",
-                    out,
-                ),
-                (ServerEvent::Publish { stream_id, .. }, Answer::Accept, Answer::Accept) => {
-                    self.server.accept_publish(*stream_id, out)
-                }
-                (ServerEvent::Publish { stream_id, .. }, _, Answer::Reject) => {
-                    self.server.reject_publish(
-                        *stream_id,
-                        "NetStream.Publish.BadName",
-                        "already publishing",
-                        out,
-                    )
-                }
-                (ServerEvent::Play { stream_id, .. }, Answer::Accept, Answer::Accept) => {
-                    self.server.accept_play(*stream_id, out)
-                }
-                (ServerEvent::Play { stream_id, .. }, Answer::Accept, Answer::Redirect) => {
-                    self.server.redirect_play(
-                        *stream_id,
-                        "rtmp://o3:1937/live",
-                        "rtmp://o3:1937/live/cam",
-                        out,
-                    )
-                }
-                (ServerEvent::Play { stream_id, .. }, _, Answer::Reject) => {
-                    self.server.reject_play(
-                        *stream_id,
-                        "NetStream.Play.StreamNotFound",
-                        "no such stream",
-                        out,
-                    )
-                }
-                _ => {}
-            }
-        }
-
-        /// Sends media as the engine does: shared chunks, message stream id 1.
-        fn engine_media(&mut self, type_id: u8, timestamp: u32, payload: &Bytes) {
-            let cs = if type_id == msg_type::AUDIO {
-                csid::AUDIO
-            } else {
-                csid::VIDEO
-            };
-            let h = MessageHeader {
-                csid: cs,
-                timestamp,
-                type_id,
-                stream_id: 1,
-            };
-            for seg in chunk::encode_shared(&h, payload, self.server.out_chunk_size()) {
-                self.to_client.extend_from_slice(&seg);
-            }
-        }
-
-        fn media_events(&self) -> Vec<(u8, u32, Vec<u8>)> {
-            self.sev
-                .iter()
-                .filter_map(|e| match e {
-                    ServerEvent::Media(m) => {
-                        Some((m.header.type_id, m.header.timestamp, m.payload.to_vec()))
-                    }
-                    _ => None,
-                })
-                .collect()
-        }
-
-        fn client_media(&self) -> Vec<(u8, u32, Vec<u8>)> {
-            self.cev
-                .iter()
-                .filter_map(|e| match e {
-                    ClientEvent::Media(m) => {
-                        Some((m.header.type_id, m.header.timestamp, m.payload.to_vec()))
-                    }
-                    _ => None,
-                })
-                .collect()
-        }
-    }
-
     fn frames(n: usize) -> Vec<(u8, u32, Vec<u8>)> {
         (0..n)
             .map(|i| {
@@ -867,7 +686,7 @@ mod tests {
     }
 
     fn publish_loop(splits: Vec<usize>) {
-        let mut p = Pipe::new(ClientMode::Publish, splits);
+        let mut p = Pair::new(ClientMode::Publish, splits);
         p.run();
         assert!(p.client.is_ready());
         assert_eq!(p.client.stream_id(), Some(1));
@@ -896,7 +715,7 @@ mod tests {
     }
 
     fn play_loop(splits: Vec<usize>) {
-        let mut p = Pipe::new(ClientMode::Play, splits);
+        let mut p = Pair::new(ClientMode::Play, splits);
         p.run();
         assert!(p.client.is_ready());
         assert!(matches!(
@@ -966,7 +785,7 @@ mod tests {
             relay: false,
             ..config(ClientMode::Play)
         };
-        let mut p = Pipe::with(cfg, ServerConfig::default(), vec![700]);
+        let mut p = Pair::with(cfg, ServerConfig::default(), vec![700]);
         p.run();
         assert!(p.client.is_ready());
         assert!(p.server.is_handshake_done());
@@ -974,7 +793,7 @@ mod tests {
 
     #[test]
     fn connect_redirect() {
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.connect = Answer::Redirect;
         p.run();
         assert_eq!(
@@ -989,7 +808,7 @@ mod tests {
 
     #[test]
     fn play_time_redirect_from_an_origin_cluster() {
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.stream = Answer::Redirect;
         p.run();
         assert_eq!(
@@ -1016,7 +835,7 @@ mod tests {
         if let Amf0Value::Object(p) = &mut info {
             p.push(("ex".into(), ex));
         }
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.connect = Answer::Hold;
         p.run();
         write_message(
@@ -1038,7 +857,7 @@ mod tests {
 
     #[test]
     fn connect_rejected() {
-        let mut p = Pipe::new(ClientMode::Publish, vec![]);
+        let mut p = Pair::new(ClientMode::Publish, vec![]);
         p.connect = Answer::Reject;
         p.run();
         assert_eq!(
@@ -1051,7 +870,7 @@ mod tests {
 
     #[test]
     fn publish_and_play_rejected() {
-        let mut p = Pipe::new(ClientMode::Publish, vec![]);
+        let mut p = Pair::new(ClientMode::Publish, vec![]);
         p.stream = Answer::Reject;
         p.run();
         assert!(!p.client.is_ready());
@@ -1067,7 +886,7 @@ mod tests {
             .send_media(msg_type::VIDEO, 0, &[1, 2], &mut p.to_server);
         assert_eq!(p.to_server.len(), before);
 
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.stream = Answer::Reject;
         p.run();
         assert!(
@@ -1077,7 +896,7 @@ mod tests {
 
     #[test]
     fn unpublish_and_republish_notify() {
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.run();
         p.cev.clear();
         p.server.unpublish_notify(1, &mut p.to_client);
@@ -1103,7 +922,7 @@ mod tests {
     }
 
     /// Decodes the client's output after the handshake.
-    fn client_messages(p: &Pipe) -> Vec<RtmpMessage> {
+    fn client_messages(p: &Pair) -> Vec<RtmpMessage> {
         let mut buf = BytesMut::from(&p.client_sent[1537 + 1536..]);
         let mut d = ChunkDecoder::new();
         let mut v = Vec::new();
@@ -1118,7 +937,7 @@ mod tests {
 
     #[test]
     fn client_command_sequence() {
-        let mut p = Pipe::new(ClientMode::Publish, vec![]);
+        let mut p = Pair::new(ClientMode::Publish, vec![]);
         p.run();
         let names: Vec<String> = client_messages(&p)
             .iter()
@@ -1138,7 +957,7 @@ mod tests {
                 "publish"
             ]
         );
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.run();
         let msgs: Vec<Message> = client_messages(&p)
             .iter()
@@ -1158,7 +977,7 @@ mod tests {
             window_ack_size: 10_000,
             ..ServerConfig::default()
         };
-        let mut p = Pipe::with(config(ClientMode::Play), scfg, vec![]);
+        let mut p = Pair::with(config(ClientMode::Play), scfg, vec![]);
         p.run();
         write_message(
             &Message::UserControl(UserControl::PingRequest(77)),
@@ -1192,7 +1011,7 @@ mod tests {
     #[test]
     fn server_chunk_size_and_results_tolerated() {
         // A createStream result with no number is a protocol error.
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.connect = Answer::Hold;
         p.run();
         p.server.accept_connect(&mut p.to_client);
@@ -1215,7 +1034,7 @@ mod tests {
 
     #[test]
     fn create_stream_error_is_rejection() {
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.connect = Answer::Hold;
         p.run();
         p.server.accept_connect(&mut p.to_client);
@@ -1245,7 +1064,7 @@ mod tests {
 
     #[test]
     fn client_errors() {
-        let mut c = ClientSession::new(config(ClientMode::Play));
+        let mut c = ClientSession::with_random(config(ClientMode::Play), seeded(SEED));
         let mut out = BytesMut::new();
         c.start(&mut out);
         assert_eq!(out.len(), 1537);
@@ -1253,7 +1072,7 @@ mod tests {
         let e = c.on_bytes(&mut input, &mut out, &mut Vec::new());
         assert!(matches!(e, Err(SessionError::Handshake(_))), "{e:?}");
 
-        let mut p = Pipe::new(ClientMode::Play, vec![]);
+        let mut p = Pair::new(ClientMode::Play, vec![]);
         p.run();
         let mut bad = BytesMut::new();
         write_message(&Message::SetChunkSize(0), 2, 0, 60000, &mut bad);
@@ -1269,15 +1088,17 @@ mod tests {
 
     /// A client past the handshake, fed by hand.
     fn handshaken(mode: ClientMode) -> (ClientSession, BytesMut) {
-        let mut c = ClientSession::new(config(mode));
+        let mut c = ClientSession::with_random(config(mode), seeded(SEED));
         let mut sh = ServerHandshake::new();
+        let mut random = seeded(SEED + 1);
         let mut c_out = BytesMut::new();
         c.start(&mut c_out);
         let mut s_out = Vec::new();
-        sh.process(&mut c_out, &mut s_out).unwrap();
+        sh.process(&mut c_out, &mut s_out, &mut *random).unwrap();
         let mut input = BytesMut::from(&s_out[..]);
         c.on_bytes(&mut input, &mut c_out, &mut Vec::new()).unwrap();
-        sh.process(&mut c_out, &mut Vec::new()).unwrap();
+        sh.process(&mut c_out, &mut Vec::new(), &mut *random)
+            .unwrap();
         (c, c_out)
     }
 

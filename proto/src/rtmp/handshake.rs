@@ -12,7 +12,9 @@
 //!
 //! Both sides are sans-IO state machines: feed received bytes, collect bytes
 //! to send. Bytes after the handshake stay in the input buffer for the chunk
-//! decoder.
+//! decoder. The random bytes of C1/S1 and C2/S2 come from a generator the
+//! caller passes in ([`ThreadRandom`] in production), so tests can seed one
+//! and get the same bytes on every run.
 
 use bytes::{Buf, BytesMut};
 use hmac::{Hmac, Mac};
@@ -43,6 +45,31 @@ const KEY_SUFFIX: [u8; 32] = [
 const FP_KEY_TEXT: &[u8; 30] = b"Genuine Adobe Flash Player 001";
 /// Text part of the Flash Media Server key: signs S1 (text only) and, in full, S2.
 const FMS_KEY_TEXT: &[u8; 36] = b"Genuine Adobe Flash Media Server 001";
+
+/// `rand::thread_rng()` as a value a session can own and move between
+/// threads (`ThreadRng` itself cannot leave its thread): each call draws
+/// from the generator of the thread it runs on. What every real connection
+/// uses; tests pass a seeded generator instead.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ThreadRandom;
+
+impl RngCore for ThreadRandom {
+    fn next_u32(&mut self) -> u32 {
+        rand::thread_rng().next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand::thread_rng().next_u64()
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        rand::thread_rng().fill_bytes(dest)
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        rand::thread_rng().try_fill_bytes(dest)
+    }
+}
 
 /// Why a handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,12 +167,13 @@ fn find_digest(packet: &[u8; HANDSHAKE_SIZE], key: &[u8]) -> Option<(Scheme, [u8
 /// A C1/S1: zero time, the given version, random bytes, and, for a non-zero
 /// version, a digest signed with `key` placed by `scheme`. Returns the digest.
 fn make_packet1(
+    random: &mut dyn RngCore,
     version: [u8; 4],
     scheme: Scheme,
     key: &[u8],
     packet: &mut [u8; HANDSHAKE_SIZE],
 ) -> [u8; DIGEST_LEN] {
-    rand::thread_rng().fill_bytes(&mut packet[8..]);
+    random.fill_bytes(&mut packet[8..]);
     packet[..4].fill(0);
     packet[4..8].copy_from_slice(&version);
     if version == [0; 4] {
@@ -158,9 +186,13 @@ fn make_packet1(
 }
 
 /// A complex C2/S2: random bytes signed with HMAC(full key, peer's digest).
-fn make_packet2(full_key: &[u8], peer_digest: &[u8; DIGEST_LEN]) -> [u8; HANDSHAKE_SIZE] {
+fn make_packet2(
+    random: &mut dyn RngCore,
+    full_key: &[u8],
+    peer_digest: &[u8; DIGEST_LEN],
+) -> [u8; HANDSHAKE_SIZE] {
     let mut packet = [0u8; HANDSHAKE_SIZE];
-    rand::thread_rng().fill_bytes(&mut packet[..SIGNED_LEN]);
+    random.fill_bytes(&mut packet[..SIGNED_LEN]);
     let signature = packet2_signature(full_key, peer_digest, &packet);
     packet[SIGNED_LEN..].copy_from_slice(&signature);
     packet
@@ -223,11 +255,15 @@ impl ServerHandshake {
         }
     }
 
-    /// Consumes C0/C1/C2 bytes from `input`, appends S0/S1/S2 to `out` once C0+C1 are in. Returns Ok(true) once C2 has been consumed; any bytes after C2 stay in `input` (they are the first chunks).
+    /// Consumes C0/C1/C2 bytes from `input`, appends S0/S1/S2 (random
+    /// bytes drawn from `random`) to `out` once C0+C1 are in. Returns
+    /// Ok(true) once C2 has been consumed; any bytes after C2 stay in
+    /// `input` (they are the first chunks).
     pub fn process(
         &mut self,
         input: &mut BytesMut,
         out: &mut Vec<u8>,
+        random: &mut dyn RngCore,
     ) -> Result<bool, HandshakeError> {
         if self.stage == ServerStage::C0C1 {
             check_version(input)?;
@@ -238,7 +274,7 @@ impl ServerHandshake {
             let Some(c1) = take_packet(input) else {
                 return Ok(false);
             };
-            self.respond(&c1, out);
+            self.respond(&c1, out, random);
             self.stage = ServerStage::C2;
         }
         if self.stage == ServerStage::C2 {
@@ -256,7 +292,7 @@ impl ServerHandshake {
         self.complex
     }
 
-    fn respond(&mut self, c1: &[u8; HANDSHAKE_SIZE], out: &mut Vec<u8>) {
+    fn respond(&mut self, c1: &[u8; HANDSHAKE_SIZE], out: &mut Vec<u8>, random: &mut dyn RngCore) {
         let client_digest = if c1[4..8] == [0; 4] {
             None
         } else {
@@ -268,12 +304,12 @@ impl ServerHandshake {
         match client_digest {
             Some((scheme, digest)) => {
                 self.complex = true;
-                make_packet1(SERVER_VERSION, scheme, FMS_KEY_TEXT, &mut s1);
+                make_packet1(random, SERVER_VERSION, scheme, FMS_KEY_TEXT, &mut s1);
                 out.extend_from_slice(&s1);
-                out.extend_from_slice(&make_packet2(&full_key(FMS_KEY_TEXT), &digest));
+                out.extend_from_slice(&make_packet2(random, &full_key(FMS_KEY_TEXT), &digest));
             }
             None => {
-                make_packet1([0; 4], Scheme::DigestFirst, &[], &mut s1);
+                make_packet1(random, [0; 4], Scheme::DigestFirst, &[], &mut s1);
                 out.extend_from_slice(&s1);
                 out.extend_from_slice(c1);
             }
@@ -315,8 +351,9 @@ impl ClientHandshake {
         }
     }
 
-    /// Appends C0+C1 to `out`. Calling it again has no effect.
-    pub fn start(&mut self, out: &mut Vec<u8>) {
+    /// Appends C0+C1 (random bytes drawn from `random`) to `out`. Calling
+    /// it again has no effect.
+    pub fn start(&mut self, out: &mut Vec<u8>, random: &mut dyn RngCore) {
         if self.stage != ClientStage::Start {
             return;
         }
@@ -325,7 +362,13 @@ impl ClientHandshake {
         } else {
             [0; 4]
         };
-        self.c1_digest = make_packet1(version, Scheme::DigestFirst, FP_KEY_TEXT, &mut self.c1);
+        self.c1_digest = make_packet1(
+            random,
+            version,
+            Scheme::DigestFirst,
+            FP_KEY_TEXT,
+            &mut self.c1,
+        );
         out.reserve(1 + HANDSHAKE_SIZE);
         out.push(RTMP_VERSION);
         out.extend_from_slice(&self.c1[..]);
@@ -334,13 +377,14 @@ impl ClientHandshake {
 
     /// Consumes S0S1S2, writes C2, true when done; leftover stays in input.
     /// C2 is written as soon as S1 is in; [`start`](Self::start) is implied
-    /// if it was not called.
+    /// if it was not called. Random bytes come from `random`.
     pub fn process(
         &mut self,
         input: &mut BytesMut,
         out: &mut Vec<u8>,
+        random: &mut dyn RngCore,
     ) -> Result<bool, HandshakeError> {
-        self.start(out);
+        self.start(out, random);
         if self.stage == ClientStage::S0S1 {
             check_version(input)?;
             if input.len() < 1 + HANDSHAKE_SIZE {
@@ -350,7 +394,7 @@ impl ClientHandshake {
             let Some(s1) = take_packet(input) else {
                 return Ok(false);
             };
-            out.extend_from_slice(&self.make_c2(&s1));
+            out.extend_from_slice(&self.make_c2(&s1, random));
             self.stage = ClientStage::S2;
         }
         if self.stage == ClientStage::S2 {
@@ -368,7 +412,11 @@ impl ClientHandshake {
         self.complex
     }
 
-    fn make_c2(&mut self, s1: &[u8; HANDSHAKE_SIZE]) -> [u8; HANDSHAKE_SIZE] {
+    fn make_c2(
+        &mut self,
+        s1: &[u8; HANDSHAKE_SIZE],
+        random: &mut dyn RngCore,
+    ) -> [u8; HANDSHAKE_SIZE] {
         let server_digest = if self.want_complex && s1[4..8] != [0; 4] {
             find_digest(s1, FMS_KEY_TEXT)
         } else {
@@ -377,7 +425,7 @@ impl ClientHandshake {
         match server_digest {
             Some((_, digest)) => {
                 self.complex = true;
-                make_packet2(&full_key(FP_KEY_TEXT), &digest)
+                make_packet2(random, &full_key(FP_KEY_TEXT), &digest)
             }
             None => *s1,
         }
@@ -400,6 +448,12 @@ impl ClientHandshake {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    /// Every test draws its handshake bytes from this seed, so a failure
+    /// reproduces byte for byte.
+    const SEED: u64 = 0x5eed;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -413,18 +467,23 @@ mod tests {
         client: &mut ClientHandshake,
         server: &mut ServerHandshake,
     ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut c0c1 = Vec::new();
-        client.start(&mut c0c1);
+        client.start(&mut c0c1, &mut rng);
         let mut to_server = BytesMut::from(&c0c1[..]);
         let mut s0s1s2 = Vec::new();
-        assert!(!server.process(&mut to_server, &mut s0s1s2).unwrap());
+        assert!(!server
+            .process(&mut to_server, &mut s0s1s2, &mut rng)
+            .unwrap());
         let mut to_client = BytesMut::from(&s0s1s2[..]);
         let mut c2 = Vec::new();
-        assert!(client.process(&mut to_client, &mut c2).unwrap());
+        assert!(client.process(&mut to_client, &mut c2, &mut rng).unwrap());
         assert!(to_client.is_empty());
         to_server.extend_from_slice(&c2);
         let mut nothing = Vec::new();
-        assert!(server.process(&mut to_server, &mut nothing).unwrap());
+        assert!(server
+            .process(&mut to_server, &mut nothing, &mut rng)
+            .unwrap());
         assert!(nothing.is_empty() && to_server.is_empty());
         (c0c1, s0s1s2, c2)
     }
@@ -449,6 +508,20 @@ mod tests {
             mac.to_vec(),
             hex("60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
         );
+    }
+
+    #[test]
+    fn random_bytes_come_from_the_caller() {
+        let c0c1 = |random: &mut dyn rand::RngCore| {
+            let mut out = Vec::new();
+            ClientHandshake::new(true).start(&mut out, random);
+            out
+        };
+        let seeded = c0c1(&mut StdRng::seed_from_u64(SEED));
+        assert_eq!(seeded, c0c1(&mut StdRng::seed_from_u64(SEED)));
+        assert_ne!(seeded, c0c1(&mut StdRng::seed_from_u64(SEED + 1)));
+        // Real connections draw fresh bytes every time.
+        assert_ne!(c0c1(&mut ThreadRandom), c0c1(&mut ThreadRandom));
     }
 
     #[test]
@@ -489,8 +562,15 @@ mod tests {
 
     #[test]
     fn complex_handshake_key_first() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut c1 = [0u8; HANDSHAKE_SIZE];
-        let c1_digest = make_packet1(CLIENT_VERSION, Scheme::KeyFirst, FP_KEY_TEXT, &mut c1);
+        let c1_digest = make_packet1(
+            &mut rng,
+            CLIENT_VERSION,
+            Scheme::KeyFirst,
+            FP_KEY_TEXT,
+            &mut c1,
+        );
         assert_eq!(
             find_digest(&c1, FP_KEY_TEXT).map(|(s, _)| s),
             Some(Scheme::KeyFirst)
@@ -499,7 +579,7 @@ mod tests {
         input.extend_from_slice(&c1);
         let mut server = ServerHandshake::new();
         let mut out = Vec::new();
-        assert!(!server.process(&mut input, &mut out).unwrap());
+        assert!(!server.process(&mut input, &mut out, &mut rng).unwrap());
         assert!(server.is_complex());
         let s1 = packet(&out[1..1 + HANDSHAKE_SIZE]);
         assert_eq!(
@@ -518,6 +598,7 @@ mod tests {
     /// against something other than this file.
     #[test]
     fn independent_c1_vector_validates() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut c1: [u8; HANDSHAKE_SIZE] = std::array::from_fn(|i| ((i * 7 + 3) % 256) as u8);
         c1[..4].fill(0);
         c1[4..8].copy_from_slice(&CLIENT_VERSION);
@@ -530,7 +611,7 @@ mod tests {
         input.extend_from_slice(&c1);
         let mut server = ServerHandshake::new();
         let mut out = Vec::new();
-        server.process(&mut input, &mut out).unwrap();
+        server.process(&mut input, &mut out, &mut rng).unwrap();
         assert!(server.is_complex());
         let s2_key = hex("b64b9cb0ff0d9abe14b38c4638d3af7b13e7e857b3c2af49eb5449fde909256e");
         let s2 = &out[1 + HANDSHAKE_SIZE..];
@@ -539,8 +620,10 @@ mod tests {
 
     #[test]
     fn server_falls_back_to_simple_on_bad_digest() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut c1 = [0u8; HANDSHAKE_SIZE];
         make_packet1(
+            &mut rng,
             CLIENT_VERSION,
             Scheme::DigestFirst,
             b"not the flash player key",
@@ -550,16 +633,17 @@ mod tests {
         input.extend_from_slice(&c1);
         let mut server = ServerHandshake::new();
         let mut out = Vec::new();
-        server.process(&mut input, &mut out).unwrap();
+        server.process(&mut input, &mut out, &mut rng).unwrap();
         assert!(!server.is_complex());
         assert_eq!(&out[1 + HANDSHAKE_SIZE..], &c1[..]);
     }
 
     #[test]
     fn complex_client_falls_back_with_simple_server() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut client = ClientHandshake::new(true);
         let mut c0c1 = Vec::new();
-        client.start(&mut c0c1);
+        client.start(&mut c0c1, &mut rng);
         // A server that does not sign S1 yet claims a version, echoing C1 as S2.
         let mut s1 = [7u8; HANDSHAKE_SIZE];
         s1[4..8].copy_from_slice(&[1, 2, 3, 4]);
@@ -567,70 +651,81 @@ mod tests {
         input.extend_from_slice(&s1);
         input.extend_from_slice(&c0c1[1..]);
         let mut c2 = Vec::new();
-        assert!(client.process(&mut input, &mut c2).unwrap());
+        assert!(client.process(&mut input, &mut c2, &mut rng).unwrap());
         assert!(!client.is_complex());
         assert_eq!(&c2[..], &s1[..]);
     }
 
     #[test]
     fn client_rejects_bad_s2_from_complex_server() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut client = ClientHandshake::new(true);
         let mut c0c1 = Vec::new();
-        client.start(&mut c0c1);
+        client.start(&mut c0c1, &mut rng);
         let mut server = ServerHandshake::new();
         let mut s0s1s2 = Vec::new();
         server
-            .process(&mut BytesMut::from(&c0c1[..]), &mut s0s1s2)
+            .process(&mut BytesMut::from(&c0c1[..]), &mut s0s1s2, &mut rng)
             .unwrap();
         let last = s0s1s2.len() - 1;
         s0s1s2[last] ^= 1;
         let mut c2 = Vec::new();
         let err = client
-            .process(&mut BytesMut::from(&s0s1s2[..]), &mut c2)
+            .process(&mut BytesMut::from(&s0s1s2[..]), &mut c2, &mut rng)
             .unwrap_err();
         assert_eq!(err, HandshakeError::DigestMismatch);
     }
 
     #[test]
     fn complex_client_accepts_echoed_s2() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut client = ClientHandshake::new(true);
         let mut c0c1 = Vec::new();
-        client.start(&mut c0c1);
+        client.start(&mut c0c1, &mut rng);
         let mut server = ServerHandshake::new();
         let mut s0s1s2 = Vec::new();
         server
-            .process(&mut BytesMut::from(&c0c1[..]), &mut s0s1s2)
+            .process(&mut BytesMut::from(&c0c1[..]), &mut s0s1s2, &mut rng)
             .unwrap();
         s0s1s2.truncate(1 + HANDSHAKE_SIZE);
         s0s1s2.extend_from_slice(&c0c1[1..]);
         let mut c2 = Vec::new();
         assert!(client
-            .process(&mut BytesMut::from(&s0s1s2[..]), &mut c2)
+            .process(&mut BytesMut::from(&s0s1s2[..]), &mut c2, &mut rng)
             .unwrap());
         assert!(client.is_complex());
     }
 
     #[test]
     fn leftover_bytes_after_handshake_are_kept() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         let mut client = ClientHandshake::new(true);
         let mut server = ServerHandshake::new();
         let mut c0c1 = Vec::new();
-        client.start(&mut c0c1);
+        client.start(&mut c0c1, &mut rng);
         let mut to_server = BytesMut::from(&c0c1[..]);
         let mut s0s1s2 = Vec::new();
-        server.process(&mut to_server, &mut s0s1s2).unwrap();
+        server
+            .process(&mut to_server, &mut s0s1s2, &mut rng)
+            .unwrap();
         let mut to_client = BytesMut::from(&s0s1s2[..]);
         to_client.extend_from_slice(b"server chunks");
         let mut c2 = Vec::new();
-        assert!(client.process(&mut to_client, &mut c2).unwrap());
+        assert!(client.process(&mut to_client, &mut c2, &mut rng).unwrap());
         assert_eq!(&to_client[..], b"server chunks");
         to_server.extend_from_slice(&c2);
         to_server.extend_from_slice(b"\x03connect");
-        assert!(server.process(&mut to_server, &mut Vec::new()).unwrap());
+        assert!(server
+            .process(&mut to_server, &mut Vec::new(), &mut rng)
+            .unwrap());
         assert_eq!(&to_server[..], b"\x03connect");
         // Once done, further calls leave the input alone.
-        assert!(server.process(&mut to_server, &mut Vec::new()).unwrap());
-        assert!(client.process(&mut to_client, &mut Vec::new()).unwrap());
+        assert!(server
+            .process(&mut to_server, &mut Vec::new(), &mut rng)
+            .unwrap());
+        assert!(client
+            .process(&mut to_client, &mut Vec::new(), &mut rng)
+            .unwrap());
         assert_eq!(
             (&to_server[..], &to_client[..]),
             (&b"\x03connect"[..], &b"server chunks"[..])
@@ -639,13 +734,16 @@ mod tests {
 
     #[test]
     fn byte_at_a_time() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         for complex in [false, true] {
             let mut client = ClientHandshake::new(complex);
             let mut server = ServerHandshake::new();
             let mut c2s = Vec::new();
             let mut s2c = Vec::new();
             // process() starts the client implicitly.
-            assert!(!client.process(&mut BytesMut::new(), &mut c2s).unwrap());
+            assert!(!client
+                .process(&mut BytesMut::new(), &mut c2s, &mut rng)
+                .unwrap());
             let (mut sent_c, mut sent_s) = (0, 0);
             let (mut in_s, mut in_c) = (BytesMut::new(), BytesMut::new());
             let (mut client_done, mut server_done) = (false, false);
@@ -653,12 +751,12 @@ mod tests {
                 if sent_c < c2s.len() {
                     in_s.extend_from_slice(&c2s[sent_c..sent_c + 1]);
                     sent_c += 1;
-                    server_done = server.process(&mut in_s, &mut s2c).unwrap();
+                    server_done = server.process(&mut in_s, &mut s2c, &mut rng).unwrap();
                 }
                 if sent_s < s2c.len() {
                     in_c.extend_from_slice(&s2c[sent_s..sent_s + 1]);
                     sent_s += 1;
-                    client_done = client.process(&mut in_c, &mut c2s).unwrap();
+                    client_done = client.process(&mut in_c, &mut c2s, &mut rng).unwrap();
                 }
                 if client_done && server_done {
                     break;
@@ -673,15 +771,16 @@ mod tests {
 
     #[test]
     fn wrong_version_is_rejected_at_once() {
+        let mut rng = StdRng::seed_from_u64(SEED);
         for v in [0u8, 6, 8, 0xff] {
             let mut server = ServerHandshake::new();
             let err = server
-                .process(&mut BytesMut::from(&[v][..]), &mut Vec::new())
+                .process(&mut BytesMut::from(&[v][..]), &mut Vec::new(), &mut rng)
                 .unwrap_err();
             assert_eq!(err, HandshakeError::UnsupportedVersion(v));
             let mut client = ClientHandshake::new(false);
             let err = client
-                .process(&mut BytesMut::from(&[v][..]), &mut Vec::new())
+                .process(&mut BytesMut::from(&[v][..]), &mut Vec::new(), &mut rng)
                 .unwrap_err();
             assert_eq!(err, HandshakeError::UnsupportedVersion(v));
             assert!(err.to_string().contains(&v.to_string()));
@@ -702,6 +801,7 @@ mod tests {
         fn prop_arbitrary_bytes_never_panic(
             data in prop::collection::vec(any::<u8>(), 0..5000), step in 1usize..2000, complex in any::<bool>(),
         ) {
+            let mut rng = StdRng::seed_from_u64(SEED);
             let mut server = ServerHandshake::new();
             let mut client = ClientHandshake::new(complex);
             let (mut in_s, mut in_c) = (BytesMut::new(), BytesMut::new());
@@ -709,8 +809,8 @@ mod tests {
             for piece in data.chunks(step) {
                 in_s.extend_from_slice(piece);
                 in_c.extend_from_slice(piece);
-                ok_s = ok_s && server.process(&mut in_s, &mut Vec::new()).is_ok();
-                ok_c = ok_c && client.process(&mut in_c, &mut Vec::new()).is_ok();
+                ok_s = ok_s && server.process(&mut in_s, &mut Vec::new(), &mut rng).is_ok();
+                ok_c = ok_c && client.process(&mut in_c, &mut Vec::new(), &mut rng).is_ok();
             }
         }
     }

@@ -12,5 +12,7 @@ pub mod chunk;
 pub mod client;
 pub mod handshake;
 pub mod message;
+#[cfg(test)]
+mod pair;
 pub mod server;
 pub mod session;

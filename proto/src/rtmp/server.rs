@@ -12,11 +12,11 @@ use bytes::{Bytes, BytesMut};
 
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::rtmp::chunk::RtmpMessage;
-use crate::rtmp::handshake::ServerHandshake;
+use crate::rtmp::handshake::{ServerHandshake, ThreadRandom};
 use crate::rtmp::message::{self, csid, Command, Message, UserControl};
 use crate::rtmp::session::{
-    as_u32, clamp_out_chunk, code, command, media_parts, redirect_info, status, Link, SessionError,
-    NULL, RELAY_PROPERTY,
+    as_u32, clamp_out_chunk, code, command, media_parts, redirect_info, status, Link, Opening,
+    Random, SessionError, NULL, RELAY_PROPERTY,
 };
 
 /// What the server announces to each peer after `connect`.
@@ -137,7 +137,7 @@ const MAX_HELD: usize = 64;
 pub struct ServerSession {
     cfg: ServerConfig,
     /// `Some` until the handshake completes.
-    handshake: Option<ServerHandshake>,
+    handshake: Option<Opening<ServerHandshake>>,
     link: Link,
     conn: Conn,
     connect_tx: f64,
@@ -154,13 +154,20 @@ pub struct ServerSession {
 impl ServerSession {
     /// A session for a freshly accepted connection, expecting C0+C1.
     pub fn new(cfg: ServerConfig) -> Self {
+        Self::with_random(cfg, Box::new(ThreadRandom))
+    }
+
+    /// [`new`](Self::new) with the handshake's random bytes drawn from
+    /// `random`, so a test with a seeded generator sends the same bytes on
+    /// every run.
+    pub fn with_random(cfg: ServerConfig, random: Random) -> Self {
         let cfg = ServerConfig {
             out_chunk_size: clamp_out_chunk(cfg.out_chunk_size),
             ..cfg
         };
         ServerSession {
             cfg,
-            handshake: Some(ServerHandshake::new()),
+            handshake: Some(Opening::new(ServerHandshake::new(), random)),
             link: Link::new(),
             conn: Conn::AwaitConnect,
             connect_tx: 0.0,
@@ -180,11 +187,8 @@ impl ServerSession {
         out: &mut BytesMut,
         events: &mut Vec<ServerEvent>,
     ) -> Result<(), SessionError> {
-        if let Some(hs) = &mut self.handshake {
-            let mut reply = Vec::new();
-            let done = hs.process(input, &mut reply)?;
-            out.extend_from_slice(&reply);
-            if !done {
+        if let Some(opening) = &mut self.handshake {
+            if !opening.step(input, out)? {
                 return Ok(());
             }
             self.handshake = None;
@@ -780,6 +784,7 @@ mod tests {
     use crate::rtmp::chunk::{self, ChunkDecoder, MessageHeader};
     use crate::rtmp::handshake::ClientHandshake;
     use crate::rtmp::message::{msg_type, MessageError};
+    use crate::rtmp::pair::{seeded, SEED};
     use crate::rtmp::session::write_message;
     use proptest::prelude::*;
 
@@ -794,15 +799,16 @@ mod tests {
     }
 
     fn raw_with(cfg: ServerConfig) -> Raw {
-        let mut s = ServerSession::new(cfg);
+        let mut s = ServerSession::with_random(cfg, seeded(SEED));
         let mut ch = ClientHandshake::new(false);
+        let mut random = seeded(SEED + 1);
         let (mut input, mut out, mut events) = (BytesMut::new(), BytesMut::new(), Vec::new());
         let mut c0c1 = Vec::new();
-        ch.start(&mut c0c1);
+        ch.start(&mut c0c1, &mut *random);
         input.extend_from_slice(&c0c1);
         s.on_bytes(&mut input, &mut out, &mut events).unwrap();
         let mut c2 = Vec::new();
-        assert!(ch.process(&mut out, &mut c2).unwrap());
+        assert!(ch.process(&mut out, &mut c2, &mut *random).unwrap());
         input.extend_from_slice(&c2);
         s.on_bytes(&mut input, &mut out, &mut events).unwrap();
         assert!(s.is_handshake_done());
@@ -1753,7 +1759,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_in_handshake_never_panic(data in proptest::collection::vec(any::<u8>(), 0..5000)) {
-            let mut s = ServerSession::new(ServerConfig::default());
+            let mut s = ServerSession::with_random(ServerConfig::default(), seeded(SEED));
             let mut input = BytesMut::from(&data[..]);
             let _ = s.on_bytes(&mut input, &mut BytesMut::new(), &mut Vec::new());
         }

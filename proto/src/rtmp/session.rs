@@ -1,6 +1,7 @@
 //! What the server and client sessions have in common, so the two ends of
-//! a connection cannot drift apart: the chunk-stream plumbing below the
-//! commands (`Link`: reassembly, our outgoing chunk size, the
+//! a connection cannot drift apart: the handshake in progress with the
+//! random source it draws from (`Opening`), the chunk-stream plumbing below
+//! the commands (`Link`: reassembly, our outgoing chunk size, the
 //! acknowledgement window, the protocol control every peer may send), the
 //! command and status builders, the status codes and the RTMP 302 shape
 //! both ends must spell the same, and the error that ends a session.
@@ -12,10 +13,11 @@
 use std::fmt;
 
 use bytes::BytesMut;
+use rand::RngCore;
 
 use crate::rtmp::amf0::Amf0Value;
 use crate::rtmp::chunk::{self, ChunkDecoder, ChunkError, MessageHeader, RtmpMessage};
-use crate::rtmp::handshake::HandshakeError;
+use crate::rtmp::handshake::{ClientHandshake, HandshakeError, ServerHandshake};
 use crate::rtmp::message::{self, csid, msg_type, Command, Message, MessageError, UserControl};
 
 /// Why a connection cannot go on. All variants are fatal: the caller closes
@@ -68,6 +70,82 @@ impl From<ChunkError> for SessionError {
 impl From<MessageError> for SessionError {
     fn from(e: MessageError) -> Self {
         SessionError::Message(e)
+    }
+}
+
+/// A random source a session can own: [`ThreadRandom`] for real
+/// connections, a seeded generator in tests.
+///
+/// [`ThreadRandom`]: crate::rtmp::handshake::ThreadRandom
+pub type Random = Box<dyn RngCore + Send>;
+
+/// Either side of the handshake, as a session drives it.
+pub(crate) trait Handshake {
+    /// Consumes handshake bytes from `input`, appends replies to `out`;
+    /// true once the handshake is complete.
+    fn process(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut Vec<u8>,
+        random: &mut dyn RngCore,
+    ) -> Result<bool, HandshakeError>;
+}
+
+impl Handshake for ServerHandshake {
+    fn process(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut Vec<u8>,
+        random: &mut dyn RngCore,
+    ) -> Result<bool, HandshakeError> {
+        ServerHandshake::process(self, input, out, random)
+    }
+}
+
+impl Handshake for ClientHandshake {
+    fn process(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut Vec<u8>,
+        random: &mut dyn RngCore,
+    ) -> Result<bool, HandshakeError> {
+        ClientHandshake::process(self, input, out, random)
+    }
+}
+
+/// A handshake under way with the random source its packets draw from;
+/// a session drops both once the chunk stream starts.
+pub(crate) struct Opening<H> {
+    pub(crate) handshake: H,
+    pub(crate) random: Random,
+}
+
+impl<H: Handshake> Opening<H> {
+    pub(crate) fn new(handshake: H, random: Random) -> Self {
+        Opening { handshake, random }
+    }
+
+    /// Feeds received bytes and appends the replies to `out`; true once the
+    /// handshake is complete (any bytes after it stay in `input`).
+    pub(crate) fn step(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<bool, HandshakeError> {
+        let mut reply = Vec::new();
+        let done = self
+            .handshake
+            .process(input, &mut reply, &mut *self.random)?;
+        out.extend_from_slice(&reply);
+        Ok(done)
+    }
+}
+
+impl<H: fmt::Debug> fmt::Debug for Opening<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opening")
+            .field("handshake", &self.handshake)
+            .finish_non_exhaustive()
     }
 }
 

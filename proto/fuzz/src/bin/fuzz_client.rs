@@ -4,6 +4,8 @@
 //! chunk stream of parseable messages.
 
 use bytes::{Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use ringcast_proto::rtmp::chunk::{encode_shared, ChunkDecoder, MessageHeader};
 use ringcast_proto::rtmp::client::{
     parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
@@ -47,18 +49,21 @@ fn target(data: &[u8]) {
         return;
     };
     let stream = data.get(2..).unwrap_or_default();
-    let mut c = ClientSession::new(config(mode & 1 == 1));
+    // Seeded handshakes, so a replayed input runs exactly as it crashed.
+    let mut c =
+        ClientSession::with_random(config(mode & 1 == 1), Box::new(StdRng::seed_from_u64(1)));
     let mut sh = ServerHandshake::new();
+    let mut random = StdRng::seed_from_u64(2);
     let (mut to_server, mut events) = (BytesMut::new(), Vec::new());
     c.start(&mut to_server);
     let mut s0s1s2 = Vec::new();
-    sh.process(&mut to_server, &mut s0s1s2)
+    sh.process(&mut to_server, &mut s0s1s2, &mut random)
         .expect("genuine C0C1");
     let mut input = BytesMut::from(&s0s1s2[..]);
     c.on_bytes(&mut input, &mut to_server, &mut events)
         .expect("genuine S0S1S2");
     assert!(sh
-        .process(&mut to_server, &mut Vec::new())
+        .process(&mut to_server, &mut Vec::new(), &mut random)
         .expect("genuine C2"));
 
     let mut peer = ChunkDecoder::new();
@@ -89,8 +94,9 @@ fn target(data: &[u8]) {
 /// What a real ringcast server sends a client after the handshake, found
 /// by running both sessions against each other, plus media for players.
 fn recorded(play: bool) -> Vec<u8> {
-    let mut c = ClientSession::new(config(play));
-    let mut s = ServerSession::new(ServerConfig::default());
+    let mut c = ClientSession::with_random(config(play), Box::new(StdRng::seed_from_u64(1)));
+    let mut s =
+        ServerSession::with_random(ServerConfig::default(), Box::new(StdRng::seed_from_u64(2)));
     let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
     let mut sent = Vec::new();
     let (mut sev, mut cev) = (Vec::new(), Vec::new());

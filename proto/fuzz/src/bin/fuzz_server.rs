@@ -5,6 +5,8 @@
 //! messages.
 
 use bytes::BytesMut;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use ringcast_proto::rtmp::amf0::Amf0Value;
 use ringcast_proto::rtmp::chunk::{encode_message, ChunkDecoder, MessageHeader};
 use ringcast_proto::rtmp::handshake::ClientHandshake;
@@ -66,16 +68,20 @@ fn target(data: &[u8]) {
         return;
     };
     let stream = data.get(2..).unwrap_or_default();
-    let mut s = ServerSession::new(ServerConfig::default());
+    // Seeded handshakes, so a replayed input runs exactly as it crashed.
+    let mut s =
+        ServerSession::with_random(ServerConfig::default(), Box::new(StdRng::seed_from_u64(1)));
     let (mut input, mut out, mut events) = (BytesMut::new(), BytesMut::new(), Vec::new());
     let mut ch = ClientHandshake::new(policy & 32 != 0);
+    let mut random = StdRng::seed_from_u64(2);
     let mut c = Vec::new();
-    ch.start(&mut c);
+    ch.start(&mut c, &mut random);
     input.extend_from_slice(&c);
     s.on_bytes(&mut input, &mut out, &mut events)
         .expect("genuine C0C1");
     let mut c2 = Vec::new();
-    ch.process(&mut out, &mut c2).expect("genuine S0S1S2");
+    ch.process(&mut out, &mut c2, &mut random)
+        .expect("genuine S0S1S2");
     input.extend_from_slice(&c2);
     s.on_bytes(&mut input, &mut out, &mut events)
         .expect("genuine C2");
