@@ -33,8 +33,10 @@ pub struct ServerConf {
     /// [`crate::Config::shard_count`].
     pub shards: usize,
     /// Connections accepted by the whole process; beyond it new connections are closed
-    /// (SRS `max_connections`).
-    pub max_connections: usize,
+    /// (SRS `max_connections`). Unset, the server derives it from the open-files limit
+    /// (raised to its hard limit at start), keeping a reserve for listeners, upstreams
+    /// and files, so a node serves as many players as its fds allow.
+    pub max_connections: Option<usize>,
     /// io_uring registered buffer memory per shard, in bytes. The process needs a memlock
     /// limit at least this large per shard, which is why it is configurable.
     pub io_memory: usize,
@@ -85,7 +87,7 @@ impl Default for ServerConf {
     fn default() -> Self {
         Self {
             shards: 0,
-            max_connections: 1000,
+            max_connections: None,
             io_memory: MIB,
             log_level: LogLevel::Info,
             handshake_timeout_ms: Duration::from_millis(5_000),

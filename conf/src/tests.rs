@@ -40,7 +40,7 @@ fn empty_file_gives_defaults() {
 
     let s = &c.server;
     assert_eq!(s.shards, 0);
-    assert_eq!(s.max_connections, 1000);
+    assert_eq!(s.max_connections, None, "derived from the open-files limit");
     assert_eq!(s.io_memory, 1024 * 1024);
     assert_eq!(s.log_level, LogLevel::Info);
     assert_eq!(s.handshake_timeout_ms, Duration::from_millis(5_000));

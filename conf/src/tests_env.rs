@@ -67,7 +67,7 @@ fn global_keys_by_name() {
             ("RINGCAST_HTTP_SERVER_ENABLED", "off"),
         ],
     );
-    assert_eq!(c.server.max_connections, 5000);
+    assert_eq!(c.server.max_connections, Some(5000));
     assert_eq!(c.server.io_memory, 2 * 1024 * 1024);
     assert_eq!(c.server.log_level, LogLevel::Debug);
     assert_eq!(c.server.pid_file, Some(PathBuf::from("/run/ringcast.pid")));
@@ -99,7 +99,7 @@ fn env_wins_over_the_file_and_keeps_the_rest() {
             ("RINGCAST_VHOST_GOP_CACHE", "false"),
         ],
     );
-    assert_eq!(c.server.max_connections, 20);
+    assert_eq!(c.server.max_connections, Some(20));
     assert_eq!(c.server.shards, 2);
     assert!(!c.vhost(DEFAULT_VHOST).gop_cache);
     // Inline tables and dotted keys in the file are overridden the same way.
@@ -236,7 +236,7 @@ fn srs_aliases() {
             c.rtmp.listen == [addr("0.0.0.0:19350")]
         }),
         ("SRS_MAX_CONNECTIONS", "3000", &|c| {
-            c.server.max_connections == 3000
+            c.server.max_connections == Some(3000)
         }),
         ("SRS_DAEMON", "on", &|c| c.server.daemon),
         ("SRS_DISABLE_DAEMON_FOR_DOCKER", "off", &|c| {
@@ -595,7 +595,11 @@ fn every_key_of_the_shipped_file_can_be_overridden() {
         }
     }
     // Keys with no default value are shown commented out.
-    let optional = ["server.pid_file", "server.auto_reload"];
+    let optional = [
+        "server.pid_file",
+        "server.auto_reload",
+        "server.max_connections",
+    ];
     for (key, _) in GLOBAL_KEYS {
         assert!(
             global.contains(*key) || optional.contains(key),

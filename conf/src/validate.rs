@@ -59,10 +59,9 @@ pub(crate) fn validate(c: &Config, written: &dyn Fn(&[Seg]) -> bool) -> Check {
             format!("must be <= {MAX_SHARDS} (0 means one per CPU)"),
         )?;
     }
-    positive(
-        as_u64(s.max_connections),
-        path(&["server", "max_connections"]),
-    )?;
+    if let Some(n) = s.max_connections {
+        positive(as_u64(n), path(&["server", "max_connections"]))?;
+    }
     if s.io_memory < MIN_IO_MEMORY {
         fail(
             path(&["server", "io_memory"]),

@@ -16,6 +16,7 @@ mod disk;
 mod envelope;
 mod error;
 pub mod fanout;
+mod fdlimit;
 mod forward;
 pub mod frame;
 mod hls;

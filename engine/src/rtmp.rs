@@ -751,7 +751,10 @@ mod tests {
             .expect("a stream owned by shard 1");
         let key = format!("__defaultVhost__/live/{name}");
         let cfg = Arc::new(ringcast_conf::Config::parse("", "test.toml").expect("config"));
-        let global = Arc::new(Global::default());
+        let global = Arc::new(Global {
+            open_files: 20_000,
+            ..Global::default()
+        });
         let mesh = Arc::new(Mesh::new(2, 16));
         let port = Arc::new(AtomicU16::new(0));
         let done = Arc::new(AtomicBool::new(false));

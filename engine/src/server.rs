@@ -43,7 +43,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
         listeners.into_iter().map(|l| Mutex::new(Some(l))).collect();
     let listeners = Arc::new(listeners);
     let cfg = Arc::new(cfg);
+    let open_files = crate::fdlimit::raise_nofile();
+    crate::fdlimit::report(cfg.server.max_connections, open_files);
     let global = Arc::new(Global {
+        open_files,
         counters: (0..shards).map(|_| Default::default()).collect(),
         started: Some(std::time::SystemTime::now()),
         ..Global::default()
@@ -227,6 +230,9 @@ async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
                     }
                 }
                 let before = shard.cfg();
+                if shard.id == 0 && cfg.server.max_connections != before.server.max_connections {
+                    crate::fdlimit::report(cfg.server.max_connections, shard.global.open_files);
+                }
                 shard.set_cfg(cfg);
                 shard.apply_reload(&before);
                 info!(shard = shard.id, "configuration reloaded");
@@ -313,7 +319,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: Listener, service: Service) {
 fn dispatch(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, service: Service) {
     crate::stats::connection_opened();
     let Some(guard) = shard.admit() else {
-        warn!(shard = shard.id, %peer, max = shard.cfg().server.max_connections, "refused connection: max_connections reached");
+        warn!(shard = shard.id, %peer, max = shard.max_connections(), "refused connection: max_connections reached");
         return;
     };
     let _ = stream.set_nodelay(true);

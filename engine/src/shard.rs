@@ -155,6 +155,9 @@ pub struct Global {
     pub registry: Arc<crate::registry::Registry>,
     pub control: Arc<crate::control::Control>,
     pub hls: Arc<crate::segmenter::Store>,
+    /// The soft open-files limit in force (raised to the hard one at
+    /// start); it sets `max_connections` when the configuration does not.
+    pub open_files: usize,
 }
 
 pub struct Shard {
@@ -853,13 +856,22 @@ impl Shard {
         self.send(to, ShardMsg::Adopt(Box::new(a)));
     }
 
+    /// The process's connection cap: as configured, else what the
+    /// open-files limit allows.
+    pub fn max_connections(&self) -> usize {
+        self.cfg()
+            .server
+            .max_connections
+            .unwrap_or_else(|| crate::fdlimit::connection_cap(self.global.open_files))
+    }
+
     /// Counts a new connection against `max_connections`; `None` means refuse.
     pub fn admit(self: &Rc<Self>) -> Option<ConnGuard> {
         let n = self.global.connections.fetch_add(1, Ordering::Relaxed);
         let guard = ConnGuard {
             global: self.global.clone(),
         };
-        if n >= self.cfg().server.max_connections {
+        if n >= self.max_connections() {
             return None;
         }
         Some(guard)
@@ -903,7 +915,10 @@ pub(crate) mod tests {
         Rc::new(Shard::new(
             0,
             Arc::new(cfg),
-            Arc::new(Global::default()),
+            Arc::new(Global {
+                open_files: 20_000,
+                ..Global::default()
+            }),
             senders,
             no_tasks,
         ))

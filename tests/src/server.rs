@@ -193,9 +193,15 @@ impl Server {
     /// Like [`Server::start`], with extra environment variables (test hooks
     /// such as `RINGCAST_MESH_CHANNEL_SIZE`).
     pub fn start_with_env(toml_extra: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_under(&[], toml_extra, env)
+    }
+
+    /// Like [`Server::start_with_env`], with the binary run by the command
+    /// `prefix` (e.g. `["prlimit", "--nofile=200:300", "--"]`).
+    pub fn start_under(prefix: &[&str], toml_extra: &str, env: &[(&str, &str)]) -> Server {
         let mut last_err = String::new();
         for attempt in 0..START_ATTEMPTS {
-            match Server::try_start(toml_extra, env) {
+            match Server::try_start(prefix, toml_extra, env) {
                 Ok(s) => return s,
                 Err(e) => {
                     eprintln!("[harness] server start attempt {} failed: {e}", attempt + 1);
@@ -206,7 +212,11 @@ impl Server {
         panic!("ringcast did not start after {START_ATTEMPTS} attempts: {last_err}");
     }
 
-    fn try_start(toml_extra: &str, env: &[(&str, &str)]) -> Result<Server, String> {
+    fn try_start(
+        prefix: &[&str],
+        toml_extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let bin = ringcast_bin();
         let dir = ScratchDir::new("server");
         let rtmp_port = free_port();
@@ -220,7 +230,15 @@ impl Server {
         let log_path = dir.path().join("ringcast.log");
         let log = File::create(&log_path).map_err(|e| format!("create log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("dup log: {e}"))?;
-        let child = Command::new(&bin)
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&config_path)
             .env("RUST_BACKTRACE", "1")
