@@ -5,7 +5,7 @@
 //! tested without sockets.
 
 use crate::cluster::host_port;
-use crate::conn::{read_into_until, write_all};
+use crate::conn::{log_close, read_into_until, write_all};
 use crate::envelope::envelope;
 use crate::error::{Close, Error};
 use crate::registry::{ClientInfo, Registry};
@@ -19,7 +19,6 @@ use serde::Serialize;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::SystemTime;
-use tracing::{debug, warn};
 
 /// SRS's "client not found" code (`ERROR_RTMP_CLIENT_NOT_FOUND`).
 const CODE_CLIENT_NOT_FOUND: i64 = 2049;
@@ -326,13 +325,7 @@ fn http_response(status: u16, ctype: &str, body: &str) -> BytesMut {
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard) {
     let cid = shard.new_cid();
     let outcome = serve_inner(&shard, &mut stream).await;
-    crate::stats::closed(outcome.kind());
-    let reason = outcome.kind().as_str();
-    if outcome.is_trouble() {
-        warn!(shard = shard.id, cid, %peer, reason, "api request refused: {outcome}");
-    } else {
-        debug!(shard = shard.id, cid, %peer, reason, "api {outcome}");
-    }
+    log_close("api", shard.id, cid, peer, &outcome, true);
     let _ = stream.close().await;
 }
 

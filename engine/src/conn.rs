@@ -3,12 +3,14 @@
 //! socket, by the stream's fan-out, or by a timer.
 
 use crate::consumer::{Consumer, Notice};
+use crate::error::Close;
 use crate::sendmsg::{send_iov, IOV, MAX_IOV};
 use bytes::{Buf, BytesMut};
 use futures_lite::io::AsyncRead;
 use glommio::net::TcpStream;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -209,4 +211,26 @@ async fn read_into(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<u
     let n = *r.as_ref().unwrap_or(&0);
     input.truncate(start + n);
     r
+}
+
+/// Counts a connection's end under its reason and logs it as `{what} {close}`:
+/// a warning when it needs an operator's eye, else at info (`debug` when
+/// `routine_is_debug`, for the API's health checks and polls).
+pub fn log_close(
+    what: &str,
+    shard: usize,
+    cid: u64,
+    peer: SocketAddr,
+    close: &Close,
+    routine_is_debug: bool,
+) {
+    crate::stats::closed(close.kind());
+    let reason = close.kind().as_str();
+    if close.is_trouble() {
+        tracing::warn!(shard, cid, %peer, reason, "{what} {close}");
+    } else if routine_is_debug {
+        tracing::debug!(shard, cid, %peer, reason, "{what} {close}");
+    } else {
+        tracing::info!(shard, cid, %peer, reason, "{what} {close}");
+    }
 }

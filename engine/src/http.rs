@@ -2,7 +2,7 @@
 //! hubs and mirrors as RTMP players.
 
 use crate::admission::{self, Applicant, Decision};
-use crate::conn::{read_into_until, write_all, Drive, Wake};
+use crate::conn::{log_close, read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::error::{Close, Error};
 use crate::frame::{flv_header_chunk, Format};
@@ -19,7 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Maps a request path to a stream through a vhost's mount pattern
 /// (`[vhost]/[app]/[stream].flv`); for the default vhost the `[vhost]/`
@@ -95,13 +95,14 @@ fn simple_response(status: &str, extra: &str) -> BytesMut {
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard) {
     let cid = shard.new_cid();
     let outcome = serve_inner(&shard, &mut stream, cid).await;
-    crate::stats::closed(outcome.kind());
-    let reason = outcome.kind().as_str();
-    if outcome.is_trouble() {
-        warn!(shard = shard.id, cid, %peer, reason, "http connection closed: {outcome}");
-    } else {
-        info!(shard = shard.id, cid, %peer, reason, "http connection closed: {outcome}");
-    }
+    log_close(
+        "http connection closed:",
+        shard.id,
+        cid,
+        peer,
+        &outcome,
+        false,
+    );
 }
 
 async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Close {

@@ -2,7 +2,7 @@
 //! session, then either publishing into a hub or playing from a stream.
 
 use crate::admission::{self, Applicant, Decision};
-use crate::conn::{read_into_until, write_all, Drive, Wake};
+use crate::conn::{log_close, read_into_until, write_all, Drive, Wake};
 use crate::consumer::{Consumer, Limits, Notice};
 use crate::error::{Close, Error};
 use crate::forward::{self, RelayedPublisher};
@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// What a connection is doing once `connect` is done.
 enum Role {
@@ -149,13 +149,8 @@ impl Conn {
             self.shard.publish_end(&req.key());
             admission::notify_left(&self.shard, &self.applicant(), req, Hook::Unpublish);
         }
-        crate::stats::closed(outcome.kind());
-        let reason = outcome.kind().as_str();
-        if outcome.is_trouble() {
-            warn!(shard = self.shard.id, cid = self.cid, peer = %self.peer, reason, "rtmp connection closed: {outcome}")
-        } else {
-            info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, reason, "rtmp connection closed: {outcome}")
-        }
+        let (shard, cid, peer) = (self.shard.id, self.cid, self.peer);
+        log_close("rtmp connection closed:", shard, cid, peer, &outcome, false);
     }
 
     async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Close {
@@ -464,7 +459,7 @@ impl Conn {
                 "publish of {key} handed to owner shard {owner}"
             ))));
         }
-        match self.shard.publish_start(&key, self.cid) {
+        match self.shard.publish_start(&req, self.cid) {
             Ok(hub) => {
                 let cfg = self.shard.cfg();
                 let vhost = cfg.vhost(&req.vhost);
@@ -491,16 +486,6 @@ impl Conn {
                                 .refuse_publish(stream_id, "NetStream.Publish.Rejected", &why)
                                 .await;
                         }
-                    }
-                } else {
-                    for dest in &vhost.forward.destinations {
-                        let task = forward::forward(
-                            self.shard.clone(),
-                            hub.clone(),
-                            req.clone(),
-                            dest.clone(),
-                        );
-                        glommio::spawn_local(task).detach();
                     }
                 }
                 self.session.accept_publish(stream_id, &mut self.out);

@@ -397,8 +397,15 @@ impl Shard {
         }
     }
 
-    /// Claims the publisher slot of a stream this shard owns.
-    pub fn publish_start(self: &Rc<Self>, key: &str, cid: u64) -> Result<Rc<RefCell<Hub>>, String> {
+    /// Claims the publisher slot of a stream this shard owns and, unless
+    /// the vhost is an edge (which relays to its origin instead), starts a
+    /// forward to each of the vhost's destinations.
+    pub fn publish_start(
+        self: &Rc<Self>,
+        req: &StreamRequest,
+        cid: u64,
+    ) -> Result<Rc<RefCell<Hub>>, String> {
+        let key = &req.key();
         let hub = self.hub_entry(key);
         {
             let mut h = hub.borrow_mut();
@@ -414,6 +421,19 @@ impl Shard {
             self.stream_live(key, &mut h, true);
             for &(shard, _) in &h.mirrors {
                 self.send(shard, ShardMsg::Published { id: h.id });
+            }
+        }
+        let cfg = self.cfg();
+        let v = cfg.vhost(&req.vhost);
+        if v.cluster.mode != ClusterMode::Remote {
+            // started once the hub is no longer borrowed
+            for dest in &v.forward.destinations {
+                let task = Task::Forward {
+                    hub: hub.clone(),
+                    req: req.clone(),
+                    dest: dest.clone(),
+                };
+                (self.spawn)(self, task);
             }
         }
         Ok(hub)
