@@ -227,10 +227,10 @@ pub fn log_close(
     crate::stats::closed(close.kind());
     let reason = close.kind().as_str();
     if close.is_trouble() {
-        tracing::warn!(shard, cid, %peer, reason, "{what} {close}");
+        tracing::warn!(shard, cid, %peer, reason = %reason, "{what} {close}");
     } else if routine_is_debug {
-        tracing::debug!(shard, cid, %peer, reason, "{what} {close}");
+        tracing::debug!(shard, cid, %peer, reason = %reason, "{what} {close}");
     } else {
-        tracing::info!(shard, cid, %peer, reason, "{what} {close}");
+        tracing::info!(shard, cid, %peer, reason = %reason, "{what} {close}");
     }
 }
