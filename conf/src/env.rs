@@ -96,6 +96,7 @@ pub(crate) const VHOST_KEYS: &[(&str, Kind)] = &[
     ("max_queue_overflows", Kind::Int),
     ("overflow_window_ms", Kind::Int),
     ("mw_latency_ms", Kind::Int),
+    ("mr_latency_ms", Kind::Int),
     ("http_flv.enabled", Kind::Bool),
     ("http_flv.mount", Kind::Str),
     ("http_flv.unpublish_timeout_ms", Kind::Int),
@@ -289,6 +290,11 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
     (
         "SRS_VHOST_PLAY_MW_LATENCY",
         Target::Vhost("mw_latency_ms"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_PUBLISH_MR_LATENCY",
+        Target::Vhost("mr_latency_ms"),
         Convert::Same,
     ),
     (

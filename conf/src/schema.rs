@@ -22,6 +22,11 @@ fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     u64::deserialize(d).map(Duration::from_millis)
 }
 
+/// [`millis`] for a key that may be left out.
+fn opt_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    millis(d).map(Some)
+}
+
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
@@ -316,6 +321,13 @@ pub struct VhostConf {
     /// arrives at once.
     #[serde(deserialize_with = "millis")]
     pub mw_latency_ms: Duration,
+    /// Merged read: a publisher's socket is read once per this period, so one read
+    /// brings several frames rather than one (SRS `publish.mr` with `mr_latency`); 0
+    /// reads as data arrives. Unset, it follows `mw_latency_ms`: the frames of one read
+    /// then go to players at once, already batched, so latency is what merged write
+    /// alone gives while ingest costs a fraction of its per-frame price.
+    #[serde(deserialize_with = "opt_millis")]
+    pub mr_latency_ms: Option<Duration>,
     /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.
     pub http_flv: HttpFlvConf,
     /// `[vhosts.<name>.cluster]`: edge (pull from origins) or origin, and the origin cluster.
@@ -330,6 +342,23 @@ pub struct VhostConf {
     pub security: SecurityConf,
 }
 
+impl VhostConf {
+    /// The merged-read period in effect: `mr_latency_ms`, or `mw_latency_ms` when unset.
+    pub fn merged_read(&self) -> Duration {
+        self.mr_latency_ms.unwrap_or(self.mw_latency_ms)
+    }
+
+    /// How long a stream's fan-out holds frames. A local publisher's merged read
+    /// already brings them in batches, so only what merged write asks beyond it is
+    /// added; an edge's pull is read as it arrives and keeps the whole delay.
+    pub fn merged_write_hold(&self) -> Duration {
+        match self.cluster.mode {
+            ClusterMode::Remote => self.mw_latency_ms,
+            ClusterMode::Local => self.mw_latency_ms.saturating_sub(self.merged_read()),
+        }
+    }
+}
+
 impl Default for VhostConf {
     fn default() -> Self {
         Self {
@@ -341,6 +370,7 @@ impl Default for VhostConf {
             max_queue_overflows: 3,
             overflow_window_ms: Duration::from_millis(60_000),
             mw_latency_ms: Duration::from_millis(350),
+            mr_latency_ms: None,
 
             http_flv: HttpFlvConf::default(),
             cluster: ClusterConf::default(),

@@ -1004,6 +1004,30 @@ fn effective_daemon_and_auto_reload() {
 }
 
 #[test]
+fn merged_read_follows_merged_write_unless_set() {
+    let v = Config::default().vhost(DEFAULT_VHOST).clone();
+    assert_eq!(v.merged_read(), Duration::from_millis(350));
+    assert_eq!(v.merged_write_hold(), Duration::ZERO);
+    let c = ok("[vhosts.__defaultVhost__]\nmw_latency_ms = 0\n");
+    assert_eq!(c.vhost(DEFAULT_VHOST).merged_read(), Duration::ZERO);
+    let c = ok("[vhosts.__defaultVhost__]\nmr_latency_ms = 100\n");
+    let v = c.vhost(DEFAULT_VHOST);
+    assert_eq!(v.merged_read(), Duration::from_millis(100));
+    assert_eq!(v.merged_write_hold(), Duration::from_millis(250));
+    let c = ok("[vhosts.e]\nmr_latency_ms = 100\n[vhosts.e.cluster]\nmode = \"remote\"\norigins = [\"127.0.0.1:1935\"]\n");
+    assert_eq!(
+        c.vhost("e").merged_write_hold(),
+        Duration::from_millis(350),
+        "an edge's pull is not read in merged batches"
+    );
+    let e = err("[vhosts.__defaultVhost__]\nmr_latency_ms = 60000\n").to_string();
+    assert!(
+        e.contains(":2:") && e.contains("mr_latency_ms") && e.contains("<= 5000"),
+        "{e}"
+    );
+}
+
+#[test]
 fn merged_write_delay_is_bounded() {
     let c = ok("[vhosts.__defaultVhost__]\nmw_latency_ms = 0\n");
     assert_eq!(

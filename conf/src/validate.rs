@@ -267,6 +267,12 @@ fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
             format!("must be <= {MAX_MW_LATENCY_MS}"),
         )?;
     }
+    if v.merged_read() > Duration::from_millis(MAX_MW_LATENCY_MS) {
+        fail(
+            with(base, "mr_latency_ms"),
+            format!("must be <= {MAX_MW_LATENCY_MS}"),
+        )?;
+    }
     let flv = with(base, "http_flv");
     if let Err(why) = check_mount(&v.http_flv.mount) {
         fail(with(&flv, "mount"), why)?;

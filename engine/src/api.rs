@@ -8,6 +8,7 @@ use crate::cluster::host_port;
 use crate::conn::{log_close, read_into_until, write_all};
 use crate::envelope::envelope;
 use crate::error::{Close, Error};
+use crate::readbuf::ReadWindow;
 use crate::registry::{ClientInfo, Registry};
 use crate::shard::{ConnGuard, Shard};
 use bytes::BytesMut;
@@ -334,8 +335,9 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Close {
     // the whole request head within the timeout, however slowly it comes
     let deadline = std::time::Instant::now() + timeout;
     let mut input = BytesMut::with_capacity(1024);
+    let mut window = ReadWindow::default();
     let req = loop {
-        match read_into_until(stream, &mut input, deadline).await {
+        match read_into_until(stream, &mut input, &mut window, deadline).await {
             // Health checks connect and close; not worth a warning.
             Ok(0) => return Close::PeerLeft("peer closed before sending a request".into()),
             Ok(_) => {}

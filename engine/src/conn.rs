@@ -4,6 +4,7 @@
 
 use crate::consumer::{Consumer, Notice};
 use crate::error::Close;
+use crate::readbuf::{read_into, ReadWindow};
 use crate::sendmsg::{send_iov, IOV, MAX_IOV};
 use bytes::{Buf, BytesMut};
 use futures_lite::io::AsyncRead;
@@ -192,6 +193,7 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result
 pub async fn read_into_until(
     stream: &mut TcpStream,
     input: &mut BytesMut,
+    window: &mut ReadWindow,
     deadline: std::time::Instant,
 ) -> io::Result<usize> {
     let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -199,18 +201,7 @@ pub async fn read_into_until(
         return Err(io::ErrorKind::TimedOut.into());
     }
     let _ = stream.set_read_timeout(Some(left));
-    read_into(stream, input).await
-}
-
-/// Reads more bytes into `input`; `Ok(0)` is end of stream.
-async fn read_into(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<usize> {
-    use futures_lite::AsyncReadExt;
-    let start = input.len();
-    input.resize(start + 16 * 1024, 0);
-    let r = stream.read(&mut input[start..]).await;
-    let n = *r.as_ref().unwrap_or(&0);
-    input.truncate(start + n);
-    r
+    read_into(stream, input, window).await
 }
 
 /// Counts a connection's end under its reason and logs it as `{what} {close}`:

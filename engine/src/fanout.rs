@@ -50,6 +50,10 @@ impl Fanout {
         for r in self.relays.borrow().iter() {
             r.deliver(std::slice::from_ref(&frame), has_video);
         }
+        if self.consumers.borrow().is_empty() {
+            // nobody to hand it to; a player that joins starts from the cache
+            return;
+        }
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() && !self.delay.get().is_zero() {
             self.since.set(Some(Instant::now()));
@@ -246,11 +250,12 @@ mod tests {
 
     #[test]
     fn merged_write_holds_a_batch_until_it_is_due() {
+        // a source read as it arrives (merged read off): merged write holds
         let mut s = LocalStream::for_vhost(&ringcast_conf::VhostConf {
             mw_latency_ms: std::time::Duration::from_millis(350),
+            mr_latency_ms: Some(Duration::ZERO),
             ..Default::default()
         });
-
         let c = consumer();
         s.add_consumer(c.clone());
         let start = Instant::now();

@@ -4,10 +4,15 @@
 use crate::ingest::{Kind, Media};
 use bytes::{BufMut, Bytes, BytesMut};
 use ringcast_proto::media::flv;
-use ringcast_proto::rtmp::chunk::{encode_shared, MessageHeader};
+use ringcast_proto::rtmp::chunk::{encode_shared_into, MessageHeader};
 use ringcast_proto::rtmp::message::csid;
 use ringcast_proto::rtmp::server::MEDIA_STREAM_ID;
 use smallvec::SmallVec;
+use std::fmt::Write;
+
+/// Room for a frame's headers: an RTMP type-0 and type-3 chunk header (18 +
+/// 7), the FLV form's chunk-size line (10), tag header (11) and trailer (6).
+const HEADS_CAPACITY: usize = 64;
 
 /// The output formats a consumer can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +68,18 @@ impl Frame {
             type_id,
             stream_id: MEDIA_STREAM_ID,
         };
-        let rtmp = encode_shared(&header, &payload, chunk_size);
+        // every header of this frame (RTMP chunk headers, the FLV tag's
+        // chunk-size line, tag header and trailer) in one allocation
+        let mut heads = BytesMut::with_capacity(HEADS_CAPACITY);
+        let rtmp = encode_shared_into(&header, &payload, chunk_size, &mut heads);
         let len = payload.len() as u32;
-        let mut head = BytesMut::with_capacity(24);
-        head.put_slice(format!("{:x}\r\n", 11 + len + 4).as_bytes());
-        head.put_slice(&flv::tag_header(tag, timestamp, len));
-        let mut tail = BytesMut::with_capacity(6);
-        tail.put_slice(&flv::prev_tag_size(len));
-        tail.put_slice(b"\r\n");
+        // writing a number into a BytesMut cannot fail
+        let _ = write!(heads, "{:x}\r\n", 11 + len + 4);
+        heads.put_slice(&flv::tag_header(tag, timestamp, len));
+        let head = heads.split();
+        heads.put_slice(&flv::prev_tag_size(len));
+        heads.put_slice(b"\r\n");
+        let tail = heads.split();
         let rtmp_len = rtmp.iter().map(Bytes::len).sum();
         let flv_len = head.len() + payload.len() + tail.len();
         Frame {

@@ -7,6 +7,7 @@ use crate::consumer::{Consumer, Limits, Notice};
 use crate::error::{Close, Error};
 use crate::frame::{flv_header_chunk, Format};
 use crate::hooks::Hook;
+use crate::readbuf::ReadWindow;
 use crate::registry::ClientKind;
 use crate::shard::{ConnGuard, Kicker, Shard};
 use crate::url::{host_of, split_query, StreamRequest};
@@ -118,6 +119,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Clo
         // peer sending a byte now and then (slowloris) is closed too
         let timeout = if served == 0 { first } else { idle };
         let since = std::time::Instant::now();
+        let mut window = ReadWindow::default();
         let req = loop {
             match parse_request_head(&input) {
                 Ok(Some(r)) => break r,
@@ -127,7 +129,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Clo
                     return Error::client(why.to_string()).into();
                 }
             }
-            match read_into_until(stream, &mut input, since + timeout).await {
+            match read_into_until(stream, &mut input, &mut window, since + timeout).await {
                 Ok(0) if served > 0 => return Close::Done(format!("{served} requests served")),
                 Ok(0) => return Close::PeerLeft("peer closed before sending a request".into()),
                 Ok(_) => {}

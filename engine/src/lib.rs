@@ -29,6 +29,7 @@ pub mod logging;
 mod memory;
 mod mesh;
 mod origins;
+mod readbuf;
 mod registry;
 mod rtmp;
 mod rtmpc;

@@ -9,6 +9,7 @@ use crate::forward::{self, RelayedPublisher};
 use crate::frame::Format;
 use crate::hooks::{self, Hook, HookInfo};
 use crate::ingest::Media;
+use crate::readbuf::{read_ready, ReadWindow};
 use crate::registry::{ClientKind, Registered};
 use crate::shard::{Adopt, ConnGuard, KickGuard, Kicker, Shard};
 use crate::stream::Hub;
@@ -22,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
 /// What a connection is doing once `connect` is done.
@@ -41,6 +42,8 @@ struct Conn {
     stream: TcpStream,
     session: ServerSession,
     input: BytesMut,
+    /// How much the next read offers.
+    window: ReadWindow,
     out: BytesMut,
     events: Vec<ServerEvent>,
     vhost: Option<String>,
@@ -79,6 +82,21 @@ impl Phase {
     }
 }
 
+/// How long until the next multiple of `period` (counted from the start of
+/// the process); `None` for a zero period.
+fn until_next_tick(period: Duration) -> Option<Duration> {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let period_ns = period.as_nanos();
+    if period_ns == 0 {
+        return None;
+    }
+    let since = EPOCH.get_or_init(Instant::now).elapsed().as_nanos();
+    let left = period_ns - since % period_ns;
+    Some(Duration::from_nanos(
+        u64::try_from(left).unwrap_or(u64::MAX),
+    ))
+}
+
 /// Serves one accepted RTMP connection to its end.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
     let cfg = shard.cfg();
@@ -95,7 +113,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard:
         peer,
         stream,
         session,
-        input: BytesMut::with_capacity(4096),
+        input: BytesMut::new(),
+        window: ReadWindow::default(),
         out: BytesMut::new(),
         events: Vec::new(),
         vhost: None,
@@ -120,6 +139,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
         stream,
         session: a.session,
         input: a.input,
+        window: ReadWindow::default(),
         out: BytesMut::new(),
         events: Vec::new(),
         vhost: Some(a.vhost),
@@ -179,6 +199,8 @@ impl Conn {
         // now and then (slowloris) is closed like one that sends nothing.
         // A publisher's timeouts count from its last packet.
         let mut phase_since = (Phase::Handshake, Instant::now());
+        // the last read filled its window: more is waiting, read it now
+        let mut more = false;
         loop {
             let phase = match &self.role {
                 _ if !self.session.is_handshake_done() => Phase::Handshake,
@@ -195,14 +217,39 @@ impl Conn {
                 Phase::FirstPacket => (first_packet, false),
                 Phase::Publish => (normal, false),
             };
+            // bytes are most likely waiting after a merged read's pause
+            let waiting = more || (phase == Phase::Publish && self.merge_reads().await);
             let (deadline, what) = if total {
                 (phase_since.1 + limit, "not complete within")
             } else {
                 (Instant::now() + limit, "nothing received for")
             };
-            match read_into_until(&mut self.stream, &mut self.input, deadline).await {
+            let offered = self.window.size();
+            let ready = if waiting {
+                // SAFETY: the stream's socket stays open for this borrow.
+                let fd = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
+                read_ready(fd, &mut self.input, &mut self.window)
+            } else {
+                None
+            };
+            let read = match ready {
+                Some(r) => r,
+                None => {
+                    read_into_until(
+                        &mut self.stream,
+                        &mut self.input,
+                        &mut self.window,
+                        deadline,
+                    )
+                    .await
+                }
+            };
+            match read {
                 Ok(0) => return Close::PeerLeft("peer closed the connection".into()),
-                Ok(n) => crate::stats::bytes_in(n),
+                Ok(n) => {
+                    more = n >= offered;
+                    crate::stats::bytes_in(n)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     return Close::Timeout(format!(
                         "{} timeout: {what} {} ms",
@@ -234,11 +281,30 @@ impl Conn {
         }
     }
 
+    /// Merged read: lets a publisher's next frames gather in the socket
+    /// until the next tick of the vhost's `mr_latency_ms`, so that one read
+    /// takes them all; true if it paused. Every publisher of a shard wakes on
+    /// the same ticks, in one executor turn, rather than each on its own.
+    async fn merge_reads(&self) -> bool {
+        let Role::Publishing { req, .. } = &self.role else {
+            return false;
+        };
+        let period = self.shard.cfg().vhost(&req.vhost).merged_read();
+        match until_next_tick(period) {
+            Some(wait) => {
+                glommio::timer::sleep(wait).await;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Acts on the session's events; `Some` ends the connection task (the
     /// connection was handed over or played to its end).
     async fn handle_events(&mut self) -> Result<Option<Close>, Close> {
-        let events = std::mem::take(&mut self.events);
-        let mut iter = events.into_iter();
+        // the vector goes back for the next read's events
+        let mut events = std::mem::take(&mut self.events);
+        let mut iter = events.drain(..);
         while let Some(ev) = iter.next() {
             match ev {
                 ServerEvent::Connect(info) => Box::pin(self.on_connect(&info)).await?,
@@ -284,6 +350,11 @@ impl Conn {
                 }
                 ServerEvent::StreamClosed { .. } => {}
             }
+        }
+        drop(iter);
+        self.events = events;
+        if let Role::Publishing { hub, .. } = &self.role {
+            self.shard.publish_flush(hub);
         }
         Ok(None)
     }
@@ -385,7 +456,7 @@ impl Conn {
         &mut self,
         stream_id: u32,
         name: String,
-        rest: &mut std::vec::IntoIter<ServerEvent>,
+        rest: &mut std::vec::Drain<'_, ServerEvent>,
     ) -> Result<Option<Close>, Close> {
         let req = match self.request(&name) {
             Ok(r) => r,

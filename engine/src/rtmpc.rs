@@ -3,8 +3,8 @@
 
 use crate::conn::write_all;
 use crate::error::Error;
+use crate::readbuf::{read_into, ReadWindow};
 use bytes::BytesMut;
-use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use ringcast_proto::rtmp::client::{
     parse_rtmp_url, ClientConfig, ClientEvent, ClientMode, ClientSession,
@@ -20,6 +20,8 @@ pub struct ClientConn {
     pub stream: TcpStream,
     pub session: ClientSession,
     pub input: BytesMut,
+    /// How much the next read offers.
+    pub window: ReadWindow,
     pub out: BytesMut,
     /// Where it is connected, after redirects.
     pub addr: SocketAddr,
@@ -88,7 +90,8 @@ async fn open_once(
         // the engine plays only to relay: an edge's pull
         relay: mode == ClientMode::Play,
     });
-    let mut input = BytesMut::with_capacity(8192);
+    let mut input = BytesMut::new();
+    let mut window = ReadWindow::default();
     let mut out = BytesMut::new();
     let mut events = Vec::new();
     session.start(&mut out);
@@ -103,7 +106,7 @@ async fn open_once(
             )));
         }
         let _ = stream.set_read_timeout(Some(left));
-        let n = read_some(&mut stream, &mut input)
+        let n = read_into(&mut stream, &mut input, &mut window)
             .await
             .map_err(|e| Error::upstream_down(format!("read {addr}: {e}")))?;
         if n == 0 {
@@ -144,6 +147,7 @@ async fn open_once(
                 stream,
                 session,
                 input,
+                window,
                 out,
                 addr,
                 pending,
@@ -151,16 +155,6 @@ async fn open_once(
         }
         events.clear();
     }
-}
-
-/// Reads what is available into `input`; `Ok(0)` is end of stream.
-pub async fn read_some(stream: &mut TcpStream, input: &mut BytesMut) -> std::io::Result<usize> {
-    let start = input.len();
-    input.resize(start + 32 * 1024, 0);
-    let r = stream.read(&mut input[start..]).await;
-    let n = *r.as_ref().unwrap_or(&0);
-    input.truncate(start + n);
-    r
 }
 
 impl ClientConn {
@@ -176,7 +170,7 @@ impl ClientConn {
             return Ok(true);
         }
         let _ = self.stream.set_read_timeout(Some(timeout));
-        match read_some(&mut self.stream, &mut self.input).await {
+        match read_into(&mut self.stream, &mut self.input, &mut self.window).await {
             Ok(0) => {
                 return Err(Error::upstream_down(format!(
                     "{} closed the connection",

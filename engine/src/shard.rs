@@ -74,9 +74,10 @@ pub enum ShardMsg {
         frames: Vec<Frame>,
         publishing: bool,
     },
-    Frame {
+    /// The frames one read of the source brought, in order.
+    Frames {
         id: u64,
-        frame: Box<Frame>,
+        frames: Vec<Frame>,
     },
     Published {
         id: u64,
@@ -455,20 +456,45 @@ impl Shard {
         if let Some(seg) = h.hls.as_mut() {
             seg.on_frame(&self.global.hls, &frame);
         }
+        if !h.mirrors.is_empty() {
+            h.to_mirrors.push(Frame::clone(&frame));
+        }
+        h.local.push(frame);
+    }
+
+    /// Sends the frames of the read just handled to every mirroring shard,
+    /// one message each. Called after each read of a source, and before any
+    /// other news of the stream goes to the mirrors, so that they get
+    /// everything in the order it happened.
+    pub fn publish_flush(self: &Rc<Self>, hub: &RefCell<Hub>) {
+        let mut h = hub.borrow_mut();
+        if h.to_mirrors.is_empty() {
+            return;
+        }
+        let frames = std::mem::take(&mut h.to_mirrors);
         let id = h.id;
-        let key = frame.keyframe;
-        for m in h.mirrors.iter_mut() {
-            if m.1 {
-                if !key && !frame.sequence_header && !frame.metadata {
-                    continue;
-                }
-                m.1 = false;
-            }
-            let msg = ShardMsg::Frame {
-                id,
-                frame: Box::new(Frame::clone(&frame)),
+        let last = h.mirrors.len().saturating_sub(1);
+        let mut frames = Some(frames);
+        for (i, m) in h.mirrors.iter_mut().enumerate() {
+            let mut batch = if i == last {
+                frames.take().unwrap_or_default()
+            } else {
+                frames.clone().unwrap_or_default()
             };
-            if !self.post(m.0, msg, true) {
+            if m.1 {
+                // resume at a frame a decoder can start from
+                let start = batch
+                    .iter()
+                    .position(|f| f.keyframe || f.sequence_header || f.metadata);
+                match start {
+                    Some(at) => {
+                        batch.drain(..at);
+                        m.1 = false;
+                    }
+                    None => continue,
+                }
+            }
+            if !self.post(m.0, ShardMsg::Frames { id, frames: batch }, true) {
                 warn!(
                     shard = self.id,
                     to = m.0,
@@ -477,12 +503,12 @@ impl Shard {
                 m.1 = true;
             }
         }
-        h.local.push(frame);
     }
 
     pub fn publish_end(self: &Rc<Self>, key: &str) {
         let hub = self.hubs.borrow().get(key).cloned();
         if let Some(hub) = hub {
+            self.publish_flush(&hub);
             let mut h = hub.borrow_mut();
             h.local.unpublish();
             self.stream_live(key, &mut h, false);
@@ -564,6 +590,8 @@ impl Shard {
                 if let Some(req) = StreamRequest::from_key(&key, param) {
                     self.ensure_pull(&req, &hub);
                 }
+                // frames already sent stay ahead of the snapshot, which holds them
+                self.publish_flush(&hub);
                 let mut h = hub.borrow_mut();
                 h.last_join = Some(std::time::Instant::now());
                 if !h.mirrors.iter().any(|m| m.0 == from) {
@@ -622,9 +650,12 @@ impl Shard {
                     mb.local.push(Rc::new(f));
                 }
             }
-            ShardMsg::Frame { id, frame } => {
+            ShardMsg::Frames { id, frames } => {
                 if let Some(m) = self.mirror_by_id(id) {
-                    m.borrow_mut().local.push(Rc::new(*frame));
+                    let mut m = m.borrow_mut();
+                    for f in frames {
+                        m.local.push(Rc::new(f));
+                    }
                 }
             }
             ShardMsg::Published { id } => {

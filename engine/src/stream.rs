@@ -125,7 +125,7 @@ impl LocalStream {
         if !v.gop_cache {
             self.gop.clear();
         }
-        self.fanout.set_delay(v.mw_latency_ms);
+        self.fanout.set_delay(v.merged_write_hold());
     }
 
     pub fn add_consumer(&mut self, c: Rc<Consumer>) {
@@ -307,6 +307,9 @@ pub struct Hub {
     /// Shards mirroring this stream, and whether each must resume at a
     /// keyframe because a frame could not be delivered to it.
     pub mirrors: Vec<(usize, bool)>,
+    /// Frames of the current read not yet sent to the mirrors: they cross
+    /// as one message per mirror per read, not one per frame.
+    pub to_mirrors: Vec<Frame>,
     /// An edge pull task is running for this stream.
     pub pulling: bool,
     /// Counts publishes, so tasks serving one publish know when it is over.
@@ -327,6 +330,7 @@ impl Hub {
             time: TimeFix::default(),
             frames_in: 0,
             mirrors: Vec::new(),
+            to_mirrors: Vec::new(),
             pulling: false,
             publish_gen: 0,
             meter: Meter::default(),

@@ -207,6 +207,7 @@ async fn relay_media(
                 _ => {}
             }
         }
+        shard.publish_flush(hub);
         if last_media.elapsed() >= silence {
             let why = format!("no media for {} ms", silence.as_millis());
             return End::Failed(Error::upstream_down(why));

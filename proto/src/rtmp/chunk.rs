@@ -214,8 +214,12 @@ impl ChunkDecoder {
     /// Consumes whole chunks from `buf` and returns the next complete message,
     /// or Ok(None) when more bytes are needed (buf then keeps the incomplete chunk).
     ///
-    /// A message that fits in one chunk is split off `buf` without copying;
-    /// longer messages are copied once into a buffer of their own.
+    /// Every message is copied once into storage of exactly its size (a
+    /// message that fits in one chunk straight from `buf`, a longer one as
+    /// its chunks arrive), never shared with `buf`: the caller can then read
+    /// into the same buffer again in place, and a small frame held for
+    /// seconds (a GOP cache, a player's queue) pins only its own bytes, not
+    /// a whole read buffer.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<RtmpMessage>, ChunkError> {
         loop {
             let Some(chunk) = self.parse(buf)? else {
@@ -444,7 +448,8 @@ impl ChunkDecoder {
             state.delta = m.delta;
             state.extended = m.extended;
             if chunk.payload_len == m.length as usize {
-                let payload = buf.split_to(chunk.payload_len).freeze();
+                let payload = Bytes::copy_from_slice(data);
+                buf.advance(chunk.payload_len);
                 return Some(RtmpMessage {
                     header: m.header,
                     payload,
@@ -647,11 +652,24 @@ pub fn encode_shared(
     payload: &Bytes,
     chunk_size: u32,
 ) -> SmallVec<[Bytes; 4]> {
+    encode_shared_into(header, payload, chunk_size, &mut BytesMut::new())
+}
+
+/// [`encode_shared`] with the chunk headers written into `heads` and split
+/// off it, so that a caller building more headers for the same message
+/// (an FLV tag's) keeps them all in one allocation.
+pub fn encode_shared_into(
+    header: &MessageHeader,
+    payload: &Bytes,
+    chunk_size: u32,
+    heads: &mut BytesMut,
+) -> SmallVec<[Bytes; 4]> {
     let chunk_size = chunk_size.max(1) as usize;
     let mut h0 = [0u8; MAX_HEADER_LEN];
     let n0 = type0_header(header, payload.len(), &mut h0);
     let mut out = SmallVec::new();
-    out.push(Bytes::copy_from_slice(&h0[..n0]));
+    heads.extend_from_slice(&h0[..n0]);
+    out.push(heads.split().freeze());
     if payload.is_empty() {
         return out;
     }
@@ -660,7 +678,8 @@ pub fn encode_shared(
     if first < payload.len() {
         let mut h3 = [0u8; 7];
         let n3 = type3_header(header, &mut h3);
-        let h3 = Bytes::copy_from_slice(&h3[..n3]);
+        heads.extend_from_slice(&h3[..n3]);
+        let h3 = heads.split().freeze();
         let mut at = first;
         while at < payload.len() {
             let end = payload.len().min(at + chunk_size);
@@ -1187,12 +1206,18 @@ mod tests {
     }
 
     #[test]
-    fn single_chunk_payload_is_not_copied() {
-        let mut wire = BytesMut::new();
+    fn decoded_payload_does_not_share_the_read_buffer() {
+        let mut wire = BytesMut::with_capacity(4096);
         encode_message(&hdr(6, 0, 9, 1), &[7u8; 100], 128, &mut wire);
-        let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+        let start = wire.as_ptr() as usize;
+        let range = start..start + wire.capacity();
         let m = ChunkDecoder::new().decode(&mut wire).unwrap().unwrap();
-        assert!(range.contains(&(m.payload.as_ptr() as usize)));
+        assert_eq!(&m.payload[..], &[7u8; 100][..]);
+        assert!(!range.contains(&(m.payload.as_ptr() as usize)));
+        // the buffer is still its own: reserving reuses it from the start
+        assert!(wire.is_empty());
+        wire.reserve(4000);
+        assert_eq!(wire.as_ptr() as usize, start);
     }
 
     #[test]
