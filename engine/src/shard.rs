@@ -649,6 +649,8 @@ impl Shard {
                 for f in frames {
                     mb.local.push(Rc::new(f));
                 }
+                // the first players here are waiting for these
+                mb.local.flush_now();
             }
             ShardMsg::Frames { id, frames } => {
                 if let Some(m) = self.mirror_by_id(id) {

@@ -164,6 +164,13 @@ impl LocalStream {
     }
 
     /// Every cached frame, for a mirror shard that subscribes.
+    /// Hands the pending frames to the players now, past merged write: for
+    /// start-up frames, which a player waiting for its first picture must
+    /// not wait for.
+    pub fn flush_now(&self) {
+        self.fanout.flush();
+    }
+
     pub fn snapshot(&self) -> Vec<Frame> {
         self.startup_frames().map(|f| Frame::clone(f)).collect()
     }

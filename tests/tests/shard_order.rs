@@ -103,6 +103,43 @@ fn quick_republish_under_full_channels_keeps_mirror_start_up_frames() {
     );
 }
 
+/// The first player of a stream on a shard other than its owner starts at
+/// once: the start-up frames the owner sends over are not held back for a
+/// merged write (here 4 s, with merged read off so nothing else batches).
+#[test]
+fn first_player_on_a_mirror_shard_does_not_wait_for_merged_write() {
+    let server =
+        Server::start("[vhosts.__defaultVhost__]\nmw_latency_ms = 4000\nmr_latency_ms = 0\n");
+    let url = server.rtmp_url("startup");
+    let mut publisher = RtmpPublisher::connect(&url)
+        .unwrap_or_else(|e| panic!("publish: {e}; log:\n{}", server.log_tail(30)));
+    publisher
+        .publish(&fixture_tags(), Pace::Fast, 1)
+        .expect("publish burst");
+    assert!(
+        server.wait_for_log(Duration::from_secs(5), |l| l.contains("publish started")),
+        "no publish started; log:\n{}",
+        server.log_tail(20)
+    );
+    let owner = shard_of_line(&server.log(), "publish started", "").expect("owner shard");
+    let mut p = player_on_other_shard(&server, &url, owner);
+    let mut opts = PlayOptions::for_duration(Duration::from_secs(3));
+    opts.max_messages = Some(8);
+    let res = p.collect("mirror start-up", opts);
+    let first_key = res
+        .records
+        .iter()
+        .position(|r| r.kind == Kind::Keyframe)
+        .unwrap_or_else(|| panic!("no keyframe within 3 s: {}", res.summary()));
+    let at = res.arrivals[first_key];
+    assert!(
+        at < Duration::from_millis(1500),
+        "first keyframe on the mirror shard after {at:?}: held for merged write"
+    );
+    p.close();
+    publisher.close();
+}
+
 /// The shard named on the newest log line with `needle` (and `also`).
 fn shard_of_line(log: &str, needle: &str, also: &str) -> Option<usize> {
     log.lines()
