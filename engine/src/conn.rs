@@ -123,7 +123,8 @@ pub struct Drive<'a, 't> {
     pub stream: &'a mut TcpStream,
     pub consumer: &'a Consumer,
     pub ctrl: &'a mut BytesMut,
-    pub rbuf: &'a mut [u8],
+    /// What the peer sends is appended here.
+    pub input: &'a mut BytesMut,
     pub timer: Option<Pin<&'a mut (dyn Future<Output = ()> + 't)>>,
 }
 
@@ -145,7 +146,15 @@ impl Future for Drive<'_, '_> {
         // writes first, so a chatty peer cannot starve its own playback
         let written = match poll_flush(this.stream, this.consumer, this.ctrl, cx) {
             Poll::Ready(Err(e)) => return Poll::Ready(Wake::WriteFailed(e)),
-            Poll::Ready(Ok(())) => this.ctrl.is_empty(),
+            Poll::Ready(Ok(())) if this.ctrl.is_empty() => {
+                // control bytes are rare after set-up (the response head,
+                // a pong): an idle player keeps no buffer for them
+                if this.ctrl.capacity() > 0 {
+                    *this.ctrl = BytesMut::new();
+                }
+                true
+            }
+            Poll::Ready(Ok(())) => false,
             Poll::Pending => false,
         };
         // the frames ahead of a notice may just have been written
@@ -154,7 +163,7 @@ impl Future for Drive<'_, '_> {
                 return Poll::Ready(Wake::Notice(n));
             }
         }
-        if let Poll::Ready(r) = Pin::new(&mut *this.stream).poll_read(cx, this.rbuf) {
+        if let Poll::Ready(r) = poll_read_into(this.stream, this.input, cx) {
             return Poll::Ready(Wake::Read(r));
         }
         this.consumer.set_waker(cx.waker());
@@ -175,6 +184,30 @@ impl Drop for Drive<'_, '_> {
         // the socket may close once the task stops waiting here
         self.consumer.unpark();
     }
+}
+
+thread_local! {
+    /// The shard's one buffer for what players send: a read fills it within
+    /// a poll and is copied out at once, so thousands of players need not
+    /// each carry a buffer for the few bytes they send.
+    static PEER_BYTES: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; 4096].into_boxed_slice());
+}
+
+/// Polls one read of `stream` through the shard's buffer into `input`.
+fn poll_read_into(
+    stream: &mut TcpStream,
+    input: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    PEER_BYTES.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let r = Pin::new(stream).poll_read(cx, &mut buf[..]);
+        if let Poll::Ready(Ok(n)) = r {
+            input.extend_from_slice(&buf[..n]);
+        }
+        r
+    })
 }
 
 /// Writes all of `buf` (connection set-up and responses, off the media path).

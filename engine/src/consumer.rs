@@ -12,6 +12,11 @@ use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+/// A drained queue keeps its allocation up to this many frames; a bigger
+/// one, grown by a backlog or the start-up burst, is freed (players that
+/// keep up are written to by the fan-out directly and rarely queue).
+const KEPT_QUEUE_CAPACITY: usize = 16;
+
 /// Queue limits, from the vhost config.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -83,6 +88,15 @@ impl Queue {
     fn pop_front(&mut self) {
         if self.frames.pop_front().is_some() {
             self.popped += 1;
+            self.give_back();
+        }
+    }
+
+    /// Frees a queue that a backlog grew, once it has drained: a player
+    /// that lagged once does not keep the memory for good.
+    fn give_back(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > KEPT_QUEUE_CAPACITY {
+            self.frames = VecDeque::new();
         }
     }
 }
@@ -111,7 +125,8 @@ impl Consumer {
             format,
             limits,
             q: RefCell::new(Queue {
-                frames: VecDeque::with_capacity(64),
+                // most players never queue: the fan-out writes to them directly
+                frames: VecDeque::new(),
                 head_pos: (0, 0),
                 bytes: 0,
                 waiting_keyframe: false,
@@ -308,6 +323,7 @@ impl Consumer {
         let format = self.format;
         let removed: usize = q.frames.drain(keep..).map(|f| f.wire_len(format)).sum();
         q.bytes -= removed;
+        q.give_back();
         // notices and control bytes queued after the dropped frames are
         // now due right after what is left
         let pushed = q.pushed();

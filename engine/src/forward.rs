@@ -78,7 +78,6 @@ async fn push(
     let _ = conn.stream.set_read_timeout(None);
     let consumer = Consumer::new(Format::Rtmp, Limits::for_vhost(shard.cfg().vhost(vhost)));
     hub.borrow_mut().local.add_consumer(consumer.clone());
-    let mut rbuf = [0u8; 1024];
     let mut events = Vec::new();
     let mut tick: Pin<Box<dyn Future<Output = ()>>> = Box::pin(glommio::timer::sleep(KEEP_CHECK));
     let end = loop {
@@ -86,7 +85,7 @@ async fn push(
             stream: &mut conn.stream,
             consumer: &consumer,
             ctrl: &mut conn.out,
-            rbuf: &mut rbuf,
+            input: &mut conn.input,
             timer: Some(tick.as_mut()),
         }
         .await;
@@ -95,8 +94,7 @@ async fn push(
                 let why = format!("{} closed the connection", conn.addr);
                 break Ended::Failed(Error::upstream_down(why));
             }
-            Wake::Read(Ok(n)) => {
-                conn.input.extend_from_slice(&rbuf[..n]);
+            Wake::Read(Ok(_)) => {
                 if let Err(e) = conn
                     .session
                     .on_bytes(&mut conn.input, &mut conn.out, &mut events)

@@ -8,7 +8,7 @@ use crate::error::{Close, Error};
 use crate::frame::{flv_header_chunk, Format};
 use crate::hooks::Hook;
 use crate::readbuf::ReadWindow;
-use crate::registry::ClientKind;
+use crate::registry::{ClientKind, Registered};
 use crate::shard::{ConnGuard, Kicker, Shard};
 use crate::url::{host_of, split_query, StreamRequest};
 use bytes::BytesMut;
@@ -93,9 +93,18 @@ fn simple_response(status: &str, extra: &str) -> BytesMut {
 }
 
 /// Serves one accepted HTTP connection.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard) {
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
     let cid = shard.new_cid();
-    let outcome = serve_inner(&shard, &mut stream, cid).await;
+    let outcome = match serve_inner(&shard, &mut stream, cid).await {
+        Next::Done(close) => close,
+        Next::Play(start) => {
+            // the request's task ends here, its state freed; the player goes
+            // on in a task holding only what playing needs
+            let player = play_task(shard, stream, peer, cid, *start, guard);
+            glommio::spawn_local(player).detach();
+            return;
+        }
+    };
     log_close(
         "http connection closed:",
         shard.id,
@@ -106,7 +115,55 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _g
     );
 }
 
-async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Close {
+/// How a request ends: answered and closed, or an HTTP-FLV play.
+enum Next {
+    Done(Close),
+    Play(Box<FlvStart>),
+}
+
+impl From<Close> for Next {
+    fn from(close: Close) -> Next {
+        Next::Done(close)
+    }
+}
+
+/// What an admitted HTTP-FLV play carries into the player's own task.
+struct FlvStart {
+    req: StreamRequest,
+    /// For the `on_stop` hook.
+    who: Applicant,
+    /// Listed in the API while playing.
+    _listed: Registered,
+}
+
+/// Serves one HTTP-FLV player to its end. Not an `async fn`: its arguments
+/// would be stored twice in the future (rust-lang/rust#62958), and this one
+/// lives as long as the player.
+#[allow(clippy::manual_async_fn)]
+fn play_task(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    cid: u64,
+    start: FlvStart,
+    guard: ConnGuard,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let close = play(&shard, &mut stream, cid, &start.req).await;
+        admission::notify_left(&shard, &start.who, &start.req, Hook::Stop);
+        log_close(
+            "http connection closed:",
+            shard.id,
+            cid,
+            peer,
+            &close,
+            false,
+        );
+        drop(guard);
+    }
+}
+
+async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Next {
     let cfg = shard.cfg();
     let first = cfg.server.handshake_timeout_ms;
     let idle = cfg.server.idle_timeout_ms;
@@ -126,23 +183,29 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Clo
                 Ok(None) => {}
                 Err(why) => {
                     let _ = write_all(stream, &mut simple_response("400 Bad Request", "")).await;
-                    return Error::client(why.to_string()).into();
+                    return Next::from(Close::from(Error::client(why.to_string())));
                 }
             }
             match read_into_until(stream, &mut input, &mut window, since + timeout).await {
-                Ok(0) if served > 0 => return Close::Done(format!("{served} requests served")),
-                Ok(0) => return Close::PeerLeft("peer closed before sending a request".into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && served > 0 => {
-                    return Close::Done(format!("{served} requests served, then idle"))
+                Ok(0) if served > 0 => {
+                    return Next::from(Close::Done(format!("{served} requests served")))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Close::Timeout(format!(
-                        "request timeout: no complete request within {} ms",
-                        timeout.as_millis()
+                Ok(0) => {
+                    return Next::from(Close::PeerLeft(
+                        "peer closed before sending a request".into(),
                     ))
                 }
-                Err(e) => return Close::from_io(&e, "read"),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && served > 0 => {
+                    return Next::from(Close::Done(format!("{served} requests served, then idle")))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Next::from(Close::Timeout(format!(
+                        "request timeout: no complete request within {} ms",
+                        timeout.as_millis()
+                    )))
+                }
+                Err(e) => return Next::from(Close::from_io(&e, "read")),
             }
         };
         let _ = input.split_to(req.len);
@@ -151,10 +214,10 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Clo
         };
         served += 1;
         if let Err(close) = Box::pin(crate::hls::respond(shard, stream, &req, target)).await {
-            return close;
+            return Next::from(close);
         }
         if req.close {
-            return Close::Done(format!("{served} requests served"));
+            return Next::from(Close::Done(format!("{served} requests served")));
         }
     };
     if req.method != "GET" {
@@ -163,14 +226,17 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Clo
             &mut simple_response("405 Method Not Allowed", "Allow: GET\r\n"),
         )
         .await;
-        return Close::Refused(format!(
+        return Next::from(Close::Refused(format!(
             "refused {} {}: method not allowed",
             req.method, req.path
-        ));
+        )));
     }
     let Some(sreq) = match_mount(&shard.cfg(), &req.path, &req.host) else {
         let _ = write_all(stream, &mut simple_response("404 Not Found", "")).await;
-        return Close::Refused(format!("refused GET {}: no such mount", req.path));
+        return Next::from(Close::Refused(format!(
+            "refused GET {}: no such mount",
+            req.path
+        )));
     };
     drop(input);
     let who = Applicant {
@@ -183,29 +249,38 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Clo
         Decision::Admit => {}
         Decision::Refuse(why) => {
             let _ = write_all(stream, &mut simple_response("403 Forbidden", "")).await;
-            return Close::Refused(format!("refused GET {}: {why}", req.path));
+            return Next::from(Close::Refused(format!("refused GET {}: {why}", req.path)));
         }
         Decision::Elsewhere(o) => {
             // a coworker without an HTTP server to name: play here
             if let Some(url) = crate::cluster::flv_redirect_url(&o, &req.path) {
                 let extra = format!("Location: {url}\r\nAccess-Control-Allow-Origin: *\r\n");
                 let _ = write_all(stream, &mut simple_response("302 Found", &extra)).await;
-                return Close::Redirected(format!("GET {} redirected to {url}", req.path));
+                return Next::from(Close::Redirected(format!(
+                    "GET {} redirected to {url}",
+                    req.path
+                )));
             }
         }
     }
-    let _listed = who.register(shard, &sreq, ClientKind::FlvPlay);
-    let r = play(shard, stream, cid, &sreq).await;
-    admission::notify_left(shard, &who, &sreq, Hook::Stop);
-    r
+    let listed = who.register(shard, &sreq, ClientKind::FlvPlay);
+    Next::Play(Box::new(FlvStart {
+        req: sreq,
+        who,
+        _listed: listed,
+    }))
 }
 
 async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: &StreamRequest) -> Close {
-    let key = req.key();
-    let cfg = shard.cfg();
-    let vhost = cfg.vhost(&req.vhost);
-    let wait = vhost.http_flv.unpublish_timeout_ms;
-    let consumer = Consumer::new(Format::HttpFlv, Limits::for_vhost(vhost));
+    let (wait, limits) = {
+        let cfg = shard.cfg();
+        let vhost = cfg.vhost(&req.vhost);
+        (
+            vhost.http_flv.unpublish_timeout_ms,
+            Limits::for_vhost(vhost),
+        )
+    };
+    let consumer = Consumer::new(Format::HttpFlv, limits);
     let mut ctrl = BytesMut::from(
         format!(
             "HTTP/1.1 200 OK\r\nServer: ringcast/{}\r\nContent-Type: video/x-flv\r\nTransfer-Encoding: chunked\r\nConnection: close\r\nCache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\n\r\n",
@@ -216,23 +291,24 @@ async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: &StreamR
     ctrl.extend_from_slice(&flv_header_chunk());
     let publishing = shard.play_join(req, consumer.clone());
     let _kickable = shard.kickable(cid, Kicker::Player(Rc::downgrade(&consumer)));
-    info!(shard = shard.id, cid, stream = %key, param = %req.param, publishing, "flv play started");
+    info!(shard = shard.id, cid, stream = %req.key(), param = %req.param, publishing, "flv play started");
     let _ = stream.set_read_timeout(None);
     let mut timer: Option<Pin<Box<dyn Future<Output = ()>>>> = (!publishing)
         .then(|| Box::pin(glommio::timer::sleep(wait)) as Pin<Box<dyn Future<Output = ()>>>);
-    let mut rbuf = [0u8; 256];
+    // a player has nothing more to say: what it sends is read and dropped
+    let mut input = BytesMut::new();
     let r = loop {
         let wake = Drive {
             stream,
             consumer: &consumer,
             ctrl: &mut ctrl,
-            rbuf: &mut rbuf,
+            input: &mut input,
             timer: timer.as_mut().map(|t| t.as_mut()),
         }
         .await;
         match wake {
             Wake::Read(Ok(0)) => break Close::PeerLeft("player closed the connection".into()),
-            Wake::Read(Ok(_)) => {}
+            Wake::Read(Ok(_)) => input.clear(),
             Wake::Read(Err(e)) => break Close::from_io(&e, "read"),
             Wake::Notice(Notice::Unpublished) => {
                 timer = Some(Box::pin(glommio::timer::sleep(wait)))
@@ -245,7 +321,7 @@ async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: &StreamR
             }
         }
     };
-    shard.play_leave(&key, &consumer);
+    shard.play_leave(&req.key(), &consumer);
     r
 }
 

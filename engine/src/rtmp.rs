@@ -82,6 +82,143 @@ impl Phase {
     }
 }
 
+/// How a connection's set-up ends: closed, or playing (handed to a
+/// [`Player`] task).
+enum Next {
+    Done(Close),
+    Play(Box<PlayStart>),
+}
+
+impl From<Close> for Next {
+    fn from(close: Close) -> Next {
+        Next::Done(close)
+    }
+}
+
+/// What a started play carries from the set-up task to the player's.
+struct PlayStart {
+    stream_id: u32,
+    req: StreamRequest,
+    /// For the `on_stop` hook.
+    who: Applicant,
+    consumer: Rc<Consumer>,
+    /// Listed in the API while playing.
+    _listed: Registered,
+    /// Reachable for API kicks while playing.
+    _kickable: KickGuard,
+}
+
+/// A playing RTMP connection: its socket, its queue and a session that
+/// answers the little a player sends (acknowledgements, pings, chunk size,
+/// closeStream). The set-up's futures, buffers and connect fields are gone,
+/// so thousands of players cost little memory each.
+struct Player {
+    shard: Rc<Shard>,
+    cid: u64,
+    peer: SocketAddr,
+    stream: TcpStream,
+    session: ServerSession,
+    input: BytesMut,
+    out: BytesMut,
+    events: Vec<ServerEvent>,
+    start: PlayStart,
+    _guard: Option<ConnGuard>,
+}
+
+impl Player {
+    fn new(conn: Conn, start: PlayStart) -> Player {
+        let mut session = conn.session;
+        session.forget_set_up();
+        let _ = conn.stream.set_read_timeout(None);
+        Player {
+            // only the replies to `play` are left to write
+            out: BytesMut::from(&conn.out[..]),
+            input: BytesMut::from(&conn.input[..]),
+            shard: conn.shard,
+            cid: conn.cid,
+            peer: conn.peer,
+            stream: conn.stream,
+            session,
+            events: Vec::new(),
+            start,
+            _guard: conn._guard,
+        }
+    }
+
+    /// Plays to the end. Not an `async fn`: its argument would be stored
+    /// twice in the future (rust-lang/rust#62958), doubling every player's
+    /// task.
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl std::future::Future<Output = ()> {
+        async move {
+            let close = self.play_loop().await;
+            self.finish(&close);
+        }
+    }
+
+    fn finish(&self, close: &Close) {
+        let PlayStart {
+            req, who, consumer, ..
+        } = &self.start;
+        self.shard.play_leave(&req.key(), consumer);
+        admission::notify_left(&self.shard, who, req, Hook::Stop);
+        if consumer.dropped.get() > 0 {
+            info!(
+                shard = self.shard.id,
+                cid = self.cid,
+                dropped = consumer.dropped.get(),
+                "player frames dropped by the slow-consumer policy"
+            );
+        }
+        let (shard, cid, peer) = (self.shard.id, self.cid, self.peer);
+        log_close("rtmp connection closed:", shard, cid, peer, close, false);
+    }
+
+    async fn play_loop(&mut self) -> Close {
+        let stream_id = self.start.stream_id;
+        let consumer = &self.start.consumer;
+        loop {
+            let wake = Drive {
+                stream: &mut self.stream,
+                consumer,
+                ctrl: &mut self.out,
+                input: &mut self.input,
+                timer: None,
+            }
+            .await;
+            match wake {
+                Wake::Read(Ok(0)) => return Close::PeerLeft("player closed the connection".into()),
+                Wake::Read(Ok(_)) => {
+                    if let Err(e) =
+                        self.session
+                            .on_bytes(&mut self.input, &mut self.out, &mut self.events)
+                    {
+                        return Error::client(format!("protocol error from player: {e}")).into();
+                    }
+                    if !self.out.is_empty() {
+                        consumer.ctrl_queued();
+                    }
+                    for ev in self.events.drain(..) {
+                        if let ServerEvent::StreamClosed { .. } = ev {
+                            return Close::PeerLeft("player closed its stream".into());
+                        }
+                    }
+                }
+                Wake::Read(Err(e)) => return Close::from_io(&e, "read"),
+                Wake::Notice(Notice::Unpublished) => {
+                    self.session.unpublish_notify(stream_id, &mut self.out)
+                }
+                Wake::Notice(Notice::Published) => {
+                    self.session.publish_notify(stream_id, &mut self.out)
+                }
+                Wake::Kicked(reason) => return Close::Kicked(format!("kicked: {reason}")),
+                Wake::WriteFailed(e) => return Close::from_io(&e, "write"),
+                Wake::Timer => {}
+            }
+        }
+    }
+}
+
 /// How long until the next multiple of `period` (counted from the start of
 /// the process); `None` for a zero period.
 fn until_next_tick(period: Duration) -> Option<Duration> {
@@ -162,7 +299,16 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
 
 impl Conn {
     async fn run(mut self, pending: Vec<ServerEvent>) {
-        let outcome = self.run_inner(pending).await;
+        let outcome = match self.run_inner(pending).await {
+            Next::Done(close) => close,
+            Next::Play(start) => {
+                // the set-up task ends here, its state freed; the player
+                // goes on in a task holding only what playing needs
+                let player = Player::new(self, *start);
+                glommio::spawn_local(player.run()).detach();
+                return;
+            }
+        };
         self.alive.set(false);
         if let Role::Publishing { req, .. } = &self.role {
             info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %req.key(), "publish ended");
@@ -173,7 +319,7 @@ impl Conn {
         log_close("rtmp connection closed:", shard, cid, peer, &outcome, false);
     }
 
-    async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Close {
+    async fn run_inner(&mut self, pending: Vec<ServerEvent>) -> Next {
         let server = &self.shard.cfg().server;
         let handshake = server.handshake_timeout_ms;
         let idle = server.idle_timeout_ms;
@@ -187,11 +333,11 @@ impl Conn {
                 Err(e) => {
                     // the refusal (e.g. connect rejected) must reach the client
                     let _ = write_all(&mut self.stream, &mut self.out).await;
-                    return e;
+                    return e.into();
                 }
             }
             if let Err(e) = write_all(&mut self.stream, &mut self.out).await {
-                return Close::from_io(&e, "write");
+                return Close::from_io(&e, "write").into();
             }
         }
         // The handshake, and the commands before a publish or play, must be
@@ -245,7 +391,7 @@ impl Conn {
                 }
             };
             match read {
-                Ok(0) => return Close::PeerLeft("peer closed the connection".into()),
+                Ok(0) => return Close::PeerLeft("peer closed the connection".into()).into(),
                 Ok(n) => {
                     more = n >= offered;
                     crate::stats::bytes_in(n)
@@ -256,15 +402,16 @@ impl Conn {
                         phase.name(),
                         limit.as_millis()
                     ))
+                    .into()
                 }
-                Err(e) => return Close::from_io(&e, "read"),
+                Err(e) => return Close::from_io(&e, "read").into(),
             }
             if let Err(e) = self
                 .session
                 .on_bytes(&mut self.input, &mut self.out, &mut self.events)
             {
                 let _ = write_all(&mut self.stream, &mut self.out).await;
-                return Error::client(format!("protocol error: {e}")).into();
+                return Close::from(Error::client(format!("protocol error: {e}"))).into();
             }
             match self.handle_events().await {
                 Ok(Some(done)) => return done,
@@ -272,11 +419,11 @@ impl Conn {
                 Err(e) => {
                     // the refusal (e.g. connect rejected) must reach the client
                     let _ = write_all(&mut self.stream, &mut self.out).await;
-                    return e;
+                    return e.into();
                 }
             }
             if let Err(e) = write_all(&mut self.stream, &mut self.out).await {
-                return Close::from_io(&e, "write");
+                return Close::from_io(&e, "write").into();
             }
         }
     }
@@ -301,7 +448,7 @@ impl Conn {
 
     /// Acts on the session's events; `Some` ends the connection task (the
     /// connection was handed over or played to its end).
-    async fn handle_events(&mut self) -> Result<Option<Close>, Close> {
+    async fn handle_events(&mut self) -> Result<Option<Next>, Close> {
         // the vector goes back for the next read's events
         let mut events = std::mem::take(&mut self.events);
         let mut iter = events.drain(..);
@@ -314,7 +461,7 @@ impl Conn {
                     if let Some(done) =
                         Box::pin(self.on_publish(stream_id, name, &mut iter)).await?
                     {
-                        return Ok(Some(done));
+                        return Ok(Some(Next::Done(done)));
                     }
                 }
                 ServerEvent::Play {
@@ -577,13 +724,12 @@ impl Conn {
         }
     }
 
-    async fn on_play(&mut self, stream_id: u32, name: String) -> Close {
+    async fn on_play(&mut self, stream_id: u32, name: String) -> Next {
         let req = match self.request(&name) {
             Ok(r) => r,
             Err(e) => {
-                return self
-                    .refuse_play(stream_id, "NetStream.Play.StreamNotFound", &e)
-                    .await
+                let refused = self.refuse_play(stream_id, "NetStream.Play.StreamNotFound", &e);
+                return Next::Done(refused.await);
             }
         };
         let key = req.key();
@@ -599,9 +745,8 @@ impl Conn {
         {
             Decision::Admit => {}
             Decision::Refuse(why) => {
-                return self
-                    .refuse_play(stream_id, "NetStream.Play.Rejected", &why)
-                    .await
+                let refused = self.refuse_play(stream_id, "NetStream.Play.Rejected", &why);
+                return Next::Done(refused.await);
             }
             Decision::Elsewhere(o) => {
                 let (tc_url, url) = crate::cluster::rtmp_redirect_urls(&o, &req.app, &name);
@@ -609,10 +754,10 @@ impl Conn {
                     .redirect_play(stream_id, &tc_url, &url, &mut self.out);
                 let _ = write_all(&mut self.stream, &mut self.out).await;
                 info!(shard = self.shard.id, cid = self.cid, stream = %key, to = %url, "play redirected to the coworker holding the stream");
-                return Close::Redirected(format!("redirected to {url}"));
+                return Next::Done(Close::Redirected(format!("redirected to {url}")));
             }
         }
-        let _listed = who.register(&self.shard, &req, ClientKind::RtmpPlay);
+        let listed = who.register(&self.shard, &req, ClientKind::RtmpPlay);
         let consumer = Consumer::new(
             Format::Rtmp,
             Limits::for_vhost(self.shard.cfg().vhost(&req.vhost)),
@@ -622,71 +767,18 @@ impl Conn {
         }
         self.session.accept_play(stream_id, &mut self.out);
         let publishing = self.shard.play_join(&req, consumer.clone());
-        let _kickable = self
+        let kickable = self
             .shard
             .kickable(self.cid, Kicker::Player(Rc::downgrade(&consumer)));
         info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, relay = consumer.immediate(), "rtmp play started");
-        let _ = self.stream.set_read_timeout(None);
-        // players send little after `play`: give back the set-up buffers
-        self.input = BytesMut::from(&self.input[..]);
-        self.out = BytesMut::from(&self.out[..]);
-        self.events = Vec::new();
-        let r = self.play_loop(stream_id, &consumer).await;
-        self.shard.play_leave(&key, &consumer);
-        admission::notify_left(&self.shard, &self.applicant(), &req, Hook::Stop);
-        if consumer.dropped.get() > 0 {
-            info!(
-                shard = self.shard.id,
-                cid = self.cid,
-                dropped = consumer.dropped.get(),
-                "player frames dropped by the slow-consumer policy"
-            );
-        }
-        r
-    }
-
-    async fn play_loop(&mut self, stream_id: u32, consumer: &Rc<Consumer>) -> Close {
-        let mut rbuf = [0u8; 512];
-        loop {
-            let wake = Drive {
-                stream: &mut self.stream,
-                consumer,
-                ctrl: &mut self.out,
-                rbuf: &mut rbuf,
-                timer: None,
-            }
-            .await;
-            match wake {
-                Wake::Read(Ok(0)) => return Close::PeerLeft("player closed the connection".into()),
-                Wake::Read(Ok(n)) => {
-                    self.input.extend_from_slice(&rbuf[..n]);
-                    if let Err(e) =
-                        self.session
-                            .on_bytes(&mut self.input, &mut self.out, &mut self.events)
-                    {
-                        return Error::client(format!("protocol error from player: {e}")).into();
-                    }
-                    if !self.out.is_empty() {
-                        consumer.ctrl_queued();
-                    }
-                    for ev in self.events.drain(..) {
-                        if let ServerEvent::StreamClosed { .. } = ev {
-                            return Close::PeerLeft("player closed its stream".into());
-                        }
-                    }
-                }
-                Wake::Read(Err(e)) => return Close::from_io(&e, "read"),
-                Wake::Notice(Notice::Unpublished) => {
-                    self.session.unpublish_notify(stream_id, &mut self.out)
-                }
-                Wake::Notice(Notice::Published) => {
-                    self.session.publish_notify(stream_id, &mut self.out)
-                }
-                Wake::Kicked(reason) => return Close::Kicked(format!("kicked: {reason}")),
-                Wake::WriteFailed(e) => return Close::from_io(&e, "write"),
-                Wake::Timer => {}
-            }
-        }
+        Next::Play(Box::new(PlayStart {
+            stream_id,
+            req,
+            who,
+            consumer,
+            _listed: listed,
+            _kickable: kickable,
+        }))
     }
 }
 

@@ -141,7 +141,9 @@ pub struct ServerSession {
     link: Link,
     conn: Conn,
     connect_tx: f64,
-    info: Option<ConnectInfo>,
+    /// Boxed: a session outlives its connect (a player plays for hours)
+    /// and should not carry the fields inline.
+    info: Option<Box<ConnectInfo>>,
     /// Replies (csid, message stream id, message) held while `Conn::Pending`;
     /// kept as messages because the chunk size changes when they are sent.
     held: Vec<(u32, u32, Message)>,
@@ -209,7 +211,15 @@ impl ServerSession {
     /// What the peer's `connect` said, once it arrived; the engine needs it
     /// again for publish/play decisions (vhost, app, hooks).
     pub fn connect_info(&self) -> Option<&ConnectInfo> {
-        self.info.as_ref()
+        self.info.as_deref()
+    }
+
+    /// Drops what only the set-up needed (the connect fields, held
+    /// replies), once the engine has taken what it keeps: a playing
+    /// connection lives on with just its chunk and control state.
+    pub fn forget_set_up(&mut self) {
+        self.info = None;
+        self.held = Vec::new();
     }
 
     /// Lets the engine apply a shorter timeout to connections that never
@@ -675,7 +685,7 @@ impl ServerSession {
         };
         self.conn = Conn::Pending;
         self.connect_tx = c.transaction_id;
-        self.info = Some(info.clone());
+        self.info = Some(Box::new(info.clone()));
         events.push(ServerEvent::Connect(info));
         Ok(())
     }
