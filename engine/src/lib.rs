@@ -29,6 +29,8 @@ pub mod logging;
 mod memory;
 mod mesh;
 mod origins;
+mod redis;
+mod redis_registry;
 mod registry;
 mod rtmp;
 mod rtmpc;
