@@ -103,32 +103,44 @@ impl Redis {
 
     /// One command over a fresh connection.
     pub fn cmd(&self, args: &[&str]) -> Result<Value, String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        encode_command(args, &mut out);
-        s.write_all(&out).map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        let mut tmp = [0u8; 4096];
-        loop {
-            if let Some((v, _)) = decode(&buf).map_err(|e| e.to_string())? {
-                return Ok(v);
-            }
-            let n = s.read(&mut tmp).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("redis closed the connection".into());
-            }
-            buf.extend_from_slice(&tmp[..n]);
-        }
+        command(self.port, args)
     }
 
     /// The value of `key` as text, `None` when it is not set.
     pub fn get(&self, key: &str) -> Option<String> {
-        match self.cmd(&["GET", key]) {
-            Ok(Value::Bulk(Some(v))) => Some(String::from_utf8_lossy(&v).into_owned()),
-            _ => None,
+        get(self.port, key)
+    }
+}
+
+/// One command to the Redis server on loopback `port`, over a fresh
+/// connection.
+pub fn command(port: u16, args: &[&str]) -> Result<Value, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    encode_command(args, &mut out);
+    s.write_all(&out).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some((v, _)) = decode(&buf).map_err(|e| e.to_string())? {
+            return Ok(v);
         }
+        let n = s.read(&mut tmp).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("redis closed the connection".into());
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+/// `GET key` on the Redis server on loopback `port`, as text; `None` when
+/// it is not set or the server cannot be reached.
+pub fn get(port: u16, key: &str) -> Option<String> {
+    match command(port, &["GET", key]) {
+        Ok(Value::Bulk(Some(v))) => Some(String::from_utf8_lossy(&v).into_owned()),
+        _ => None,
     }
 }
 

@@ -5,7 +5,8 @@
 //! there, a second publish elsewhere is refused, a publisher that moves
 //! after its origin is killed is accepted and followed within a second, a
 //! Redis outage falls back to the coworkers without losing anything, and a
-//! restarted Redis gets its entries back from the refreshers.
+//! restarted Redis gets its entries back from the refreshers, and an
+//! unpublish deletes only its own entry.
 //!
 //! Skips, saying so, when `redis-server` is not installed.
 
@@ -18,6 +19,7 @@ use ringcast_tests::cluster::{
 };
 use ringcast_tests::fixture::fixture_tags;
 use ringcast_tests::helpers::Proto;
+use ringcast_tests::http_flv::FlvPlayer;
 use ringcast_tests::redis::Redis;
 
 /// Bound for "a player gets media": a keyframe interval plus start-up.
@@ -124,6 +126,17 @@ fn registry_redirects_follows_a_moved_stream_and_survives_a_redis_outage() {
         Duration::from_secs(10),
     );
     assert!(kf.is_some_and(|t| t < PROMPT), "{}", res.summary());
+    // HTTP-FLV on A: 302 to C's HTTP server.
+    let p = FlvPlayer::connect(&a.flv_url(stream), PROMPT)
+        .unwrap_or_else(|e| panic!("HTTP-FLV on A: {e}"));
+    assert_eq!(p.head.status, 302, "{:?}", p.head);
+    assert_eq!(
+        p.head.header("location"),
+        Some(c.flv_url(stream).as_str()),
+        "{:?}",
+        p.head
+    );
+    drop(p);
 
     // (ii) The edge pulls from C, as the registry says, not from A.
     let (res, kf) = play_briefly(
