@@ -15,6 +15,7 @@ mod player;
 mod procstat;
 mod publish;
 mod raw;
+mod registry;
 mod report;
 mod soak;
 mod table;
@@ -142,6 +143,30 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Poll a live HLS playlist with many clients (keep-alive) and report.
     PlayHls(hls::PlayHlsArgs),
+    /// Measure the origin cluster's Redis stream registry: register many
+    /// streams on several origins, then report each origin's Redis
+    /// commands/s and the lookup latency players see (benches/registry.sh
+    /// starts redis-server and the origins).
+    Registry {
+        /// One origin as `RTMP,HTTP,API` addresses; repeat per origin.
+        #[arg(long, required = true)]
+        origin: Vec<String>,
+        /// The redis-server the origins use, `127.0.0.1:PORT`.
+        #[arg(long)]
+        redis: SocketAddr,
+        /// Streams published and registered in all.
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        /// Lookups timed after registration.
+        #[arg(long, default_value_t = 2_000)]
+        lookups: usize,
+        /// Seconds over which commands/s are measured.
+        #[arg(long, default_value_t = 10)]
+        window: u64,
+        /// The origins' `key_prefix`.
+        #[arg(long, default_value = "ringcast:stream:")]
+        key_prefix: String,
+    },
     /// Render the JSON lines written by benches/compare.sh as Markdown.
     Table {
         /// JSON lines: `{"meta":{..}}` and `{"case","title","server","rep","report"}`.
@@ -277,6 +302,35 @@ fn run(command: Command) -> Result<ExitCode, String> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Registry {
+            origin,
+            redis,
+            streams,
+            lookups,
+            window,
+            key_prefix,
+        } => {
+            let origins = origin
+                .iter()
+                .map(|o| parse_origin(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !redis.ip().is_loopback() {
+                return Err(format!("refusing --redis {redis}: loopback only"));
+            }
+            check_count("--streams", streams, MAX_PLAYERS)?;
+            check_count("--lookups", lookups, MAX_PLAYERS)?;
+            let window = check_duration(window)?;
+            ensure_fds(streams + 16)?;
+            registry::run(registry::RegistryOptions {
+                origins,
+                redis,
+                streams,
+                lookups,
+                window,
+                key_prefix,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Soak(args) => soak::command(args),
         Command::PlayHls(args) => hls::command(args),
         Command::Table { input } => {
@@ -285,6 +339,27 @@ fn run(command: Command) -> Result<ExitCode, String> {
             print!("{}", table::render(&text));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `RTMP,HTTP,API` loopback addresses of one origin.
+fn parse_origin(s: &str) -> Result<registry::Origin, String> {
+    let addrs: Vec<SocketAddr> = s
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .parse()
+                .map_err(|_| format!("--origin {s}: `{a}` is not ip:port"))
+        })
+        .collect::<Result<_, _>>()?;
+    match addrs.as_slice() {
+        [rtmp, http, api] if addrs.iter().all(|a| a.ip().is_loopback()) => Ok(registry::Origin {
+            rtmp: *rtmp,
+            http: *http,
+            api: *api,
+        }),
+        [_, _, _] => Err(format!("refusing --origin {s}: loopback only")),
+        _ => Err(format!("--origin {s}: expected RTMP,HTTP,API addresses")),
     }
 }
 

@@ -176,7 +176,7 @@ async fn publish_one(
 }
 
 /// The connection and what is needed to keep it serviced.
-struct Conn {
+pub struct Conn {
     stream: TcpStream,
     session: ClientSession,
     input: BytesMut,
@@ -187,7 +187,7 @@ struct Conn {
 
 impl Conn {
     /// Reads for at most `wait`, answering the server; `Ok(true)` if bytes came.
-    async fn service(&mut self, wait: Duration) -> Result<bool, String> {
+    pub async fn service(&mut self, wait: Duration) -> Result<bool, String> {
         let Conn { stream, buf, .. } = self;
         let read = async { Some(stream.read(buf).await) };
         let idle = async {
@@ -236,14 +236,9 @@ impl Conn {
     }
 }
 
-async fn publish_inner(
-    addr: SocketAddr,
-    url: RtmpUrl,
-    plan: &Plan,
-    deadline: Instant,
-    looped: bool,
-    outcome: &mut PublishOutcome,
-) -> Result<(), String> {
+/// Connects to `addr` and publishes `url`, returning once the server said
+/// `NetStream.Publish.Start`.
+pub async fn open(addr: SocketAddr, url: RtmpUrl) -> Result<Conn, String> {
     let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
         .await
         .map_err(|e| format!("connect: {}", std::io::Error::from(e).kind()))?;
@@ -272,6 +267,18 @@ async fn publish_inner(
         }
         conn.service(left).await?;
     }
+    Ok(conn)
+}
+
+async fn publish_inner(
+    addr: SocketAddr,
+    url: RtmpUrl,
+    plan: &Plan,
+    deadline: Instant,
+    looped: bool,
+    outcome: &mut PublishOutcome,
+) -> Result<(), String> {
+    let mut conn = open(addr, url).await?;
 
     let start = Instant::now();
     for (ts, tag) in plan.schedule(looped) {

@@ -8,8 +8,14 @@
 #                      ├─► edge1 RTMP :19451  HTTP :18181 ─┐ pull on demand from
 #                      └─► edge2 RTMP :19452  HTTP :18182 ─┘ origin1 / origin2
 #
+# With `--registry redis`, a redis-server (:19379) is started first and origins and
+# edges share the stream registry in it ([vhosts.*.cluster.registry]): edges pull
+# each stream straight from the origin that holds it, and a second publish of a
+# stream on the other origin is refused.
+#
 # Usage:
-#   conf/deploy/reference.sh up DIR [BIN]   write configs into DIR and start everything
+#   conf/deploy/reference.sh up DIR [BIN] [--registry redis]
+#                                           write configs into DIR and start everything
 #   conf/deploy/reference.sh down DIR       stop exactly the processes `up` started
 #   conf/deploy/reference.sh status DIR     list them and whether they still run
 #
@@ -19,8 +25,8 @@
 # Environment:
 #   BASE_PORT   moves every port by the same offset (default 18000; the ports are
 #               BASE_PORT + 80, 81, 82, 181, 182, 1350, 1351, 1352, 1451, 1452,
-#               1851, 1852 as listed above)
-#   NGINX_PORT, HAPROXY_PORT, ORIGIN{1,2}_{RTMP,HTTP,API}_PORT,
+#               1851, 1852 as listed above, and 1379 for Redis)
+#   NGINX_PORT, HAPROXY_PORT, REDIS_PORT, ORIGIN{1,2}_{RTMP,HTTP,API}_PORT,
 #   EDGE{1,2}_{RTMP,HTTP}_PORT   override single ports
 #   BIND_HOST   address every component listens on and is reached at
 #               (default 127.0.0.1)
@@ -33,7 +39,8 @@
 #   DIR/haproxy.cfg  haproxy.log                  HAProxy
 #   DIR/nginx.conf   nginx-error.log  nginx-access.log
 #   DIR/pids         "NAME PID EXE" of every process started, what `down` stops
-# haproxy and nginx are installed with apt-get when missing.
+# haproxy and nginx (and redis-server with --registry redis) are installed with
+# apt-get when missing.
 set -euo pipefail
 
 SELF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,9 +73,11 @@ set_ports() {
     EDGE2_RTMP_PORT=${EDGE2_RTMP_PORT:-$((base + 1452))}
     ORIGIN1_API_PORT=${ORIGIN1_API_PORT:-$((base + 1851))}
     ORIGIN2_API_PORT=${ORIGIN2_API_PORT:-$((base + 1852))}
+    REDIS_PORT=${REDIS_PORT:-$((base + 1379))}
     ALL_PORTS=("$NGINX_PORT" "$ORIGIN1_HTTP_PORT" "$ORIGIN2_HTTP_PORT" "$EDGE1_HTTP_PORT"
         "$EDGE2_HTTP_PORT" "$HAPROXY_PORT" "$ORIGIN1_RTMP_PORT" "$ORIGIN2_RTMP_PORT"
         "$EDGE1_RTMP_PORT" "$EDGE2_RTMP_PORT" "$ORIGIN1_API_PORT" "$ORIGIN2_API_PORT")
+    [[ $REGISTRY != redis ]] || ALL_PORTS+=("$REDIS_PORT")
     local p seen=" "
     for p in "${ALL_PORTS[@]}"; do
         if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
@@ -111,7 +120,9 @@ find_bin() {
 # policy-rc.d refuses service starts, unless the host already has its own.
 ensure_tools() {
     local missing=() t
-    for t in haproxy nginx; do
+    local tools=(haproxy nginx)
+    [[ $REGISTRY != redis ]] || tools+=(redis-server)
+    for t in "${tools[@]}"; do
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     ((${#missing[@]} == 0)) && return 0
@@ -173,6 +184,17 @@ write_configs() {
     render nginx.conf.in "$DIR/nginx.conf" nginx
     mkdir -p "$DIR/nginx-temp"
     local f
+    if [[ $REGISTRY == redis ]]; then
+        for f in origin1 origin2 edge1 edge2; do
+            cat >>"$DIR/$f.toml" <<EOF
+
+# --registry redis: the cluster's stream registry (README, "Stream registry").
+[vhosts.__defaultVhost__.cluster.registry]
+kind = "redis"
+url = "redis://$BIND_HOST:$REDIS_PORT/0"
+EOF
+        done
+    fi
     for f in origin1 origin2 edge1 edge2; do
         "$BIN" -t -c "$DIR/$f.toml" >"$DIR/$f.check.log" 2>&1 ||
             die "ringcast rejects $DIR/$f.toml: $(cat "$DIR/$f.check.log")"
@@ -347,6 +369,10 @@ cmd_up() {
     # However start-up ends early (a failed step, die, Ctrl-C), stop what was started.
     trap abort_up EXIT
     trap 'exit 130' INT TERM
+    if [[ $REGISTRY == redis ]]; then
+        start redis "$REDIS_PORT" -- redis-server --port "$REDIS_PORT" --bind "$BIND_HOST" \
+            --save '' --appendonly no --dir "$DIR"
+    fi
     start origin1 "$ORIGIN1_RTMP_PORT" "$ORIGIN1_HTTP_PORT" "$ORIGIN1_API_PORT" -- "$BIN" -c "$DIR/origin1.toml"
     start origin2 "$ORIGIN2_RTMP_PORT" "$ORIGIN2_HTTP_PORT" "$ORIGIN2_API_PORT" -- "$BIN" -c "$DIR/origin2.toml"
     start haproxy "$HAPROXY_PORT" -- haproxy -db -f "$DIR/haproxy.cfg"
@@ -363,6 +389,9 @@ reference deployment 2 is up (configs, logs and pids in $DIR)
   API:      http://$BIND_HOST:$ORIGIN1_API_PORT/api/v1/streams   http://$BIND_HOST:$ORIGIN2_API_PORT/api/v1/streams  (origins)
   stop:     $0 down $DIR
 EOF
+    if [[ $REGISTRY == redis ]]; then
+        echo "  registry: redis://$BIND_HOST:$REDIS_PORT/0  (keys ringcast:stream:VHOST/APP/STREAM)"
+    fi
 }
 
 cmd_status() {
@@ -385,6 +414,23 @@ main() {
     local cmd=$1
     DIR=$2
     shift 2
+    REGISTRY=none
+    local rest=()
+    while (($#)); do
+        case $1 in
+        --registry)
+            (($# >= 2)) || die "--registry needs a kind (redis or none)"
+            [[ $2 == redis || $2 == none ]] || die "--registry $2: the kinds are redis and none"
+            REGISTRY=$2
+            shift 2
+            ;;
+        *)
+            rest+=("$1")
+            shift
+            ;;
+        esac
+    done
+    set -- "${rest[@]}"
     BIND_HOST=${BIND_HOST:-127.0.0.1}
     SHARDS=${SHARDS:-0}
     START_TIMEOUT=${START_TIMEOUT:-15}

@@ -28,9 +28,9 @@ use toml_edit::{DocumentMut, ImDocument, Item};
 pub use container::{detect_container, in_container, ContainerProbes};
 pub use error::ConfigError;
 pub use schema::{
-    ClusterConf, ClusterMode, ForwardConf, HlsConf, HooksConf, HttpApiConf, HttpFlvConf,
-    HttpServerConf, LogConf, LogFormat, LogLevel, LogTarget, RtmpConf, SecurityConf, ServerConf,
-    VhostConf,
+    parse_redis_url, ClusterConf, ClusterMode, ForwardConf, HlsConf, HooksConf, HttpApiConf,
+    HttpFlvConf, HttpServerConf, LogConf, LogFormat, LogLevel, LogTarget, RedisTarget,
+    RegistryConf, RegistryKind, RtmpConf, SecurityConf, ServerConf, VhostConf,
 };
 
 use error::{dotted, Seg};

@@ -421,6 +421,124 @@ pub struct ClusterConf {
     /// Time allowed for a coworker to answer a lookup.
     #[serde(deserialize_with = "millis")]
     pub coworker_timeout_ms: Duration,
+    /// `[vhosts.<name>.cluster.registry]`: an optional shared registry of which origin
+    /// publishes each stream, for clusters too large to ask every coworker. Per vhost,
+    /// like the rest of the cluster block, so one server can serve a registry-backed
+    /// vhost next to a plain one.
+    pub registry: RegistryConf,
+}
+
+/// Which stream registry an origin cluster uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryKind {
+    /// No registry: origins ask their coworkers (SRS's design, the default).
+    #[default]
+    None,
+    /// A Redis server that every origin and edge of the cluster reads.
+    Redis,
+}
+
+/// `[vhosts.<name>.cluster.registry]`: where origins write `stream -> origin` and where
+/// origins and edges look streams up. When the registry cannot be reached, lookups fall
+/// back to the coworkers and publishing goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConf {
+    /// `none` (the default) or `redis`.
+    pub kind: RegistryKind,
+    /// `redis://[[user]:password@]host[:port][/db]`.
+    pub url: String,
+    /// Lifetime of an origin's entry; its origin refreshes it every third of this, so a
+    /// killed origin's streams are free to publish elsewhere after at most this long.
+    #[serde(deserialize_with = "millis")]
+    pub ttl_ms: Duration,
+    /// Prepended to `vhost/app/stream` to make the Redis key, so several clusters can
+    /// share one Redis server.
+    pub key_prefix: String,
+    /// Time allowed for each call to the registry, connect included; past it the call
+    /// counts as the registry being down.
+    #[serde(deserialize_with = "millis")]
+    pub timeout_ms: Duration,
+}
+
+impl Default for RegistryConf {
+    fn default() -> Self {
+        Self {
+            kind: RegistryKind::None,
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            ttl_ms: Duration::from_millis(3_000),
+            key_prefix: "ringcast:stream:".to_owned(),
+            timeout_ms: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A parsed `redis://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// `host:port` to connect to.
+    pub addr: String,
+    /// Database selected after connecting.
+    pub db: u32,
+    /// ACL user for `AUTH`, if the URL names one.
+    pub user: Option<String>,
+    /// Password for `AUTH`, if the URL carries one.
+    pub password: Option<String>,
+}
+
+/// Reads `redis://[[user]:password@]host[:port][/db]` (port 6379, db 0 by default).
+pub fn parse_redis_url(url: &str) -> Result<RedisTarget, String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| format!("`{url}` is not a redis:// URL"))?;
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((a, r)) => (Some(a), r),
+        None => (None, rest),
+    };
+    let (hostport, db) = match rest.split_once('/') {
+        Some((h, "")) => (h, 0),
+        Some((h, d)) => (
+            h,
+            d.parse()
+                .map_err(|_| format!("`{url}`: database `{d}` is not a number"))?,
+        ),
+        None => (rest, 0),
+    };
+    let bracketed = hostport.starts_with('[');
+    let addr = match hostport.rsplit_once(':') {
+        Some((h, p)) if !bracketed || h.ends_with(']') => {
+            let port: u16 = p
+                .parse()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("`{url}`: port `{p}` is not in 1..=65535"))?;
+            format!("{h}:{port}")
+        }
+        _ => format!("{hostport}:6379"),
+    };
+    let host = addr.rsplit_once(':').map_or("", |(h, _)| h);
+    if host.is_empty()
+        || host
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/')
+        || (host.contains(':') && !bracketed)
+    {
+        return Err(format!("`{url}` names no usable host"));
+    }
+    let (user, password) = match auth {
+        None => (None, None),
+        Some(a) => match a.split_once(':') {
+            Some((u, p)) => ((!u.is_empty()).then(|| u.to_owned()), Some(p.to_owned())),
+            None => (None, Some(a.to_owned())),
+        },
+    };
+    Ok(RedisTarget {
+        addr,
+        db,
+        user,
+        password,
+    })
 }
 
 impl Default for ClusterConf {
@@ -434,6 +552,7 @@ impl Default for ClusterConf {
             origin_retry_ms: Duration::from_millis(3_000),
             coworkers: Vec::new(),
             coworker_timeout_ms: Duration::from_millis(1_000),
+            registry: RegistryConf::default(),
         }
     }
 }

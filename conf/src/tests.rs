@@ -1045,3 +1045,72 @@ fn merged_write_delay_is_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn cluster_registry_is_off_by_default_and_read_per_vhost() {
+    let c = ok("");
+    let r = &c.vhost(DEFAULT_VHOST).cluster.registry;
+    assert_eq!(r.kind, RegistryKind::None);
+    assert_eq!(r.ttl_ms, Duration::from_millis(3_000));
+    let c = ok(
+        "[vhosts.__defaultVhost__.cluster.registry]\nkind = \"redis\"\n\
+         url = \"redis://:s3cret@10.0.0.9:6380/2\"\nttl_ms = 5000\nkey_prefix = \"c1:\"\n",
+    );
+    let r = &c.vhost(DEFAULT_VHOST).cluster.registry;
+    assert_eq!(r.kind, RegistryKind::Redis);
+    assert_eq!(
+        (r.ttl_ms, r.key_prefix.as_str()),
+        (Duration::from_millis(5_000), "c1:")
+    );
+    let t = parse_redis_url(&r.url).unwrap();
+    assert_eq!((t.addr.as_str(), t.db), ("10.0.0.9:6380", 2));
+    assert_eq!((t.user, t.password.as_deref()), (None, Some("s3cret")));
+}
+
+#[test]
+fn cluster_registry_errors_name_the_key() {
+    let base = "[vhosts.v1.cluster.registry]\nkind = \"redis\"\n";
+    let e = err(&format!("{base}url = \"http://x\"\n"));
+    assert_at(
+        &e,
+        3,
+        "vhosts.v1.cluster.registry.url",
+        "not a redis:// URL",
+    );
+    let e = err(&format!("{base}ttl_ms = 100\n"));
+    assert_at(&e, 3, "vhosts.v1.cluster.registry.ttl_ms", "at least 300");
+    let e = err(&format!("{base}ttl_ms = 1000\ntimeout_ms = 1000\n"));
+    assert_at(
+        &e,
+        4,
+        "vhosts.v1.cluster.registry.timeout_ms",
+        "shorter than ttl_ms",
+    );
+    let e = err("[vhosts.v1.cluster.registry]\nkind = \"etcd\"\n");
+    assert_at(&e, 2, "vhosts.v1.cluster.registry.kind", "unknown variant");
+    // off: the unused URL is not checked
+    ok("[vhosts.v1.cluster.registry]\nurl = \"nonsense\"\n");
+}
+
+#[test]
+fn redis_urls() {
+    let t = parse_redis_url("redis://127.0.0.1").unwrap();
+    assert_eq!((t.addr.as_str(), t.db), ("127.0.0.1:6379", 0));
+    let t = parse_redis_url("redis://app:pw@[::1]:7000/").unwrap();
+    assert_eq!((t.addr.as_str(), t.db), ("[::1]:7000", 0));
+    assert_eq!(
+        (t.user.as_deref(), t.password.as_deref()),
+        (Some("app"), Some("pw"))
+    );
+    assert_eq!(parse_redis_url("redis://h/3").unwrap().addr, "h:6379");
+    for bad in [
+        "redis://",
+        "redis://h:0",
+        "redis://h:x",
+        "redis://h/x",
+        "redis://::1:5",
+        "tcp://h",
+    ] {
+        assert!(parse_redis_url(bad).is_err(), "{bad}");
+    }
+}

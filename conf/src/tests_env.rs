@@ -698,3 +698,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn cluster_registry_keys_by_name() {
+    let c = ok_env(
+        "",
+        &[
+            ("RINGCAST_VHOST_CLUSTER_REGISTRY_KIND", "redis"),
+            (
+                "RINGCAST_VHOST_CLUSTER_REGISTRY_URL",
+                "redis://10.0.0.5:6380/1",
+            ),
+            ("RINGCAST_VHOST_CLUSTER_REGISTRY_TTL_MS", "6000"),
+            ("RINGCAST_VHOST_CLUSTER_REGISTRY_KEY_PREFIX", "eu:"),
+            ("RINGCAST_VHOST_CLUSTER_REGISTRY_TIMEOUT_MS", "200"),
+        ],
+    );
+    let r = &c.vhost(DEFAULT_VHOST).cluster.registry;
+    assert_eq!(r.kind, RegistryKind::Redis);
+    assert_eq!(r.url, "redis://10.0.0.5:6380/1");
+    assert_eq!(r.ttl_ms, Duration::from_millis(6000));
+    assert_eq!(r.key_prefix, "eu:");
+    assert_eq!(r.timeout_ms, Duration::from_millis(200));
+    let e = err_env("", &[("RINGCAST_VHOST_CLUSTER_REGISTRY_KIND", "etcd")]);
+    assert!(
+        e.to_string()
+            .contains("RINGCAST_VHOST_CLUSTER_REGISTRY_KIND"),
+        "{e}"
+    );
+}

@@ -304,6 +304,7 @@ fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
     ] {
         positive(value, with(&cl, key))?;
     }
+    validate_registry(&c.registry, &with(&cl, "registry"))?;
     let fw = with(base, "forward");
     for (i, d) in v.forward.destinations.iter().enumerate() {
         host_port(d, indexed(&fw, "destinations", i))?;
@@ -324,6 +325,34 @@ fn validate_vhost(v: &VhostConf, base: &[Seg]) -> Check {
         }
     }
     positive(v.hooks.timeout_ms, with(&hk, "timeout_ms"))?;
+    Ok(())
+}
+
+/// Shortest registry TTL: the refresher writes every third of it, and a Redis round
+/// trip plus a busy shard must fit well inside that.
+const MIN_REGISTRY_TTL_MS: u64 = 300;
+
+/// The registry is only checked when it is on, so its unused defaults cannot fail.
+fn validate_registry(r: &crate::RegistryConf, at: &[Seg]) -> Check {
+    if r.kind == crate::RegistryKind::None {
+        return Ok(());
+    }
+    if let Err(why) = crate::parse_redis_url(&r.url) {
+        fail(with(at, "url"), why)?;
+    }
+    if r.ttl_ms < Duration::from_millis(MIN_REGISTRY_TTL_MS) {
+        fail(
+            with(at, "ttl_ms"),
+            format!("must be at least {MIN_REGISTRY_TTL_MS}"),
+        )?;
+    }
+    positive(r.timeout_ms, with(at, "timeout_ms"))?;
+    if r.timeout_ms >= r.ttl_ms {
+        fail(
+            with(at, "timeout_ms"),
+            "must be shorter than ttl_ms, or a slow call outlives the entry it refreshes",
+        )?;
+    }
     Ok(())
 }
 

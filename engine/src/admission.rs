@@ -88,7 +88,7 @@ pub async fn decide(
             return Decision::Refuse(why);
         }
     }
-    match Box::pin(shard.find_elsewhere(req)).await {
+    match Box::pin(shard.find_elsewhere(req, action)).await {
         None => Decision::Admit,
         Some(o) => Decision::Elsewhere(o),
     }

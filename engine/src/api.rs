@@ -240,25 +240,15 @@ fn clusters(cfg: &Config, registry: &Registry, query: &str) -> Result<Reply, Str
     let vhost = cfg.resolve_vhost(&q.vhost).0.to_string();
     let key = format!("{vhost}/{}/{}", q.app, q.stream);
     let origin = registry.publisher_of(&key).map(|_| {
-        let host = &cfg.server.advertise_host;
-        let port = cfg.rtmp.listen.first().map_or(1935, |a| a.port());
+        let o = crate::cluster::own_origin(cfg, &vhost);
+        let router = host_port(&o.ip, o.port);
         OriginJson {
-            ip: host.clone(),
-            port,
-            vhost,
-            api: cfg
-                .http_api
-                .listen
-                .first()
-                .map(|a| host_port(host, a.port()))
-                .unwrap_or_default(),
-            http: cfg
-                .http_server
-                .enabled
-                .then(|| cfg.http_server.listen.first())
-                .flatten()
-                .map(|a| host_port(host, a.port())),
-            routers: vec![host_port(host, port)],
+            ip: o.ip,
+            port: o.port,
+            vhost: o.vhost,
+            api: o.api,
+            http: o.http,
+            routers: vec![router],
         }
     });
     Ok(ok(Data {

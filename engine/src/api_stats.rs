@@ -350,6 +350,18 @@ pub fn metrics(global: &Global) -> String {
     );
     counter(
         &mut out,
+        "ringcast_registry_commands_total",
+        "Commands sent to the stream registry (Redis).",
+        sum(c, |s| &s.registry_commands),
+    );
+    counter(
+        &mut out,
+        "ringcast_registry_fallbacks_total",
+        "Stream registry calls that failed and fell back to the coworkers.",
+        sum(c, |s| &s.registry_fallbacks),
+    );
+    counter(
+        &mut out,
         "ringcast_hook_calls_total",
         "HTTP hook calls.",
         sum(c, |s| &s.hook_calls),

@@ -5,7 +5,7 @@
 //! timeout at most, and only when nobody has the stream.
 
 use crate::httpc;
-use ringcast_conf::DEFAULT_VHOST;
+use ringcast_conf::{Config, DEFAULT_VHOST};
 use ringcast_proto::http::percent_encode;
 use serde::Deserialize;
 use std::future::Future;
@@ -159,6 +159,51 @@ impl Future for FirstSome<'_> {
         } else {
             Poll::Ready(None)
         }
+    }
+}
+
+/// Whether the origin `o` that a registry entry names is gone for
+/// `vhost/app/stream`: its API refuses or resets connections (killed) or answers that
+/// it does not publish the stream. A slow or failing answer is not proof:
+/// then the entry is left to expire.
+pub async fn holder_gone(
+    o: &ClusterOrigin,
+    vhost: &str,
+    app: &str,
+    stream: &str,
+    timeout: Duration,
+) -> bool {
+    if o.api.is_empty() {
+        return false;
+    }
+    let path = lookup_path(&o.api, vhost, app, stream);
+    let gone = match httpc::get(&o.api, &path, timeout).await {
+        Ok(r) if r.status == 200 => matches!(parse_answer(&r.body), Ok(None)),
+        Ok(_) => false,
+        // a killed process's listening socket can outlive it briefly (its
+        // io_uring lets go late): then the connection is reset, not refused
+        Err(e) => e.contains("Connection refused") || e.contains("Connection reset"),
+    };
+    debug!(api = %o.api, stream, gone, "asked whether the registered origin is gone");
+    gone
+}
+
+/// Where other servers find the streams this server publishes on `vhost`:
+/// the advertised host with the first RTMP, HTTP-FLV and API ports. What
+/// `/api/v1/clusters` answers and what the stream registry stores.
+pub fn own_origin(cfg: &Config, vhost: &str) -> ClusterOrigin {
+    let host = &cfg.server.advertise_host;
+    let first = |enabled: bool, list: &[std::net::SocketAddr]| {
+        list.first()
+            .filter(|_| enabled)
+            .map(|a| host_port(host, a.port()))
+    };
+    ClusterOrigin {
+        ip: host.clone(),
+        port: cfg.rtmp.listen.first().map_or(1935, |a| a.port()),
+        vhost: vhost.to_string(),
+        api: first(cfg.http_api.enabled, &cfg.http_api.listen).unwrap_or_default(),
+        http: first(cfg.http_server.enabled, &cfg.http_server.listen),
     }
 }
 
@@ -368,6 +413,39 @@ mod tests {
                 .await,
                 None
             );
+        });
+    }
+
+    #[test]
+    fn a_holder_is_gone_only_when_it_says_so_or_refuses_connections() {
+        run_local(async {
+            let null = fake_server(|_| {
+                let body = r#"{"code":0,"data":{"origin":null}}"#;
+                Some(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes(),
+                )
+            });
+            let closed = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().to_string()
+            };
+            let silent = fake_server(|_| None);
+            let t = Duration::from_millis(300);
+            let with_api = |api: &str| ClusterOrigin {
+                api: api.to_string(),
+                ..origin(DEFAULT_VHOST)
+            };
+            let gone = |api: String| async move {
+                holder_gone(&with_api(&api), DEFAULT_VHOST, "live", "s", t).await
+            };
+            assert!(gone(null).await);
+            assert!(gone(closed).await);
+            assert!(!gone(silent).await, "a silent origin may be alive");
+            assert!(!gone(String::new()).await, "no API: nothing to ask");
         });
     }
 }

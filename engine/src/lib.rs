@@ -30,6 +30,8 @@ mod memory;
 mod mesh;
 mod origins;
 mod readbuf;
+mod redis;
+mod redis_registry;
 mod registry;
 mod rtmp;
 mod rtmpc;

@@ -6,12 +6,13 @@ use crate::frame::Frame;
 use crate::ingest::Media;
 use crate::mesh::Senders;
 use crate::origins::OriginBook;
+use crate::redis_registry::{entry_value, StreamRegistry};
 use crate::stream::{Hub, LocalStream};
 use crate::url::StreamRequest;
 use bytes::BytesMut;
 use glommio::{GlommioError, ResourceType};
-use ringcast_conf::ClusterMode;
-use ringcast_conf::Config;
+use ringcast_conf::security::Action;
+use ringcast_conf::{ClusterMode, Config, RegistryKind};
 use ringcast_proto::rtmp::server::{ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -175,6 +176,9 @@ pub struct Shard {
     next_id: Cell<u64>,
     next_cid: Cell<u64>,
     origin_books: RefCell<HashMap<String, OriginBook>>,
+    /// This shard's side of the cluster's stream registry (Redis), when a
+    /// vhost has one.
+    pub streams: Rc<StreamRegistry>,
     kickers: RefCell<HashMap<u64, Kicker>>,
     /// Per destination shard, what waits for room in its channel.
     outboxes: RefCell<Vec<Outbox>>,
@@ -225,6 +229,7 @@ impl Shard {
             next_id: Cell::new(0),
             next_cid: Cell::new(0),
             origin_books: RefCell::default(),
+            streams: Rc::default(),
             kickers: RefCell::default(),
             outboxes: RefCell::new((0..count).map(|_| Outbox::default()).collect()),
             spawn,
@@ -426,6 +431,10 @@ impl Shard {
         }
         let cfg = self.cfg();
         let v = cfg.vhost(&req.vhost);
+        if v.cluster.mode != ClusterMode::Remote && v.cluster.registry.kind == RegistryKind::Redis {
+            let own = entry_value(&crate::cluster::own_origin(&cfg, &req.vhost));
+            self.streams.hold(&v.cluster.registry, req, own);
+        }
         if v.cluster.mode != ClusterMode::Remote {
             // started once the hub is no longer borrowed
             for dest in &v.forward.destinations {
@@ -506,6 +515,11 @@ impl Shard {
     }
 
     pub fn publish_end(self: &Rc<Self>, key: &str) {
+        if let Some(req) = StreamRequest::from_key(key, String::new()) {
+            let cfg = self.cfg();
+            self.streams
+                .release(&cfg.vhost(&req.vhost).cluster.registry, &req);
+        }
         let hub = self.hubs.borrow().get(key).cloned();
         if let Some(hub) = hub {
             self.publish_flush(&hub);
@@ -780,17 +794,41 @@ impl Shard {
     }
 
     /// Where else in the origin cluster `req` is published, when this
-    /// origin does not hold it and has coworkers to ask.
+    /// origin does not hold it: the stream registry's answer when the vhost
+    /// has one (for a publish, its claim), else, or when the registry
+    /// cannot be reached, the coworkers'.
     pub async fn find_elsewhere(
         self: &Rc<Self>,
         req: &StreamRequest,
+        action: Action,
     ) -> Option<crate::cluster::ClusterOrigin> {
         let cfg = self.cfg();
         let cluster = &cfg.vhost(&req.vhost).cluster;
-        if cluster.coworkers.is_empty()
-            || cluster.mode == ClusterMode::Remote
+        if cluster.mode == ClusterMode::Remote
             || self.global.registry.publisher_of(&req.key()).is_some()
         {
+            return None;
+        }
+        if cluster.registry.kind == RegistryKind::Redis {
+            let own = entry_value(&crate::cluster::own_origin(&cfg, &req.vhost));
+            let conf = &cluster.registry;
+            let answer = match action {
+                Action::Play => self.streams.lookup(conf, req, Some(&own)).await,
+                Action::Publish => {
+                    let timeout = cluster.coworker_timeout_ms;
+                    let gone = |o: crate::cluster::ClusterOrigin| async move {
+                        crate::cluster::holder_gone(&o, &req.vhost, &req.app, &req.stream, timeout)
+                            .await
+                    };
+                    self.streams.claim(conf, req, &own, gone).await
+                }
+            };
+            match answer {
+                Ok(found) => return found,
+                Err(e) => crate::redis_registry::fallback(&e),
+            }
+        }
+        if cluster.coworkers.is_empty() {
             return None;
         }
         let own_api = self

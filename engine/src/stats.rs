@@ -18,6 +18,10 @@ pub struct ShardCounters {
     /// Players disconnected by the slow-consumer policy.
     pub slow_kicks: AtomicU64,
     pub edge_failovers: AtomicU64,
+    /// Commands sent to the stream registry (Redis), set-up included.
+    pub registry_commands: AtomicU64,
+    /// Registry calls that failed and fell back to the coworkers.
+    pub registry_fallbacks: AtomicU64,
     pub hook_calls: AtomicU64,
     /// Total hook latency, for an average.
     pub hook_micros: AtomicU64,
@@ -40,6 +44,8 @@ struct Local {
     slow_drops: Cell<u64>,
     slow_kicks: Cell<u64>,
     edge_failovers: Cell<u64>,
+    registry_commands: Cell<u64>,
+    registry_fallbacks: Cell<u64>,
     hook_calls: Cell<u64>,
     hook_micros: Cell<u64>,
     connections: Cell<u64>,
@@ -70,6 +76,12 @@ pub fn slow_kick() {
 }
 pub fn edge_failover() {
     bump(|l| &l.edge_failovers, 1);
+}
+pub fn registry_commands(n: u64) {
+    bump(|l| &l.registry_commands, n);
+}
+pub fn registry_fallback() {
+    bump(|l| &l.registry_fallbacks, 1);
 }
 pub fn hook_call(micros: u64) {
     bump(|l| &l.hook_calls, 1);
@@ -103,6 +115,10 @@ pub fn publish(into: &ShardCounters) {
         into.slow_kicks.store(l.slow_kicks.get(), Ordering::Relaxed);
         into.edge_failovers
             .store(l.edge_failovers.get(), Ordering::Relaxed);
+        into.registry_commands
+            .store(l.registry_commands.get(), Ordering::Relaxed);
+        into.registry_fallbacks
+            .store(l.registry_fallbacks.get(), Ordering::Relaxed);
         into.hook_calls.store(l.hook_calls.get(), Ordering::Relaxed);
         into.hook_micros
             .store(l.hook_micros.get(), Ordering::Relaxed);

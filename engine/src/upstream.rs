@@ -11,7 +11,7 @@ use crate::rtmpc;
 use crate::shard::Shard;
 use crate::stream::Hub;
 use crate::url::{upstream_url, StreamRequest};
-use ringcast_conf::ClusterConf;
+use ringcast_conf::{ClusterConf, RegistryKind};
 use ringcast_proto::rtmp::client::{ClientEvent, ClientMode};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -74,10 +74,31 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
             info!(shard = shard.id, stream = %key, "edge pull stopped: no players for {} ms", idle.as_millis());
             break;
         }
-        let idx = shard.pick_origin(&req.vhost, cluster.origins.len(), retry);
-        let Some(origin) = cluster.origins.get(idx).cloned() else {
-            break;
+        // the registry's answer first; the configured origins when it has
+        // none or cannot be reached (they redirect to the right coworker)
+        let registered = match cluster.registry.kind {
+            RegistryKind::Redis => {
+                match shard.streams.lookup(&cluster.registry, &req, None).await {
+                    Ok(found) => found.map(|o| crate::cluster::host_port(&o.ip, o.port)),
+                    Err(e) => {
+                        crate::redis_registry::fallback(&e);
+                        None
+                    }
+                }
+            }
+            RegistryKind::None => None,
         };
+        let (origin, idx) = match registered {
+            Some(o) => (o, None),
+            None => {
+                let idx = shard.pick_origin(&req.vhost, cluster.origins.len(), retry);
+                let Some(origin) = cluster.origins.get(idx).cloned() else {
+                    break;
+                };
+                (origin, Some(idx))
+            }
+        };
+        let source = if idx.is_some() { "config" } else { "registry" };
         let url = upstream_url(&origin, &req);
         let timeout = cluster.connect_timeout_ms;
         let mut conn = match rtmpc::open(
@@ -90,10 +111,11 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
         {
             Ok(c) => c,
             Err(e) => {
-                if e.avoid_server() {
+                shard.streams.forget(&cluster.registry, &req);
+                if let Some(idx) = idx.filter(|_| e.avoid_server()) {
                     shard.origin_failed(&req.vhost, idx);
                 }
-                warn!(shard = shard.id, stream = %key, origin = %origin, "edge pull failed: {e}; trying the next origin");
+                warn!(shard = shard.id, stream = %key, origin = %origin, source, "edge pull failed: {e}; trying the next origin");
                 failures += 1;
                 // a refused origin is skipped at once; a full round of
                 // failures waits a little before the next round
@@ -121,11 +143,11 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
         );
         match &last_origin {
             Some(prev) if live => {
-                info!(shard = shard.id, stream = %key, from = %prev, to = %origin, via = %conn.addr, "edge failover: pulling from the next origin");
+                info!(shard = shard.id, stream = %key, from = %prev, to = %origin, via = %conn.addr, source, "edge failover: pulling from the next origin");
                 crate::stats::edge_failover();
             }
             _ => {
-                info!(shard = shard.id, stream = %key, origin = %origin, via = %conn.addr, "edge pull started")
+                info!(shard = shard.id, stream = %key, origin = %origin, via = %conn.addr, source, "edge pull started")
             }
         }
         last_origin = Some(origin.clone());
@@ -138,7 +160,9 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
             }
             End::Unpublished => {
                 info!(shard = shard.id, stream = %key, origin = %origin, "origin unpublished the stream");
-                shard.origin_succeeded(&req.vhost, idx);
+                if let Some(idx) = idx {
+                    shard.origin_succeeded(&req.vhost, idx);
+                }
                 if live {
                     shard.pull_ended(&key);
                     live = false;
@@ -146,7 +170,8 @@ pub async fn pull(shard: Rc<Shard>, req: StreamRequest, hub: Rc<RefCell<Hub>>) {
                 glommio::timer::sleep(retry).await;
             }
             End::Failed(why) => {
-                if why.avoid_server() {
+                shard.streams.forget(&cluster.registry, &req);
+                if let Some(idx) = idx.filter(|_| why.avoid_server()) {
                     shard.origin_failed(&req.vhost, idx);
                 }
                 warn!(shard = shard.id, stream = %key, origin = %origin, "edge upstream lost: {why}");

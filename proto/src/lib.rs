@@ -6,8 +6,10 @@
 //! (bytes on an RTMP socket up to typed sessions), [`media`] is what the
 //! streams carry and the containers they are repackaged into (FLV, MPEG-TS,
 //! HLS playlists), and [`http`] is the little HTTP/1.1 the server and the
-//! load tool speak.
+//! load tool speak; [`resp`] is the Redis protocol of the cluster's stream
+//! registry.
 
 pub mod http;
 pub mod media;
+pub mod resp;
 pub mod rtmp;

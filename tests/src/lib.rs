@@ -24,5 +24,6 @@ pub mod media;
 pub mod play;
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod rtmp;
 pub mod server;

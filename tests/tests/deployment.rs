@@ -5,7 +5,9 @@
 //! while they watch — the operator's question is whether viewers notice.
 //!
 //! haproxy and nginx are installed by the script when missing; a machine where
-//! that fails fails this test (it does not skip).
+//! that fails fails this test (it does not skip). The `--registry redis` option
+//! (a redis-server and the stream registry) is checked too; that test skips,
+//! saying so, without `redis-server`.
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -44,11 +46,12 @@ struct Ports {
     haproxy: u16,
     origin_rtmp: [u16; 2],
     origin_api: [u16; 2],
+    redis: u16,
 }
 
 /// Every offset from `BASE_PORT` the script uses, for the free-port check.
-const OFFSETS: [u16; 12] = [
-    80, 81, 82, 181, 182, 1350, 1351, 1352, 1451, 1452, 1851, 1852,
+const OFFSETS: [u16; 13] = [
+    80, 81, 82, 181, 182, 1350, 1351, 1352, 1379, 1451, 1452, 1851, 1852,
 ];
 
 impl Ports {
@@ -58,6 +61,7 @@ impl Ports {
             haproxy: base + 1350,
             origin_rtmp: [base + 1351, base + 1352],
             origin_api: [base + 1851, base + 1852],
+            redis: base + 1379,
         }
     }
 }
@@ -109,6 +113,11 @@ impl Deployment {
     /// `reference.sh up` on a free port range; another range is tried only
     /// when a port was taken between the check and the start.
     fn up() -> Deployment {
+        Deployment::up_with(&[])
+    }
+
+    /// [`Deployment::up`] with more options for `up` (`--registry redis`).
+    fn up_with(options: &[&str]) -> Deployment {
         let bin = ringcast_bin();
         let mut last = String::new();
         for _ in 0..3 {
@@ -117,7 +126,9 @@ impl Deployment {
             let dir_str = dir.path().to_str().expect("UTF-8 scratch path").to_owned();
             let bin_str = bin.to_str().expect("UTF-8 binary path");
             let t = Instant::now();
-            let out = run_script(UP_TIMEOUT_SECS, &["up", &dir_str, bin_str], base);
+            let mut args = vec!["up", dir_str.as_str(), bin_str];
+            args.extend_from_slice(options);
+            let out = run_script(UP_TIMEOUT_SECS, &args, base);
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             if out.status.success() {
@@ -583,5 +594,53 @@ fn reference_deployment_survives_the_origin_holding_the_stream() {
         "encoder: first session ended ({:?}); republished through HAProxy {:?} later",
         dropped.1,
         again.connected.saturating_sub(dropped.0)
+    );
+}
+
+/// `reference.sh up --registry redis`: a redis-server starts first, the origin
+/// that takes the publish (through HAProxy) registers the stream, the edges
+/// behind nginx pull it from that origin as the registry says, and `down`
+/// stops Redis with the rest.
+#[test]
+fn reference_deployment_with_the_redis_registry() {
+    let _serial = serial();
+    if !ringcast_tests::redis::redis_available() {
+        eprintln!("SKIPPED: redis-server is not installed (apt-get install -y redis-server)");
+        return;
+    }
+    let stream = "regstream";
+    let d = Deployment::up_with(&["--registry", "redis"]);
+    let publisher = LoopPublisher::start(&d.publish_url(stream), fixture_tags())
+        .unwrap_or_else(|e| panic!("publish through HAProxy: {e}"));
+    let holder = d
+        .holder(stream, Duration::from_secs(15))
+        .expect("no origin reports the stream published through HAProxy");
+    let key = format!("ringcast:stream:__defaultVhost__/live/{stream}");
+    let entry =
+        ringcast_tests::redis::get(d.ports.redis, &key).expect("the stream is in the registry");
+    println!("origin{} holds the stream; registry: {entry}", holder + 1);
+    assert!(
+        entry.contains(&format!("\"port\":{}", d.ports.origin_rtmp[holder])),
+        "{entry}"
+    );
+    check_flv_through_nginx(&d, stream);
+    let edges = [d.log_tail("edge1.log"), d.log_tail("edge2.log")].join("\n");
+    let via = format!("via=127.0.0.1:{}", d.ports.origin_rtmp[holder]);
+    assert!(
+        edges.lines().any(|l| l.contains("edge pull started")
+            && l.contains(&via)
+            && l.contains("source=\"registry\"")),
+        "no edge pulled from the registered origin:\n{edges}"
+    );
+    let run = publisher.stop();
+    assert_eq!(run.end, PublishEnd::Stopped);
+    let pid = d.pid_of("redis");
+    drop(d);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| s
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))),
+        "reference.sh down left redis-server (pid {pid}) running"
     );
 }

@@ -29,6 +29,7 @@ fn every_fuzz_target_survives_a_short_run() {
         env!("CARGO_BIN_EXE_fuzz_handshake"),
         env!("CARGO_BIN_EXE_fuzz_http"),
         env!("CARGO_BIN_EXE_fuzz_message"),
+        env!("CARGO_BIN_EXE_fuzz_resp"),
         env!("CARGO_BIN_EXE_fuzz_rules"),
         env!("CARGO_BIN_EXE_fuzz_server"),
         env!("CARGO_BIN_EXE_fuzz_ts"),
