@@ -619,6 +619,30 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_is_allocated_on_use_and_given_back_after_a_backlog() {
+        let c = Consumer::new(Format::Rtmp, limits());
+        assert_eq!(c.q.borrow().frames.capacity(), 0, "nothing before a frame");
+        for ts in (0..400).step_by(40) {
+            c.push(&video(ts, ts == 0), true);
+        }
+        assert!(c.q.borrow().frames.capacity() <= KEPT_QUEUE_CAPACITY);
+        written(&c);
+        assert!(c.q.borrow().frames.capacity() > 0, "a small queue is kept");
+        // a lagging player: a backlog far beyond a batch, then it catches up
+        for ts in (400..900).step_by(5) {
+            c.push(&video(ts, false), true);
+        }
+        assert!(c.q.borrow().frames.capacity() > KEPT_QUEUE_CAPACITY);
+        written(&c);
+        assert!(c.is_empty());
+        assert_eq!(
+            c.q.borrow().frames.capacity(),
+            0,
+            "the backlog's memory is given back"
+        );
+    }
+
+    #[test]
     fn partial_writes_yield_exact_bytes() {
         let c = Consumer::new(Format::HttpFlv, limits());
         let a = video(0, true);

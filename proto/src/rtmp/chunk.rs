@@ -205,6 +205,12 @@ impl ChunkDecoder {
         }
     }
 
+    /// Frees the room the chunk-stream table has beyond the streams in use
+    /// (a long-lived connection that stopped opening new ones).
+    pub fn shrink(&mut self) {
+        self.streams.shrink_to_fit();
+    }
+
     /// Total bytes consumed from the input so far, headers included: the
     /// sequence number an Acknowledgement reports.
     pub fn bytes_consumed(&self) -> u64 {

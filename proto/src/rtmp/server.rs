@@ -220,6 +220,7 @@ impl ServerSession {
     pub fn forget_set_up(&mut self) {
         self.info = None;
         self.held = Vec::new();
+        self.link.shrink();
     }
 
     /// Lets the engine apply a shorter timeout to connections that never

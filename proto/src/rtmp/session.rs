@@ -392,6 +392,11 @@ impl Link {
     pub(crate) fn decoder(&self) -> &ChunkDecoder {
         &self.decoder
     }
+
+    /// Gives back what the decoder's tables grew beyond their use.
+    pub(crate) fn shrink(&mut self) {
+        self.decoder.shrink();
+    }
 }
 
 #[cfg(test)]
