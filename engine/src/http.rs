@@ -149,6 +149,9 @@ fn play_task(
     guard: ConnGuard,
 ) -> impl std::future::Future<Output = ()> {
     async move {
+        // the whole of `start` moves in (its registration lives as long as
+        // the play), not only the fields used below
+        let start = &start;
         let close = play(&shard, &mut stream, cid, &start.req).await;
         admission::notify_left(&shard, &start.who, &start.req, Hook::Stop);
         log_close(
