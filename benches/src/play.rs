@@ -11,7 +11,7 @@ use glommio::timer::sleep;
 use glommio::Task;
 use hdrhistogram::Histogram;
 
-use crate::player::{self, Failure, PlayerSlot};
+use crate::player::{self, DelayStats, Failure, PlayerSlot};
 use crate::procstat::{self, ProcSample};
 use crate::report::{Latency, Report, ServerCost, ThreadCost};
 use crate::target::{Endpoint, Target};
@@ -81,9 +81,10 @@ pub async fn run(opts: PlayOptions) -> Report {
     let endpoints: Vec<Rc<Endpoint>> = (0..opts.streams.max(1))
         .map(|i| Rc::new(opts.target.endpoint(i, opts.streams)))
         .collect();
+    let delays = Rc::new(DelayStats::default());
     let slots: Rc<Vec<Rc<PlayerSlot>>> = Rc::new(
         (0..opts.players)
-            .map(|i| Rc::new(PlayerSlot::new(opts.trace && i == 0)))
+            .map(|i| Rc::new(PlayerSlot::new(opts.trace && i == 0, delays.clone())))
             .collect(),
     );
 
@@ -127,10 +128,13 @@ pub async fn run(opts: PlayOptions) -> Report {
     }
     let mut steady_start = Edge::take(&opts.server_pids, &mut notes);
     let bytes_at_start: Vec<u64> = slots.iter().map(|s| s.bytes.get()).collect();
+    let min_delay_at_start: Vec<Option<i64>> = slots.iter().map(|s| s.min_delay_us.get()).collect();
+    delays.recording.set(true);
     while Instant::now() < deadline && slots[..started].iter().any(|s| s.ended.get().is_none()) {
         let left = deadline.saturating_duration_since(Instant::now());
         sleep(left.min(TICK)).await;
     }
+    delays.recording.set(false);
     let steady_end = Edge::take(&opts.server_pids, &mut notes);
     drop(tasks);
     drop(monitor);
@@ -142,6 +146,7 @@ pub async fn run(opts: PlayOptions) -> Report {
         &opts,
         &slots[..started],
         &bytes_at_start,
+        added_latency(&slots[..started], &min_delay_at_start, &delays),
         [&baseline, &steady_start, &steady_end],
         ramp_end.saturating_duration_since(t0),
         notes,
@@ -163,10 +168,32 @@ async fn monitor(slots: Rc<Vec<Rc<PlayerSlot>>>) {
     }
 }
 
+/// The added latency recorded in the steady window, and how far any
+/// player's smallest delay still fell during it (the added latency of its
+/// earlier messages is overstated by up to that much).
+fn added_latency(
+    slots: &[Rc<PlayerSlot>],
+    min_at_start: &[Option<i64>],
+    delays: &DelayStats,
+) -> (Option<Latency>, f64) {
+    let drift_us = slots
+        .iter()
+        .zip(min_at_start)
+        .filter_map(|(s, &m0)| Some(m0? - s.min_delay_us.get()?))
+        .fold(0, i64::max);
+    let latency = delays
+        .added_us
+        .borrow()
+        .as_ref()
+        .and_then(Latency::from_histogram);
+    (latency, drift_us as f64 / 1000.0)
+}
+
 fn build_report(
     opts: &PlayOptions,
     slots: &[Rc<PlayerSlot>],
     bytes_at_start: &[u64],
+    (added_latency_ms, added_latency_ref_drift_ms): (Option<Latency>, f64),
     [baseline, ws, we]: [&Edge; 3],
     ramp: Duration,
     mut notes: Vec<String>,
@@ -292,6 +319,8 @@ fn build_report(
         connect_ms: Latency::from_histogram(&connect),
         play_start_ms: Latency::from_histogram(&play_start),
         first_keyframe_ms: Latency::from_histogram(&latency),
+        added_latency_ms,
+        added_latency_ref_drift_ms,
         mean_kbps_per_player: mean_kbps,
         total_mbps: bytes as f64 * 8.0 / 1e6 / run.as_secs_f64().max(f64::EPSILON),
         media_messages: media,

@@ -9,11 +9,13 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use hdrhistogram::Histogram;
 use ringcast_proto::http::{parse_response_head, MAX_HEAD};
 use ringcast_proto::media::codec::is_video_keyframe;
 use ringcast_proto::media::flv::{FlvReader, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
@@ -32,6 +34,31 @@ const PLAYER_CHUNK_SIZE: u32 = 4096;
 /// A parse buffer left empty with more capacity than this is released, so
 /// the memory a keyframe needed is not kept for the rest of the run.
 const SHRINK_ABOVE: usize = 32 * 1024;
+
+/// Added latency is recorded in microseconds up to this bound.
+const DELAY_MAX_US: u64 = 600_000_000;
+
+/// Delivery delay of media messages, shared by every player of a run (one
+/// thread runs them all): each message costs a subtraction and one
+/// histogram increment, no allocation.
+///
+/// A message's delay is its arrival (since the player's connect) minus its
+/// media time (timestamp − the player's first timestamp); its *added*
+/// latency is that delay minus the smallest delay the player has seen, so
+/// a constant offset (connect time, the start-up GOP) cancels and what is
+/// left is how long the server held the message back: 0…mw_latency_ms with
+/// merged write. The smallest delay is reached at the live edge, right
+/// after the start-up burst, which is over before the steady window opens;
+/// how far it still dropped during the window is reported as the figure's
+/// error bound.
+#[derive(Debug, Default)]
+pub struct DelayStats {
+    /// Only messages arriving while this is set are recorded.
+    pub recording: Cell<bool>,
+    /// Added latency, microseconds (0 is recorded as 1); made at the first
+    /// record, so slots that never record (`soak`) never allocate it.
+    pub added_us: RefCell<Option<Histogram<u64>>>,
+}
 
 /// Why a player stopped playing; its `Display` is the reason the report
 /// groups failures by.
@@ -108,16 +135,54 @@ pub struct PlayerSlot {
     /// RTMP "source went away" notices.
     pub unpublished: Cell<u32>,
     pub failure: RefCell<Option<Failure>>,
+    /// Timestamp of the first audio or video message.
+    first_ts: Cell<Option<u32>>,
+    /// Smallest delivery delay seen so far, microseconds (see [`DelayStats`]).
+    pub min_delay_us: Cell<Option<i64>>,
+    /// Where the run collects added latency.
+    delays: Rc<DelayStats>,
     /// Print every media message's arrival to stderr (`play --trace`).
     trace: bool,
 }
 
 impl PlayerSlot {
     /// A fresh slot; `trace` prints its media arrivals to stderr.
-    pub fn new(trace: bool) -> PlayerSlot {
+    /// `delays` is shared by every player of the run.
+    pub fn new(trace: bool, delays: Rc<DelayStats>) -> PlayerSlot {
         PlayerSlot {
             trace,
+            delays,
             ..PlayerSlot::default()
+        }
+    }
+
+    /// Records the delivery delay of an audio or video message.
+    fn on_delay(&self, timestamp: u32, now: Instant) {
+        let Some(start) = self.started.get() else {
+            return;
+        };
+        let first = self.first_ts.get().unwrap_or(timestamp);
+        self.first_ts.set(Some(first));
+        let arrival_us =
+            i64::try_from(now.saturating_duration_since(start).as_micros()).unwrap_or(i64::MAX);
+        // Wrapping: a 32-bit millisecond clock that wrapped still advances.
+        let media_us = i64::from(timestamp.wrapping_sub(first)) * 1000;
+        let delay = arrival_us.saturating_sub(media_us);
+        let min = match self.min_delay_us.get() {
+            Some(m) if m <= delay => m,
+            _ => {
+                self.min_delay_us.set(Some(delay));
+                delay
+            }
+        };
+        if self.delays.recording.get() {
+            let added = u64::try_from(delay - min).unwrap_or(0);
+            let mut h = self.delays.added_us.borrow_mut();
+            let h = h.get_or_insert_with(|| {
+                Histogram::new_with_bounds(1, DELAY_MAX_US, 3)
+                    .expect("constant histogram bounds are valid")
+            });
+            let _ = h.record(added.clamp(1, DELAY_MAX_US));
         }
     }
 
@@ -146,6 +211,7 @@ impl PlayerSlot {
         if type_id == TAG_SCRIPT {
             return;
         }
+        self.on_delay(timestamp, now);
         match self.last_media.get() {
             None => self.first_media.set(Some(now)),
             Some(last) => {
@@ -455,6 +521,32 @@ mod tests {
         assert_eq!(slot.stalls.get(), 2);
         slot.close_gap(t0 + Duration::from_millis(6900));
         assert_eq!(slot.max_gap.get(), Duration::from_millis(3000));
+    }
+
+    #[test]
+    fn added_latency_is_delay_above_the_smallest() {
+        let delays = Rc::new(DelayStats::default());
+        let slot = PlayerSlot::new(false, delays.clone());
+        let t0 = Instant::now();
+        slot.started.set(Some(t0));
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Start-up burst: a GOP of 2 s arrives at once (delay falls to -1900 ms).
+        slot.on_media(TAG_VIDEO, 1000, &keyframe(), at(100));
+        slot.on_media(TAG_VIDEO, 3000, &[0x27, 1], at(100));
+        assert_eq!(slot.min_delay_us.get(), Some(-1_900_000));
+        delays.recording.set(true);
+        // Live: frames held back 0, 200 and 350 ms by merged write.
+        slot.on_media(TAG_AUDIO, 3040, &[0xAF, 1], at(140));
+        slot.on_media(TAG_VIDEO, 3080, &[0x27, 1], at(380));
+        slot.on_media(TAG_AUDIO, 3100, &[0xAF, 1], at(550));
+        // Data messages carry no media time.
+        slot.on_media(TAG_SCRIPT, 0, b"x", at(900));
+        let h = delays.added_us.borrow();
+        let h = h.as_ref().unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.min(), 1);
+        assert!((h.max() as i64 - 350_000).abs() < 500, "{}", h.max());
+        assert!((h.value_at_quantile(0.5) as i64 - 200_000).abs() < 500);
     }
 
     #[test]
