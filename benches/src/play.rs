@@ -128,7 +128,6 @@ pub async fn run(opts: PlayOptions) -> Report {
     }
     let mut steady_start = Edge::take(&opts.server_pids, &mut notes);
     let bytes_at_start: Vec<u64> = slots.iter().map(|s| s.bytes.get()).collect();
-    let min_delay_at_start: Vec<Option<i64>> = slots.iter().map(|s| s.min_delay_us.get()).collect();
     delays.recording.set(true);
     while Instant::now() < deadline && slots[..started].iter().any(|s| s.ended.get().is_none()) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -146,7 +145,7 @@ pub async fn run(opts: PlayOptions) -> Report {
         &opts,
         &slots[..started],
         &bytes_at_start,
-        added_latency(&slots[..started], &min_delay_at_start, &delays),
+        added_latency(&slots[..started]),
         [&baseline, &steady_start, &steady_end],
         ramp_end.saturating_duration_since(t0),
         notes,
@@ -168,32 +167,24 @@ async fn monitor(slots: Rc<Vec<Rc<PlayerSlot>>>) {
     }
 }
 
-/// The added latency recorded in the steady window, and how far any
-/// player's smallest delay still fell during it (the added latency of its
-/// earlier messages is overstated by up to that much).
-fn added_latency(
-    slots: &[Rc<PlayerSlot>],
-    min_at_start: &[Option<i64>],
-    delays: &DelayStats,
-) -> (Option<Latency>, f64) {
-    let drift_us = slots
-        .iter()
-        .zip(min_at_start)
-        .filter_map(|(s, &m0)| Some(m0? - s.min_delay_us.get()?))
-        .fold(0, i64::max);
-    let latency = delays
-        .added_us
-        .borrow()
-        .as_ref()
-        .and_then(Latency::from_histogram);
-    (latency, drift_us as f64 / 1000.0)
+/// The added latency of the steady window's media messages over all
+/// players (see [`DelayStats`]).
+fn added_latency(slots: &[Rc<PlayerSlot>]) -> Option<Latency> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, player::DELAY_MAX_US, 3)
+        .expect("constant histogram bounds are valid");
+    for s in slots {
+        if let (Some(d), Some(min)) = (&*s.steady_delays.borrow(), s.min_delay_us.get()) {
+            d.add_to(min, &mut h);
+        }
+    }
+    Latency::from_histogram(&h)
 }
 
 fn build_report(
     opts: &PlayOptions,
     slots: &[Rc<PlayerSlot>],
     bytes_at_start: &[u64],
-    (added_latency_ms, added_latency_ref_drift_ms): (Option<Latency>, f64),
+    added_latency_ms: Option<Latency>,
     [baseline, ws, we]: [&Edge; 3],
     ramp: Duration,
     mut notes: Vec<String>,
@@ -320,7 +311,6 @@ fn build_report(
         play_start_ms: Latency::from_histogram(&play_start),
         first_keyframe_ms: Latency::from_histogram(&latency),
         added_latency_ms,
-        added_latency_ref_drift_ms,
         mean_kbps_per_player: mean_kbps,
         total_mbps: bytes as f64 * 8.0 / 1e6 / run.as_secs_f64().max(f64::EPSILON),
         media_messages: media,

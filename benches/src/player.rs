@@ -35,29 +35,73 @@ const PLAYER_CHUNK_SIZE: u32 = 4096;
 /// the memory a keyframe needed is not kept for the rest of the run.
 const SHRINK_ABOVE: usize = 32 * 1024;
 
-/// Added latency is recorded in microseconds up to this bound.
-const DELAY_MAX_US: u64 = 600_000_000;
+/// Added latency is reported in microseconds up to this bound.
+pub const DELAY_MAX_US: u64 = 600_000_000;
+/// A player's steady-window delays are counted in 1 ms buckets from
+/// [`BELOW_REF_MS`] below its smallest delay at the window's first message
+/// to `DELAY_BUCKETS - BELOW_REF_MS` ms above it (the ends collect the
+/// rest): 4 KiB per player, allocated once, at its first message of the
+/// window.
+const DELAY_BUCKETS: usize = 2048;
+const BELOW_REF_MS: i64 = 256;
 
-/// Delivery delay of media messages, shared by every player of a run (one
-/// thread runs them all): each message costs a subtraction and one
-/// histogram increment, no allocation.
+/// Shared by every player of a run: whether the steady window is open.
 ///
 /// A message's delay is its arrival (since the player's connect) minus its
 /// media time (timestamp − the player's first timestamp); its *added*
-/// latency is that delay minus the smallest delay the player has seen, so
-/// a constant offset (connect time, the start-up GOP) cancels and what is
-/// left is how long the server held the message back: 0…mw_latency_ms with
-/// merged write. The smallest delay is reached at the live edge, right
-/// after the start-up burst, which is over before the steady window opens;
-/// how far it still dropped during the window is reported as the figure's
-/// error bound.
+/// latency is that delay minus the smallest delay the player has had over
+/// the whole run, so a constant offset (connect time, the start-up GOP)
+/// cancels and what is left is how long the server held the message back:
+/// 0…mw_latency_ms with merged write. As the smallest delay may still fall
+/// after a message, each player counts its window's delays relative to a
+/// fixed reference ([`SteadyDelays`]) and the run shifts them by the final
+/// smallest delay at the end: per message, a subtraction and a counter
+/// increment.
 #[derive(Debug, Default)]
 pub struct DelayStats {
-    /// Only messages arriving while this is set are recorded.
+    /// Only messages arriving while this is set are counted.
     pub recording: Cell<bool>,
-    /// Added latency, microseconds (0 is recorded as 1); made at the first
-    /// record, so slots that never record (`soak`) never allocate it.
-    pub added_us: RefCell<Option<Histogram<u64>>>,
+}
+
+/// One player's delays in the steady window, relative to `ref_us`.
+#[derive(Debug)]
+pub struct SteadyDelays {
+    /// The player's smallest delay when its first window message came.
+    ref_us: i64,
+    /// 1 ms buckets; bucket `i` holds delays `ref + (i - BELOW_REF_MS)` ms.
+    counts: Box<[u16]>,
+}
+
+impl SteadyDelays {
+    fn new(ref_us: i64) -> SteadyDelays {
+        SteadyDelays {
+            ref_us,
+            counts: vec![0; DELAY_BUCKETS].into_boxed_slice(),
+        }
+    }
+
+    fn count(&mut self, delay_us: i64) {
+        let ms = delay_us.saturating_sub(self.ref_us).div_euclid(1000) + BELOW_REF_MS;
+        let i = usize::try_from(ms.max(0))
+            .unwrap_or(0)
+            .min(DELAY_BUCKETS - 1);
+        self.counts[i] = self.counts[i].saturating_add(1);
+    }
+
+    /// Adds each counted message's added latency (µs), relative to the
+    /// player's final smallest delay `min_us`, to `h`.
+    pub fn add_to(&self, min_us: i64, h: &mut Histogram<u64>) {
+        let shift = self.ref_us.saturating_sub(min_us);
+        for (i, &n) in self.counts.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let rel_ms = i as i64 - BELOW_REF_MS;
+            let us = (rel_ms * 1000).saturating_add(shift);
+            let us = u64::try_from(us).unwrap_or(0).clamp(1, DELAY_MAX_US);
+            let _ = h.record_n(us, u64::from(n));
+        }
+    }
 }
 
 /// Why a player stopped playing; its `Display` is the reason the report
@@ -139,6 +183,8 @@ pub struct PlayerSlot {
     first_ts: Cell<Option<u32>>,
     /// Smallest delivery delay seen so far, microseconds (see [`DelayStats`]).
     pub min_delay_us: Cell<Option<i64>>,
+    /// Delays of the steady window's media messages.
+    pub steady_delays: RefCell<Option<SteadyDelays>>,
     /// Where the run collects added latency.
     delays: Rc<DelayStats>,
     /// Print every media message's arrival to stderr (`play --trace`).
@@ -176,13 +222,10 @@ impl PlayerSlot {
             }
         };
         if self.delays.recording.get() {
-            let added = u64::try_from(delay - min).unwrap_or(0);
-            let mut h = self.delays.added_us.borrow_mut();
-            let h = h.get_or_insert_with(|| {
-                Histogram::new_with_bounds(1, DELAY_MAX_US, 3)
-                    .expect("constant histogram bounds are valid")
-            });
-            let _ = h.record(added.clamp(1, DELAY_MAX_US));
+            self.steady_delays
+                .borrow_mut()
+                .get_or_insert_with(|| SteadyDelays::new(min))
+                .count(delay);
         }
     }
 
@@ -532,21 +575,36 @@ mod tests {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         // Start-up burst: a GOP of 2 s arrives at once (delay falls to -1900 ms).
         slot.on_media(TAG_VIDEO, 1000, &keyframe(), at(100));
-        slot.on_media(TAG_VIDEO, 3000, &[0x27, 1], at(100));
-        assert_eq!(slot.min_delay_us.get(), Some(-1_900_000));
+        slot.on_media(TAG_VIDEO, 2960, &[0x27, 1], at(100));
+        assert_eq!(slot.min_delay_us.get(), Some(-1_860_000));
         delays.recording.set(true);
-        // Live: frames held back 0, 200 and 350 ms by merged write.
-        slot.on_media(TAG_AUDIO, 3040, &[0xAF, 1], at(140));
-        slot.on_media(TAG_VIDEO, 3080, &[0x27, 1], at(380));
-        slot.on_media(TAG_AUDIO, 3100, &[0xAF, 1], at(550));
+        // Live: frames held back 40, 240 and 390 ms by merged write, then
+        // one at the live edge, 40 ms below the reference of the first ones.
+        slot.on_media(TAG_AUDIO, 3000, &[0xAF, 1], at(140));
+        slot.on_media(TAG_VIDEO, 3040, &[0x27, 1], at(380));
+        slot.on_media(TAG_AUDIO, 3060, &[0xAF, 1], at(550));
+        slot.on_media(TAG_AUDIO, 3500, &[0xAF, 1], at(600));
+        assert_eq!(slot.min_delay_us.get(), Some(-1_900_000));
         // Data messages carry no media time.
         slot.on_media(TAG_SCRIPT, 0, b"x", at(900));
-        let h = delays.added_us.borrow();
-        let h = h.as_ref().unwrap();
-        assert_eq!(h.len(), 3);
+        let mut h = Histogram::<u64>::new_with_bounds(1, DELAY_MAX_US, 3).unwrap();
+        let steady = slot.steady_delays.borrow();
+        steady
+            .as_ref()
+            .unwrap()
+            .add_to(slot.min_delay_us.get().unwrap(), &mut h);
+        assert_eq!(h.len(), 4);
         assert_eq!(h.min(), 1);
-        assert!((h.max() as i64 - 350_000).abs() < 500, "{}", h.max());
-        assert!((h.value_at_quantile(0.5) as i64 - 200_000).abs() < 500);
+        let near = |v: u64, ms: i64| (v as i64 - ms * 1000).abs() < 500;
+        assert!(near(h.max(), 390), "{}", h.max());
+        assert!(
+            near(h.value_at_quantile(0.5), 40),
+            "{}",
+            h.value_at_quantile(0.5)
+        );
+        assert!(near(h.value_at_quantile(0.75), 240));
+        // Soak's slots never record, so never allocate the buckets.
+        assert!(PlayerSlot::default().steady_delays.borrow().is_none());
     }
 
     #[test]

@@ -101,13 +101,9 @@ pub struct Report {
     /// Added latency of the audio and video messages received in the
     /// steady window, all players: each message's delivery delay (arrival
     /// since connect − media time since the player's first message) minus
-    /// the smallest such delay of its player, i.e. how long the server held
+    /// the smallest such delay of its player over the run, i.e. how long the server held
     /// it back beyond the live edge (merged write shows as 0…mw_latency_ms).
     pub added_latency_ms: Option<Latency>,
-    /// The most any player's smallest delay still fell during the steady
-    /// window: the added latency of its earlier messages is overstated by
-    /// up to this much.
-    pub added_latency_ref_drift_ms: f64,
     /// Mean received bitrate of players that played through the steady
     /// window (whole run when none did), framing included.
     pub mean_kbps_per_player: f64,
@@ -170,13 +166,6 @@ impl Report {
             ("added latency ms p50/p90/p99/max", &self.added_latency_ms),
         ] {
             row(s, label, l.as_ref().map_or("none".to_owned(), Latency::row))?;
-        }
-        if self.added_latency_ref_drift_ms > 0.0 {
-            row(
-                s,
-                "  reference drift ms (error bound)",
-                format!("{:.1}", self.added_latency_ref_drift_ms),
-            )?;
         }
         row(
             s,
@@ -292,7 +281,6 @@ mod tests {
             play_start_ms: Latency::from_histogram(&h),
             first_keyframe_ms: Latency::from_histogram(&h),
             added_latency_ms: Latency::from_histogram(&h),
-            added_latency_ref_drift_ms: 2.0,
             mean_kbps_per_player: 1000.0,
             total_mbps: 3.0,
             media_messages: 100,
@@ -344,7 +332,6 @@ mod tests {
         assert_eq!(v["server"]["cpu_ms_per_player_second"], 0.5);
         assert_eq!(v["client_saturated"], true);
         assert_eq!(v["added_latency_ms"]["count"], 4);
-        assert_eq!(v["added_latency_ref_drift_ms"], 2.0);
     }
 
     #[test]
