@@ -467,7 +467,8 @@ fn write_curve(s: &mut String, res: &Results) -> std::fmt::Result {
         "ringcast at each mw_latency_ms. Added latency: per media message, its \
          delivery delay (arrival − media time) minus its player's smallest delay, \
          over all messages of all players in the steady window, measured by the \
-         players. nginx-rtmp (no such knob) and the raw limit (releasing once per \
+         players. It includes the source's own jitter (ffmpeg -re pacing, audio and \
+         video interleaving), the floor nginx-rtmp and raw show. nginx-rtmp (no such knob) and the raw limit (releasing once per \
          tick of the same ms, 40 for 0) are measured in the same run at the points \
          where they are listed; ratios pair them with ringcast at that point."
     )?;
