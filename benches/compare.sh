@@ -8,6 +8,12 @@
 #   benches/compare.sh --only rtmp-200k-2000,shards   # re-run only cases whose
 #                                      # name starts so, keeping the others' results
 #   benches/compare.sh --render        # only re-render results.md from results.jsonl
+#   benches/compare.sh --out /tmp/x.jsonl  # write /tmp/x.jsonl and /tmp/x.md instead
+#
+# Cases (names for --only): rtmp-200k-<n>, rtmp-1m-<n>, flv-200k-<n>,
+# streams-100x20, streams-1000x2, ll-streams-100x20, ll-streams-1000x2,
+# shards-200k-2000, ramp500-200k-2000, ll-rtmp-200k-<n>, ll-flv-200k-<n>,
+# ingest-1000, mw-rtmp-<ms>, mw-flv-<ms> (ms: 0 40 100 200 350).
 #
 # Every repetition runs each server of a case back to back (fresh server,
 # fresh publisher), so each ringcast figure has a peer measured next to it.
@@ -33,7 +39,7 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY=$2; shift 2 ;;
     --out) OUT_JSONL=$2; OUT_MD=${2%.jsonl}.md; shift 2 ;;
     --render) RENDER_ONLY=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -218,8 +224,11 @@ run_one() {
   # equal write counts. The "ll-" cases run ringcast with merged write off
   # against a raw server releasing each 40 ms frame time (what ffmpeg -re
   # feeds): the latency nginx-rtmp has, which writes messages as they come.
+  # The "mw-<proto>-<ms>" cases run ringcast at that mw_latency_ms and the
+  # raw server at a tick of the same ms (40 for 0, as in the ll- cases).
   local mw=$MW_DEFAULT tick=$MW_DEFAULT
   if [[ $cname == ll-* ]]; then mw=0; tick=40; fi
+  if [[ $cname == mw-* ]]; then mw=${cname##*-}; tick=$mw; [[ $mw == 0 ]] && tick=40; fi
   case $server in
     ringcast) start_ringcast 2 "$mw" ;;
     ringcast-1shard) start_ringcast 1 "$mw" ;;
@@ -249,6 +258,57 @@ run_one() {
   fi
   if [[ $pub == 1 ]]; then stop "$PUB_PID"; fi
   stop "$SRV_STOP"
+}
+
+# ingest_one CASE TITLE SERVER REP STREAMS FIXTURE: STREAMS published, no
+# players. `ringcast-bench ingest` samples the server's RSS before the
+# publisher starts, waits out an 8 s warm-up (connects, first GOPs) and
+# measures CPU over the steady window.
+ingest_one() {
+  local cname=$1 title=$2 server=$3 rep=$4 streams=$5 fix=$6
+  case $server in
+    ringcast) start_ringcast 2 "$MW_DEFAULT" ;;
+    nginx-rtmp) start_nginx ;;
+  esac
+  local out=$WORK/ingest.json load ipid
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  log "$cname rep $rep: $server, $streams streams published, no players, ~$((8 + STEADY))s, load $load"
+  # The publisher waits 0.5 s (exec keeps its pid) so the baseline sample,
+  # taken as soon as `ingest` starts, comes before the first stream.
+  (sleep 0.5; exec "$B" publish --url "rtmp://127.0.0.1:$RTMP_PORT/live/s" --file "$fix" \
+    --loop --duration 600 --streams "$streams") > "$WORK/publisher.log" 2>&1 &
+  PUB_PID=$!
+  PIDS+=("$PUB_PID")
+  "$B" ingest --server-pid "$SRV_PIDS" --streams "$streams" --warmup 8 --duration "$STEADY" \
+    --publisher-pid "$PUB_PID" --json > "$out" 2> "$WORK/ingest.err" &
+  ipid=$!
+  PIDS+=("$ipid")
+  local ok=0
+  wait "$ipid" && ok=1
+  stop "$ipid"
+  if [[ $ok == 1 ]] && kill -0 "$PUB_PID" 2>/dev/null; then
+    printf '{"case":"%s","title":"%s","server":"%s","rep":%d,"load":%s,"report":%s}\n' \
+      "$cname" "$title" "$server" "$rep" "$load" "$(cat "$out")" >> "$OUT_JSONL"
+  else
+    local why
+    why=$( (tail -1 "$WORK/ingest.err"; tail -1 "$WORK/publisher.log") | tr -d '"\\' | paste -sd' ' -)
+    log "ingest failed: $why"
+    printf '{"case":"%s","title":"%s","server":"%s","skipped":"ingest failed: %s"}\n' \
+      "$cname" "$title" "$server" "$why" >> "$OUT_JSONL"
+  fi
+  stop "$PUB_PID"
+  stop "$SRV_STOP"
+}
+
+# ingest_case CASE TITLE STREAMS FIXTURE SERVER...
+ingest_case() {
+  local cname=$1 title=$2 streams=$3 fix=$4
+  shift 4
+  selected "$cname" || return 0
+  local rep s
+  for rep in $(seq 1 "$RUNS"); do
+    for s in "$@"; do ingest_one "$cname" "$title" "$s" "$rep" "$streams" "$fix"; done
+  done
 }
 
 selected() { # selected CASE: true when --only is empty or names a prefix of CASE
@@ -333,6 +393,8 @@ for n in 1000 2000 5000 10000; do
 done
 run_case "streams-100x20" "RTMP, 100 streams × 20 players, ~200 kbit/s" rtmp 2000 100 "$FIX_200K" "$RAMP" \
   ringcast nginx-rtmp
+run_case "streams-1000x2" "RTMP, 1000 streams × 2 players, ~200 kbit/s" rtmp 2000 1000 "$FIX_200K" "$RAMP" \
+  ringcast nginx-rtmp
 run_case "shards-200k-2000" "RTMP, 1 vs 2 shards, ~200 kbit/s, 2000 players" rtmp 2000 1 "$FIX_200K" "$RAMP" \
   ringcast-1shard ringcast
 run_case "ramp500-200k-2000" "RTMP, 2000 players joining at 500/s, ~200 kbit/s" rtmp 2000 1 "$FIX_200K" 500 \
@@ -342,6 +404,28 @@ for n in 2000 5000; do
     rtmp "$n" 1 "$FIX_200K" "$RAMP" ringcast nginx-rtmp raw
   run_case "ll-flv-200k-$n" "HTTP-FLV, merged write off (mw_latency_ms = 0), ~200 kbit/s, $n players" \
     http-flv "$n" 1 "$FIX_200K" "$RAMP" ringcast raw
+done
+
+run_case "ll-streams-100x20" "RTMP, merged write off (mw_latency_ms = 0), 100 streams × 20 players, ~200 kbit/s" \
+  rtmp 2000 100 "$FIX_200K" "$RAMP" ringcast nginx-rtmp
+run_case "ll-streams-1000x2" "RTMP, merged write off (mw_latency_ms = 0), 1000 streams × 2 players, ~200 kbit/s" \
+  rtmp 2000 1000 "$FIX_200K" "$RAMP" ringcast nginx-rtmp
+ingest_case "ingest-1000" "RTMP, 1000 streams published (~200 kbit/s), no players" 1000 "$FIX_200K" \
+  ringcast nginx-rtmp
+# The merged-write curve: CPU per player-second against the added latency
+# the players measure, 2000 players of one stream. ringcast at every point;
+# nginx-rtmp (no such knob: it writes each message as it comes) and the raw
+# limit (tick = the same ms, 40 for 0) only at the two ends, 0 and 350,
+# which bound the curve, to keep the run short.
+for ms in 0 40 100 200 350; do
+  peers=()
+  if [[ $ms == 0 || $ms == 350 ]]; then peers=(nginx-rtmp raw); fi
+  run_case "mw-rtmp-$ms" "RTMP, mw_latency_ms = $ms, ~200 kbit/s, 2000 players" \
+    rtmp 2000 1 "$FIX_200K" "$RAMP" ringcast "${peers[@]}"
+  peers=()
+  if [[ $ms == 0 || $ms == 350 ]]; then peers=(raw); fi
+  run_case "mw-flv-$ms" "HTTP-FLV, mw_latency_ms = $ms, ~200 kbit/s, 2000 players" \
+    http-flv 2000 1 "$FIX_200K" "$RAMP" ringcast "${peers[@]}"
 done
 
 log "measurements took $(( (SECONDS - T0) / 60 )) min"

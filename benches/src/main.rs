@@ -9,6 +9,7 @@
 
 mod chunked;
 mod hls;
+mod ingest;
 mod media;
 mod play;
 mod player;
@@ -137,6 +138,29 @@ enum Command {
         /// Seconds to serve at most.
         #[arg(long, default_value_t = 600)]
         duration: u64,
+    },
+    /// Measure a server's CPU and RSS while streams are published to it and
+    /// nobody plays: start this, then the publisher (`publish --streams N`).
+    Ingest {
+        /// Server process(es) measured, summed (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        server_pid: Vec<u32>,
+        /// The publisher's pid, to report its CPU (a saturated publisher
+        /// would understate the server's cost).
+        #[arg(long)]
+        publisher_pid: Option<u32>,
+        /// Streams being published; figures are per stream.
+        #[arg(long)]
+        streams: usize,
+        /// Seconds from the baseline sample (taken at once) to the steady window.
+        #[arg(long, default_value_t = 8)]
+        warmup: u64,
+        /// Seconds of the steady window.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Print one JSON object instead of the text table.
+        #[arg(long)]
+        json: bool,
     },
     /// Keep a crowd of players joining and leaving for a long run and check
     /// that the server's RSS and open fds come back.
@@ -329,6 +353,31 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 window,
                 key_prefix,
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            server_pid,
+            publisher_pid,
+            streams,
+            warmup,
+            duration,
+            json,
+        } => {
+            check_count("--streams", streams, MAX_STREAMS)?;
+            let duration = check_duration(duration)?;
+            let warmup = Duration::from_secs(warmup.min(MAX_DURATION_SECS));
+            let report = ingest::run(&ingest::IngestOptions {
+                server_pids: server_pid,
+                publisher_pid,
+                streams,
+                warmup,
+                duration,
+            })?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Soak(args) => soak::command(args),

@@ -11,7 +11,7 @@ use glommio::timer::sleep;
 use glommio::Task;
 use hdrhistogram::Histogram;
 
-use crate::player::{self, Failure, PlayerSlot};
+use crate::player::{self, DelayStats, Failure, PlayerSlot};
 use crate::procstat::{self, ProcSample};
 use crate::report::{Latency, Report, ServerCost, ThreadCost};
 use crate::target::{Endpoint, Target};
@@ -81,9 +81,10 @@ pub async fn run(opts: PlayOptions) -> Report {
     let endpoints: Vec<Rc<Endpoint>> = (0..opts.streams.max(1))
         .map(|i| Rc::new(opts.target.endpoint(i, opts.streams)))
         .collect();
+    let delays = Rc::new(DelayStats::default());
     let slots: Rc<Vec<Rc<PlayerSlot>>> = Rc::new(
         (0..opts.players)
-            .map(|i| Rc::new(PlayerSlot::new(opts.trace && i == 0)))
+            .map(|i| Rc::new(PlayerSlot::new(opts.trace && i == 0, delays.clone())))
             .collect(),
     );
 
@@ -127,10 +128,12 @@ pub async fn run(opts: PlayOptions) -> Report {
     }
     let mut steady_start = Edge::take(&opts.server_pids, &mut notes);
     let bytes_at_start: Vec<u64> = slots.iter().map(|s| s.bytes.get()).collect();
+    delays.recording.set(true);
     while Instant::now() < deadline && slots[..started].iter().any(|s| s.ended.get().is_none()) {
         let left = deadline.saturating_duration_since(Instant::now());
         sleep(left.min(TICK)).await;
     }
+    delays.recording.set(false);
     let steady_end = Edge::take(&opts.server_pids, &mut notes);
     drop(tasks);
     drop(monitor);
@@ -142,6 +145,7 @@ pub async fn run(opts: PlayOptions) -> Report {
         &opts,
         &slots[..started],
         &bytes_at_start,
+        added_latency(&slots[..started]),
         [&baseline, &steady_start, &steady_end],
         ramp_end.saturating_duration_since(t0),
         notes,
@@ -163,10 +167,24 @@ async fn monitor(slots: Rc<Vec<Rc<PlayerSlot>>>) {
     }
 }
 
+/// The added latency of the steady window's media messages over all
+/// players (see [`DelayStats`]).
+fn added_latency(slots: &[Rc<PlayerSlot>]) -> Option<Latency> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, player::DELAY_MAX_US, 3)
+        .expect("constant histogram bounds are valid");
+    for s in slots {
+        if let (Some(d), Some(min)) = (&*s.steady_delays.borrow(), s.min_delay_us.get()) {
+            d.add_to(min, &mut h);
+        }
+    }
+    Latency::from_histogram(&h)
+}
+
 fn build_report(
     opts: &PlayOptions,
     slots: &[Rc<PlayerSlot>],
     bytes_at_start: &[u64],
+    added_latency_ms: Option<Latency>,
     [baseline, ws, we]: [&Edge; 3],
     ramp: Duration,
     mut notes: Vec<String>,
@@ -292,6 +310,7 @@ fn build_report(
         connect_ms: Latency::from_histogram(&connect),
         play_start_ms: Latency::from_histogram(&play_start),
         first_keyframe_ms: Latency::from_histogram(&latency),
+        added_latency_ms,
         mean_kbps_per_player: mean_kbps,
         total_mbps: bytes as f64 * 8.0 / 1e6 / run.as_secs_f64().max(f64::EPSILON),
         media_messages: media,

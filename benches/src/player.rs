@@ -9,11 +9,13 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use hdrhistogram::Histogram;
 use ringcast_proto::http::{parse_response_head, MAX_HEAD};
 use ringcast_proto::media::codec::is_video_keyframe;
 use ringcast_proto::media::flv::{FlvReader, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
@@ -32,6 +34,75 @@ const PLAYER_CHUNK_SIZE: u32 = 4096;
 /// A parse buffer left empty with more capacity than this is released, so
 /// the memory a keyframe needed is not kept for the rest of the run.
 const SHRINK_ABOVE: usize = 32 * 1024;
+
+/// Added latency is reported in microseconds up to this bound.
+pub const DELAY_MAX_US: u64 = 600_000_000;
+/// A player's steady-window delays are counted in 1 ms buckets from
+/// [`BELOW_REF_MS`] below its smallest delay at the window's first message
+/// to `DELAY_BUCKETS - BELOW_REF_MS` ms above it (the ends collect the
+/// rest): 4 KiB per player, allocated once, at its first message of the
+/// window.
+const DELAY_BUCKETS: usize = 2048;
+const BELOW_REF_MS: i64 = 256;
+
+/// Shared by every player of a run: whether the steady window is open.
+///
+/// A message's delay is its arrival (since the player's connect) minus its
+/// media time (timestamp − the player's first timestamp); its *added*
+/// latency is that delay minus the smallest delay the player has had over
+/// the whole run, so a constant offset (connect time, the start-up GOP)
+/// cancels and what is left is how long the server held the message back:
+/// 0…mw_latency_ms with merged write. As the smallest delay may still fall
+/// after a message, each player counts its window's delays relative to a
+/// fixed reference ([`SteadyDelays`]) and the run shifts them by the final
+/// smallest delay at the end: per message, a subtraction and a counter
+/// increment.
+#[derive(Debug, Default)]
+pub struct DelayStats {
+    /// Only messages arriving while this is set are counted.
+    pub recording: Cell<bool>,
+}
+
+/// One player's delays in the steady window, relative to `ref_us`.
+#[derive(Debug)]
+pub struct SteadyDelays {
+    /// The player's smallest delay when its first window message came.
+    ref_us: i64,
+    /// 1 ms buckets; bucket `i` holds delays `ref + (i - BELOW_REF_MS)` ms.
+    counts: Box<[u16]>,
+}
+
+impl SteadyDelays {
+    fn new(ref_us: i64) -> SteadyDelays {
+        SteadyDelays {
+            ref_us,
+            counts: vec![0; DELAY_BUCKETS].into_boxed_slice(),
+        }
+    }
+
+    fn count(&mut self, delay_us: i64) {
+        let ms = delay_us.saturating_sub(self.ref_us).div_euclid(1000) + BELOW_REF_MS;
+        let i = usize::try_from(ms.max(0))
+            .unwrap_or(0)
+            .min(DELAY_BUCKETS - 1);
+        self.counts[i] = self.counts[i].saturating_add(1);
+    }
+
+    /// Adds each counted message's added latency (µs), relative to the
+    /// player's final smallest delay `min_us`, to `h`.
+    pub fn add_to(&self, min_us: i64, h: &mut Histogram<u64>) {
+        let shift = self.ref_us.saturating_sub(min_us);
+        for (i, &n) in self.counts.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let rel_ms = i as i64 - BELOW_REF_MS;
+            let us = (rel_ms * 1000).saturating_add(shift);
+            let us = u64::try_from(us).unwrap_or(0).clamp(1, DELAY_MAX_US);
+            let _ = h.record_n(us, u64::from(n));
+        }
+    }
+}
 
 /// Why a player stopped playing; its `Display` is the reason the report
 /// groups failures by.
@@ -108,16 +179,53 @@ pub struct PlayerSlot {
     /// RTMP "source went away" notices.
     pub unpublished: Cell<u32>,
     pub failure: RefCell<Option<Failure>>,
+    /// Timestamp of the first audio or video message.
+    first_ts: Cell<Option<u32>>,
+    /// Smallest delivery delay seen so far, microseconds (see [`DelayStats`]).
+    pub min_delay_us: Cell<Option<i64>>,
+    /// Delays of the steady window's media messages.
+    pub steady_delays: RefCell<Option<SteadyDelays>>,
+    /// Where the run collects added latency.
+    delays: Rc<DelayStats>,
     /// Print every media message's arrival to stderr (`play --trace`).
     trace: bool,
 }
 
 impl PlayerSlot {
     /// A fresh slot; `trace` prints its media arrivals to stderr.
-    pub fn new(trace: bool) -> PlayerSlot {
+    /// `delays` is shared by every player of the run.
+    pub fn new(trace: bool, delays: Rc<DelayStats>) -> PlayerSlot {
         PlayerSlot {
             trace,
+            delays,
             ..PlayerSlot::default()
+        }
+    }
+
+    /// Records the delivery delay of an audio or video message.
+    fn on_delay(&self, timestamp: u32, now: Instant) {
+        let Some(start) = self.started.get() else {
+            return;
+        };
+        let first = self.first_ts.get().unwrap_or(timestamp);
+        self.first_ts.set(Some(first));
+        let arrival_us =
+            i64::try_from(now.saturating_duration_since(start).as_micros()).unwrap_or(i64::MAX);
+        // Wrapping: a 32-bit millisecond clock that wrapped still advances.
+        let media_us = i64::from(timestamp.wrapping_sub(first)) * 1000;
+        let delay = arrival_us.saturating_sub(media_us);
+        let min = match self.min_delay_us.get() {
+            Some(m) if m <= delay => m,
+            _ => {
+                self.min_delay_us.set(Some(delay));
+                delay
+            }
+        };
+        if self.delays.recording.get() {
+            self.steady_delays
+                .borrow_mut()
+                .get_or_insert_with(|| SteadyDelays::new(min))
+                .count(delay);
         }
     }
 
@@ -146,6 +254,7 @@ impl PlayerSlot {
         if type_id == TAG_SCRIPT {
             return;
         }
+        self.on_delay(timestamp, now);
         match self.last_media.get() {
             None => self.first_media.set(Some(now)),
             Some(last) => {
@@ -455,6 +564,47 @@ mod tests {
         assert_eq!(slot.stalls.get(), 2);
         slot.close_gap(t0 + Duration::from_millis(6900));
         assert_eq!(slot.max_gap.get(), Duration::from_millis(3000));
+    }
+
+    #[test]
+    fn added_latency_is_delay_above_the_smallest() {
+        let delays = Rc::new(DelayStats::default());
+        let slot = PlayerSlot::new(false, delays.clone());
+        let t0 = Instant::now();
+        slot.started.set(Some(t0));
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Start-up burst: a GOP of 2 s arrives at once (delay falls to -1900 ms).
+        slot.on_media(TAG_VIDEO, 1000, &keyframe(), at(100));
+        slot.on_media(TAG_VIDEO, 2960, &[0x27, 1], at(100));
+        assert_eq!(slot.min_delay_us.get(), Some(-1_860_000));
+        delays.recording.set(true);
+        // Live: frames held back 40, 240 and 390 ms by merged write, then
+        // one at the live edge, 40 ms below the reference of the first ones.
+        slot.on_media(TAG_AUDIO, 3000, &[0xAF, 1], at(140));
+        slot.on_media(TAG_VIDEO, 3040, &[0x27, 1], at(380));
+        slot.on_media(TAG_AUDIO, 3060, &[0xAF, 1], at(550));
+        slot.on_media(TAG_AUDIO, 3500, &[0xAF, 1], at(600));
+        assert_eq!(slot.min_delay_us.get(), Some(-1_900_000));
+        // Data messages carry no media time.
+        slot.on_media(TAG_SCRIPT, 0, b"x", at(900));
+        let mut h = Histogram::<u64>::new_with_bounds(1, DELAY_MAX_US, 3).unwrap();
+        let steady = slot.steady_delays.borrow();
+        steady
+            .as_ref()
+            .unwrap()
+            .add_to(slot.min_delay_us.get().unwrap(), &mut h);
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.min(), 1);
+        let near = |v: u64, ms: i64| (v as i64 - ms * 1000).abs() < 500;
+        assert!(near(h.max(), 390), "{}", h.max());
+        assert!(
+            near(h.value_at_quantile(0.5), 40),
+            "{}",
+            h.value_at_quantile(0.5)
+        );
+        assert!(near(h.value_at_quantile(0.75), 240));
+        // Soak's slots never record, so never allocate the buckets.
+        assert!(PlayerSlot::default().steady_delays.borrow().is_none());
     }
 
     #[test]

@@ -98,6 +98,12 @@ pub struct Report {
     pub play_start_ms: Option<Latency>,
     /// Connect start → first video keyframe, over players that got one.
     pub first_keyframe_ms: Option<Latency>,
+    /// Added latency of the audio and video messages received in the
+    /// steady window, all players: each message's delivery delay (arrival
+    /// since connect − media time since the player's first message) minus
+    /// the smallest such delay of its player over the run, i.e. how long the server held
+    /// it back beyond the live edge (merged write shows as 0…mw_latency_ms).
+    pub added_latency_ms: Option<Latency>,
     /// Mean received bitrate of players that played through the steady
     /// window (whole run when none did), framing included.
     pub mean_kbps_per_player: f64,
@@ -157,6 +163,7 @@ impl Report {
             ("first keyframe ms p50/p90/p99/max", &self.first_keyframe_ms),
             ("  TCP connected at ms", &self.connect_ms),
             ("  play started at ms", &self.play_start_ms),
+            ("added latency ms p50/p90/p99/max", &self.added_latency_ms),
         ] {
             row(s, label, l.as_ref().map_or("none".to_owned(), Latency::row))?;
         }
@@ -273,6 +280,7 @@ mod tests {
             connect_ms: None,
             play_start_ms: Latency::from_histogram(&h),
             first_keyframe_ms: Latency::from_histogram(&h),
+            added_latency_ms: Latency::from_histogram(&h),
             mean_kbps_per_player: 1000.0,
             total_mbps: 3.0,
             media_messages: 100,
@@ -323,6 +331,7 @@ mod tests {
         assert_eq!(v["failures"]["connect: connection refused"], 1);
         assert_eq!(v["server"]["cpu_ms_per_player_second"], 0.5);
         assert_eq!(v["client_saturated"], true);
+        assert_eq!(v["added_latency_ms"]["count"], 4);
     }
 
     #[test]
@@ -333,6 +342,7 @@ mod tests {
         assert!(t.contains("server KiB per player"), "{t}");
         assert!(t.contains("shard-0 2: 4"), "{t}");
         assert!(t.contains("20.0 / 400.1 / 400.1 / 400.1  (n=4)"), "{t}");
+        assert!(t.contains("added latency ms p50/p90/p99/max"), "{t}");
         let mut r = sample();
         r.client_saturated = false;
         r.server = None;

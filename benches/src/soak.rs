@@ -358,7 +358,7 @@ impl Crowd {
 /// Ends only when the run drops its task.
 async fn seat(crowd: Rc<Crowd>, index: usize, to: Rc<Destination>, read_buf: usize) {
     loop {
-        let slot = Rc::new(PlayerSlot::new(false));
+        let slot = Rc::new(PlayerSlot::default());
         let watch = crowd.begin(index, &slot, to.protocol);
         let failed = future::or(
             async {

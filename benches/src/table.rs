@@ -41,11 +41,34 @@ struct Run {
     saturated: bool,
     /// 1-minute load average of the machine when the run started.
     load: Option<f64>,
+    /// Added latency of media messages (`play`), ms.
+    added_p50: Option<f64>,
+    added_p99: Option<f64>,
+    /// An `ingest` report (publishing only, no players).
+    ingest: bool,
+    cpu_per_100_streams: Option<f64>,
+    kib_per_stream: Option<f64>,
+    busiest_percent: Option<f64>,
+    publisher_cpu: Option<f64>,
+    streams: f64,
 }
 
 impl Run {
     fn from_report(rep: u64, load: Option<f64>, r: &Value) -> Run {
         let f = |v: &Value| v.as_f64();
+        if r["kind"].as_str() == Some("ingest") {
+            return Run {
+                rep,
+                load,
+                ingest: true,
+                streams: f(&r["streams"]).unwrap_or(0.0),
+                cpu_per_100_streams: f(&r["cpu_percent_per_100_streams"]),
+                kib_per_stream: f(&r["rss_kib_per_stream"]),
+                busiest_percent: f(&r["busiest_thread_cpu_percent"]),
+                publisher_cpu: f(&r["publisher_cpu_percent"]),
+                ..Run::default()
+            };
+        }
         let server = &r["server"];
         Run {
             rep,
@@ -61,6 +84,9 @@ impl Run {
             tool_cpu: f(&r["client_cpu_percent"]).unwrap_or(0.0),
             saturated: r["client_saturated"].as_bool().unwrap_or(false),
             load,
+            added_p50: f(&r["added_latency_ms"]["p50_ms"]),
+            added_p99: f(&r["added_latency_ms"]["p99_ms"]),
+            ..Run::default()
         }
     }
 }
@@ -74,6 +100,11 @@ struct Case {
 }
 
 impl Case {
+    /// Publishing-only cases (`ingest-*`), rendered in their own table.
+    fn is_ingest(&self) -> bool {
+        self.servers.iter().flat_map(|(_, r)| r).any(|r| r.ingest)
+    }
+
     fn runs(&self, server: &str) -> Option<&[Run]> {
         self.servers
             .iter()
@@ -138,28 +169,52 @@ fn parse(input: &str) -> Results {
 }
 
 /// Families of cases in the order the table lists them.
-const FAMILIES: [&str; 6] = [
+/// A name belongs to the family with the longest matching prefix (so
+/// `ll-streams-*` is not an `ll-*` case).
+const FAMILIES: [&str; 11] = [
     "rtmp-200k",
     "rtmp-1m",
     "flv-200k",
     "streams",
     "shards",
     "ramp500",
+    // ll-rtmp-* and ll-flv-*, by player count.
+    "ll-",
+    "ll-streams",
+    "ingest",
+    "mw-rtmp",
+    "mw-flv",
 ];
 
-/// Sort key of a case name: its family, then its player count (re-runs
-/// append their lines at the end of the input, the table keeps its order).
+/// Prefix of the merged-write curve cases (`mw-rtmp-<ms>`, `mw-flv-<ms>`),
+/// rendered in their own table.
+const CURVE: &str = "mw-";
+
+/// Sort key of a case name: its family, then its last number (players,
+/// `streams×players`, or mw_latency_ms). Re-runs append their lines at the
+/// end of the input, the table keeps its order.
 fn case_order(name: &str) -> (usize, u64) {
     let family = FAMILIES
         .iter()
-        .position(|f| name.starts_with(f))
-        .unwrap_or(FAMILIES.len());
+        .enumerate()
+        .filter(|(_, f)| name.starts_with(*f))
+        .max_by_key(|(_, f)| f.len())
+        .map_or(FAMILIES.len(), |(i, _)| i);
     let players = name
         .rsplit('-')
         .next()
-        .and_then(|n| n.parse().ok())
+        .and_then(|n| {
+            n.split('x')
+                .map(|f| f.parse::<u64>().ok())
+                .try_fold(1u64, |acc, f| Some(acc.saturating_mul(f?)))
+        })
         .unwrap_or(0);
     (family, players)
+}
+
+/// Cases of the main table (and the targets).
+fn in_main_table(name: &str, case: &Case) -> bool {
+    !name.starts_with(CURVE) && !case.is_ingest()
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -228,6 +283,23 @@ fn write_doc(s: &mut String, res: &Results) -> std::fmt::Result {
         writeln!(s, "- **{k}**: {v}")?;
     }
     writeln!(s)?;
+    let main = res.cases.iter().any(|(n, c)| in_main_table(n, c));
+    if main {
+        write_main(s, res)?;
+    }
+    write_ingest(s, res)?;
+    write_curve(s, res)?;
+    if main {
+        write_targets(s, res)?;
+    }
+    if res.bad_lines > 0 {
+        writeln!(s, "\n{} unreadable input line(s) ignored.", res.bad_lines)?;
+    }
+    Ok(())
+}
+
+/// The main table: every case but ingest and the merged-write curve.
+fn write_main(s: &mut String, res: &Results) -> std::fmt::Result {
     writeln!(
         s,
         "Medians of the repetitions (min–max in brackets); ratios are medians of \
@@ -249,12 +321,8 @@ fn write_doc(s: &mut String, res: &Results) -> std::fmt::Result {
         s,
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )?;
-    for (name, case) in &res.cases {
-        let label = if case.title.is_empty() {
-            name.clone()
-        } else {
-            case.title.clone()
-        };
+    for (name, case) in res.cases.iter().filter(|(n, c)| in_main_table(n, c)) {
+        let label = label(name, case);
         for (server, runs) in &case.servers {
             let cpu = |r: &Run| r.cpu;
             let is_ringcast = server.starts_with(RINGCAST);
@@ -306,11 +374,169 @@ fn write_doc(s: &mut String, res: &Results) -> std::fmt::Result {
         }
     }
     writeln!(s)?;
-    write_targets(s, res)?;
-    if res.bad_lines > 0 {
-        writeln!(s, "\n{} unreadable input line(s) ignored.", res.bad_lines)?;
-    }
     Ok(())
+}
+
+fn label(name: &str, case: &Case) -> String {
+    if case.title.is_empty() {
+        name.to_owned()
+    } else {
+        case.title.clone()
+    }
+}
+
+/// Ratio of ringcast's runs to nginx-rtmp's in the same case, per repetition.
+fn vs_nginx(case: &Case, server: &str, runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> String {
+    if !server.starts_with(RINGCAST) {
+        return String::new();
+    }
+    case.runs(NGINX)
+        .map_or_else(String::new, |p| ratio_cell(paired_ratio(runs, p, f)))
+}
+
+/// Publishing with nobody playing (`ingest-*`): CPU per 100 streams and
+/// RSS per stream.
+fn write_ingest(s: &mut String, res: &Results) -> std::fmt::Result {
+    let cases: Vec<_> = res.cases.iter().filter(|(_, c)| c.is_ingest()).collect();
+    if cases.is_empty() {
+        return Ok(());
+    }
+    writeln!(s, "### Ingest: streams published, no players")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Server CPU (all its processes and threads) over the steady window after an \
+         8 s warm-up, in % of one core per 100 streams; RSS per stream is the RSS \
+         growth from before the first stream to the end of the window, divided by \
+         the streams. Publisher CPU near 100 % would mean the streams lag."
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| case | server | runs | streams | CPU % of a core per 100 streams | × nginx-rtmp | \
+         busiest thread % | RSS KiB per stream | × nginx-rtmp | publisher CPU % | load avg |"
+    )?;
+    writeln!(
+        s,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )?;
+    for (name, case) in cases {
+        let label = label(name, case);
+        for (server, runs) in &case.servers {
+            let cpu = |r: &Run| r.cpu_per_100_streams;
+            let kib = |r: &Run| r.kib_per_stream;
+            writeln!(
+                s,
+                "| {label} | {server} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                runs.len(),
+                fmt(med(runs, |r| Some(r.streams)), 0),
+                spread(runs, cpu, 2),
+                vs_nginx(case, server, runs, cpu),
+                fmt(med(runs, |r| r.busiest_percent), 1),
+                spread(runs, kib, 1),
+                vs_nginx(case, server, runs, kib),
+                fmt(med(runs, |r| r.publisher_cpu), 0),
+                spread(runs, |r| r.load, 1),
+            )?;
+        }
+        for (server, why) in &case.skipped {
+            writeln!(
+                s,
+                "| {label} | {server} | 0 | skipped: {why} | | | | | | | |"
+            )?;
+        }
+    }
+    writeln!(s)
+}
+
+/// The merged-write curve (`mw-rtmp-<ms>`, `mw-flv-<ms>`): CPU per
+/// player-second against the added latency players measured.
+fn write_curve(s: &mut String, res: &Results) -> std::fmt::Result {
+    let cases: Vec<_> = res
+        .cases
+        .iter()
+        .filter(|(n, _)| n.starts_with(CURVE))
+        .collect();
+    if cases.is_empty() {
+        return Ok(());
+    }
+    writeln!(s, "### Merged write: CPU against added latency")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "ringcast at each mw_latency_ms. Added latency: per media message, its \
+         delivery delay (arrival − media time) minus its player's smallest delay, \
+         over all messages of all players in the steady window, measured by the \
+         players. It includes the source's own jitter (ffmpeg -re pacing, audio and \
+         video interleaving), the floor nginx-rtmp and raw show. nginx-rtmp (no such knob) and the raw limit (releasing once per \
+         tick of the same ms, 40 for 0) are measured in the same run at the points \
+         where they are listed; ratios pair them with ringcast at that point."
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| protocol | mw_latency_ms | server | runs | ok / players | CPU ms per player-s | \
+         × nginx-rtmp | × raw | added latency p50 ms | added latency p99 ms | \
+         stalls (players) | tool CPU % | load avg |"
+    )?;
+    writeln!(
+        s,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )?;
+    for (name, case) in cases {
+        let rest = &name[CURVE.len()..];
+        let (proto, ms) = rest.rsplit_once('-').unwrap_or((rest, ""));
+        let proto = match proto {
+            "rtmp" => "RTMP",
+            "flv" => "HTTP-FLV",
+            p => p,
+        };
+        for (server, runs) in &case.servers {
+            let cpu = |r: &Run| r.cpu;
+            let knob = match server.as_str() {
+                NGINX => "(none)".to_owned(),
+                RAW => format!("(tick {})", if ms == "0" { "40" } else { ms }),
+                _ => ms.to_owned(),
+            };
+            let vs_raw = if server.starts_with(RINGCAST) {
+                case.runs(RAW)
+                    .map_or_else(String::new, |p| ratio_cell(paired_ratio(runs, p, cpu)))
+            } else {
+                String::new()
+            };
+            let stalls = runs.iter().map(|r| r.stalls).fold(0.0, f64::max);
+            let with = runs
+                .iter()
+                .map(|r| r.players_with_stalls)
+                .fold(0.0, f64::max);
+            let saturated = runs.iter().filter(|r| r.saturated).count();
+            writeln!(
+                s,
+                "| {proto} | {knob} | {server} | {} | {} / {} | {} | {} | {vs_raw} | {} | {} | {stalls:.0} ({with:.0}) max | {}{} | {} |",
+                runs.len(),
+                fmt(med(runs, |r| Some(r.ok)), 0),
+                fmt(med(runs, |r| Some(r.players)), 0),
+                spread(runs, cpu, 3),
+                vs_nginx(case, server, runs, cpu),
+                spread(runs, |r| r.added_p50, 1),
+                spread(runs, |r| r.added_p99, 1),
+                fmt(med(runs, |r| Some(r.tool_cpu)), 0),
+                if saturated > 0 {
+                    format!(" **SATURATED ×{saturated}**")
+                } else {
+                    String::new()
+                },
+                spread(runs, |r| r.load, 1),
+            )?;
+        }
+        for (server, why) in &case.skipped {
+            writeln!(
+                s,
+                "| {proto} | {ms} | {server} | 0 | skipped: {why} | | | | | | | | |"
+            )?;
+        }
+    }
+    writeln!(s)
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -327,7 +553,7 @@ fn write_targets(s: &mut String, res: &Results) -> std::fmt::Result {
     writeln!(s, "| target | case | measured | verdict |")?;
     writeln!(s, "| --- | --- | --- | --- |")?;
     let cpu = |r: &Run| r.cpu;
-    for (name, case) in &res.cases {
+    for (name, case) in res.cases.iter().filter(|(n, c)| in_main_table(n, c)) {
         let Some(rc) = case.runs(RINGCAST) else {
             continue;
         };
@@ -384,6 +610,7 @@ fn write_targets(s: &mut String, res: &Results) -> std::fmt::Result {
     let worst_kib = res
         .cases
         .iter()
+        .filter(|(n, c)| in_main_table(n, c))
         .filter_map(|(name, c)| Some((name, med(c.runs(RINGCAST)?, |r| r.kib)?)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     if let Some((name, kib)) = worst_kib {
@@ -487,7 +714,85 @@ mod tests {
         assert!(at("title of rtmp-200k-2000") < at("title of rtmp-200k-10000"));
         assert!(at("title of rtmp-200k-10000") < at("title of flv-200k-1000"));
         assert_eq!(case_order("ramp500-200k-2000"), (5, 2000));
-        assert_eq!(case_order("other"), (6, 0));
+        assert_eq!(case_order("streams-1000x2"), (3, 2000));
+        assert_eq!(case_order("mw-flv-350"), (10, 350));
+        assert_eq!(case_order("ll-flv-200k-2000"), (6, 2000));
+        assert_eq!(case_order("ll-streams-1000x2"), (7, 2000));
+        assert_eq!(case_order("other"), (FAMILIES.len(), 0));
+    }
+
+    fn ingest_line(server: &str, rep: u64, per100: f64, kib: f64) -> String {
+        serde_json::json!({
+            "case": "ingest-1000",
+            "title": "RTMP, 1000 streams published, no players",
+            "server": server,
+            "rep": rep,
+            "load": 1.0,
+            "report": {
+                "kind": "ingest",
+                "streams": 1000,
+                "cpu_percent_per_100_streams": per100,
+                "busiest_thread_cpu_percent": per100 * 5.0,
+                "rss_kib_per_stream": kib,
+                "publisher_cpu_percent": 30.0
+            }
+        })
+        .to_string()
+    }
+
+    fn curve_line(case: &str, server: &str, rep: u64, cpu: f64, p50: f64) -> String {
+        let mut v: Value = serde_json::from_str(&line(case, server, rep, cpu, 2000)).unwrap();
+        v["report"]["added_latency_ms"] = serde_json::json!({"count": 10, "p50_ms": p50, "p90_ms": p50, "p99_ms": p50 * 2.0, "max_ms": p50 * 3.0});
+        v.to_string()
+    }
+
+    #[test]
+    fn ingest_table() {
+        let input = [
+            ingest_line("ringcast", 1, 2.0, 20.0),
+            ingest_line("nginx-rtmp", 1, 4.0, 10.0),
+            ingest_line("ringcast", 2, 3.0, 30.0),
+            ingest_line("nginx-rtmp", 2, 3.0, 10.0),
+            line("rtmp-200k-2000", "ringcast", 1, 0.2, 2000),
+        ]
+        .join("\n");
+        let md = render(&input);
+        assert!(md.contains("### Ingest"), "{md}");
+        // CPU 2.5 (2.00–3.00); ratios 0.5 and 1.0 -> 0.75; RSS ratios 2 and 3 -> 2.5
+        assert!(
+            md.contains("| RTMP, 1000 streams published, no players | ringcast | 2 | 1000 | 2.50 (2.00–3.00) | 0.75× | 12.5 | 25.0 (20.0–30.0) | 2.50× | 30 | 1.0 (1.0–1.0) |"),
+            "{md}"
+        );
+        // Not in the main table, nor in the targets.
+        assert_eq!(md.matches("no players").count(), 3, "{md}");
+        assert!(!md.contains("| ingest-1000 |"), "{md}");
+    }
+
+    #[test]
+    fn curve_table() {
+        let input = [
+            curve_line("mw-rtmp-350", "ringcast", 1, 0.2, 170.0),
+            curve_line("mw-rtmp-350", "nginx-rtmp", 1, 0.8, 3.0),
+            curve_line("mw-rtmp-350", "raw", 1, 0.1, 160.0),
+            curve_line("mw-rtmp-0", "ringcast", 1, 0.4, 2.0),
+            curve_line("mw-flv-0", "ringcast", 1, 0.3, 1.0),
+            curve_line("mw-flv-0", "raw", 1, 0.1, 20.0),
+        ]
+        .join("\n");
+        let md = render(&input);
+        assert!(md.contains("### Merged write"), "{md}");
+        assert!(
+            md.contains("| RTMP | 350 | ringcast | 1 | 2000 / 2000 | 0.200 | 0.25× | 2.00× | 170.0 | 340.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| RTMP | (none) | nginx-rtmp |"), "{md}");
+        assert!(md.contains("| HTTP-FLV | (tick 40) | raw |"), "{md}");
+        // mw 0 before mw 350, RTMP before HTTP-FLV; none in the main table.
+        let at = |s: &str| md.find(s).unwrap();
+        assert!(at("| RTMP | 0 |") < at("| RTMP | 350 |"));
+        assert!(at("| RTMP | 350 |") < at("| HTTP-FLV | 0 |"));
+        assert!(!md.contains("title of mw-"), "{md}");
+        assert!(!md.contains("mw-rtmp-350 |"), "{md}");
     }
 
     #[test]
