@@ -325,7 +325,8 @@ pub struct VhostConf {
     /// brings several frames rather than one (SRS `publish.mr` with `mr_latency`); 0
     /// reads as data arrives. Unset, it follows `mw_latency_ms`: the frames of one read
     /// then go to players at once, already batched, so latency is what merged write
-    /// alone gives while ingest costs a fraction of its per-frame price.
+    /// alone gives while ingest costs a fraction of its per-frame price. A new publish
+    /// is read as it arrives until its first keyframe, so players start at once.
     #[serde(deserialize_with = "opt_millis")]
     pub mr_latency_ms: Option<Duration>,
     /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.

@@ -433,9 +433,14 @@ impl Conn {
     /// takes them all; true if it paused. Every publisher of a shard wakes on
     /// the same ticks, in one executor turn, rather than each on its own.
     async fn merge_reads(&self) -> bool {
-        let Role::Publishing { req, .. } = &self.role else {
+        let Role::Publishing { req, hub } = &self.role else {
             return false;
         };
+        // until the stream has a frame to start from, its frames go to
+        // players (and the start-up cache) as they arrive
+        if !hub.borrow().local.startable() {
+            return false;
+        }
         let period = self.shard.cfg().vhost(&req.vhost).merged_read();
         match until_next_tick(period) {
             Some(wait) => {

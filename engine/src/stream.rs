@@ -25,6 +25,9 @@ pub struct LocalStream {
     gop_enabled: bool,
     gop_max_frames: usize,
     has_video: bool,
+    /// Since the publish began, a frame a player can start from came: a
+    /// keyframe, or audio of a stream without video.
+    startable: bool,
     pub publishing: bool,
     fanout: Rc<Fanout>,
 }
@@ -41,6 +44,11 @@ impl LocalStream {
     /// Updates the start-up cache with `frame` and queues it for every local
     /// player; the shard's flusher hands it over with the rest of its batch.
     pub fn push(&mut self, frame: Rc<Frame>) {
+        if frame.keyframe
+            || (!self.has_video && frame.kind == Kind::Audio && !frame.sequence_header)
+        {
+            self.startable = true;
+        }
         self.cache(&frame);
         self.fanout.push(frame, self.has_video);
     }
@@ -158,8 +166,14 @@ impl LocalStream {
         self.fanout.notify(Notice::Unpublished);
     }
 
+    /// Whether a player joining now could start at once (see `startable`).
+    pub fn startable(&self) -> bool {
+        self.startable
+    }
+
     pub fn publish(&mut self) {
         self.publishing = true;
+        self.startable = false;
         self.fanout.notify(Notice::Published);
     }
 
