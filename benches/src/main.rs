@@ -106,6 +106,11 @@ enum Command {
         /// Bytes each player reads per call (its fixed read buffer).
         #[arg(long, default_value_t = 4096)]
         read_buf: usize,
+        /// Percentage of players that lag once: 2 s after their first media
+        /// they stop reading for 5 s, then catch up (the server's queue for
+        /// them grows, then must drain and give its memory back).
+        #[arg(long, default_value_t = 0.0)]
+        lag: f64,
         /// Print every media message the first player receives (arrival
         /// time since its connect, type, timestamp, size) to stderr.
         #[arg(long)]
@@ -262,9 +267,13 @@ fn run(command: Command) -> Result<ExitCode, String> {
             server_pid,
             json,
             read_buf,
+            lag,
             trace,
         } => {
             let target = Target::parse(&url).map_err(|e| e.to_string())?;
+            if !(0.0..=100.0).contains(&lag) {
+                return Err("--lag must be a percentage, 0 to 100".to_owned());
+            }
             check_count("--players", players, MAX_PLAYERS)?;
             check_count("--streams", streams, MAX_PLAYERS)?;
             if !(ramp.is_finite() && ramp >= 0.0) {
@@ -285,6 +294,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 duration,
                 server_pids: server_pid,
                 read_buf,
+                lag_every: (lag > 0.0).then(|| (100.0 / lag).round().max(1.0) as usize),
                 trace,
             };
             let report = executor()?.run(play::run(opts));

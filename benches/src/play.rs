@@ -41,6 +41,8 @@ pub struct PlayOptions {
     /// Server processes measured together (e.g. nginx's master and workers).
     pub server_pids: Vec<u32>,
     pub read_buf: usize,
+    /// Every this-many-th player lags once (`--lag`).
+    pub lag_every: Option<usize>,
     /// Print the first player's media arrivals to stderr.
     pub trace: bool,
 }
@@ -84,7 +86,12 @@ pub async fn run(opts: PlayOptions) -> Report {
     let delays = Rc::new(DelayStats::default());
     let slots: Rc<Vec<Rc<PlayerSlot>>> = Rc::new(
         (0..opts.players)
-            .map(|i| Rc::new(PlayerSlot::new(opts.trace && i == 0, delays.clone())))
+            .map(|i| {
+                let slot = PlayerSlot::new(opts.trace && i == 0, delays.clone());
+                slot.lag_pending
+                    .set(opts.lag_every.is_some_and(|k| i % k == k - 1));
+                Rc::new(slot)
+            })
             .collect(),
     );
 

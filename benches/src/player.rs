@@ -179,6 +179,8 @@ pub struct PlayerSlot {
     /// RTMP "source went away" notices.
     pub unpublished: Cell<u32>,
     pub failure: RefCell<Option<Failure>>,
+    /// This player still has its one lag ahead of it (`play --lag`).
+    pub lag_pending: Cell<bool>,
     /// Timestamp of the first audio or video message.
     first_ts: Cell<Option<u32>>,
     /// Smallest delivery delay seen so far, microseconds (see [`DelayStats`]).
@@ -348,12 +350,27 @@ async fn write_out(stream: &mut TcpStream, out: &mut BytesMut) -> Result<(), Fai
     Ok(())
 }
 
+/// A lagging player (`play --lag`) stops reading this long after its first
+/// media...
+const LAG_AFTER: Duration = Duration::from_secs(2);
+/// ...for this long, then reads on and catches up.
+const LAG_FOR: Duration = Duration::from_secs(5);
+
 /// Reads once into `buf`, counting the bytes; end of stream is a failure.
 async fn read_some(
     stream: &mut TcpStream,
     buf: &mut [u8],
     slot: &PlayerSlot,
 ) -> Result<usize, Failure> {
+    if slot.lag_pending.get()
+        && slot
+            .first_media
+            .get()
+            .is_some_and(|t| t.elapsed() >= LAG_AFTER)
+    {
+        slot.lag_pending.set(false);
+        glommio::timer::sleep(LAG_FOR).await;
+    }
     match stream.read(buf).await {
         Ok(0) => Err(Failure::Closed {
             playing: slot.playing(),
