@@ -58,16 +58,17 @@ impl Applicant {
 
     /// Lists the client in the API until the returned entry drops.
     pub fn register(&self, shard: &Shard, req: &StreamRequest, kind: ClientKind) -> Registered {
+        let names = &shard.global.registry;
         let info = ClientInfo {
             id: self.cid,
             shard: shard.id,
             kind,
             ip: self.ip_text(),
-            vhost: req.vhost.clone(),
-            app: req.app.clone(),
-            stream: req.stream.clone(),
+            vhost: names.intern(&req.vhost),
+            app: names.intern(&req.app),
+            stream: names.intern(&req.stream),
             param: req.param.clone(),
-            tc_url: self.tc_url.clone(),
+            tc_url: names.intern(&self.tc_url),
             since: std::time::SystemTime::now(),
         };
         Registered::new(&shard.global.registry, info)

@@ -254,7 +254,7 @@ pub fn route(global: &Global, cfg: &Config, path: &str) -> Option<(u16, String)>
                         ringcast_conf::ClusterMode::Local => "local",
                         ringcast_conf::ClusterMode::Remote => "remote",
                     },
-                    clients: clients.iter().filter(|c| &c.vhost == name).count(),
+                    clients: clients.iter().filter(|c| *c.vhost == **name).count(),
                     streams: all.iter().filter(|s| &s.vhost == name && s.active).count(),
                     recv_bytes: all
                         .iter()

@@ -2,9 +2,13 @@
 //! and origin-cluster lookups. Touched when a client starts or stops
 //! playing or publishing, never per message, so one lock is cheap enough.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+/// The shared-names set is swept of unused names when it reaches this
+/// size, and at each doubling after.
+const NAMES_SWEEP_AT: usize = 1024;
 
 /// What a connection does, in SRS's words (`type` in `/api/v1/clients`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +49,13 @@ pub struct ClientInfo {
     pub kind: ClientKind,
     /// Peer address (players, publishers) or upstream/destination address.
     pub ip: String,
-    pub vhost: String,
-    pub app: String,
-    pub stream: String,
+    /// Names shared by every client of a stream ([`Registry::intern`]):
+    /// ten thousand players of one stream hold one copy.
+    pub vhost: Arc<str>,
+    pub app: Arc<str>,
+    pub stream: Arc<str>,
     pub param: String,
-    pub tc_url: String,
+    pub tc_url: Arc<str>,
     pub since: SystemTime,
 }
 
@@ -108,9 +114,28 @@ pub struct AudioInfo {
 pub struct Registry {
     clients: Mutex<BTreeMap<u64, ClientInfo>>,
     streams: Mutex<BTreeMap<String, StreamStats>>,
+    /// The names clients share; swept of unused ones as it grows.
+    names: Mutex<HashSet<Arc<str>>>,
 }
 
 impl Registry {
+    /// The shared copy of `name`, for [`ClientInfo`]'s names.
+    pub fn intern(&self, name: &str) -> Arc<str> {
+        let Ok(mut names) = self.names.lock() else {
+            return Arc::from(name);
+        };
+        if let Some(n) = names.get(name) {
+            return n.clone();
+        }
+        if names.len() >= NAMES_SWEEP_AT && names.len().is_power_of_two() {
+            // held by the set alone: no client uses it any more
+            names.retain(|n| Arc::strong_count(n) > 1);
+        }
+        let n: Arc<str> = Arc::from(name);
+        names.insert(n.clone());
+        n
+    }
+
     pub fn add(&self, c: ClientInfo) {
         if let Ok(mut m) = self.clients.lock() {
             m.insert(c.id, c);
@@ -210,5 +235,27 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.registry.remove(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_of_a_stream_share_its_names_and_unused_names_are_swept() {
+        let r = Registry::default();
+        let a = r.intern("live");
+        let b = r.intern("live");
+        assert!(Arc::ptr_eq(&a, &b), "one copy for every client");
+        drop((a, b));
+        for i in 0..NAMES_SWEEP_AT {
+            r.intern(&format!("gone-{i}"));
+        }
+        let kept = r.intern("kept");
+        // the set reached a sweep point: names no client holds are gone
+        let held = r.names.lock().map(|n| n.len()).unwrap_or(0);
+        assert!(held < NAMES_SWEEP_AT / 2, "{held} names left");
+        assert!(Arc::ptr_eq(&kept, &r.intern("kept")));
     }
 }
