@@ -294,6 +294,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 duration,
                 server_pids: server_pid,
                 read_buf,
+                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 lag_every: (lag > 0.0).then(|| (100.0 / lag).round().max(1.0) as usize),
                 trace,
             };

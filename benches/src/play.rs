@@ -41,6 +41,9 @@ pub struct PlayOptions {
     /// Server processes measured together (e.g. nginx's master and workers).
     pub server_pids: Vec<u32>,
     pub read_buf: usize,
+    /// Redraw a one-line progress on stderr every second (a terminal,
+    /// not `--json`).
+    pub progress: bool,
     /// Every this-many-th player lags once (`--lag`).
     pub lag_every: Option<usize>,
     /// Print the first player's media arrivals to stderr.
@@ -98,7 +101,8 @@ pub async fn run(opts: PlayOptions) -> Report {
     let baseline = Edge::take(&opts.server_pids, &mut notes);
     let t0 = baseline.at;
     let deadline = t0 + opts.duration;
-    let monitor = glommio::spawn_local(monitor(slots.clone()));
+    let progress = opts.progress.then_some(t0);
+    let monitor = glommio::spawn_local(monitor(slots.clone(), progress));
 
     let mut tasks: Vec<Task<()>> = Vec::with_capacity(opts.players);
     for (i, slot) in slots.iter().enumerate() {
@@ -144,6 +148,10 @@ pub async fn run(opts: PlayOptions) -> Report {
     let steady_end = Edge::take(&opts.server_pids, &mut notes);
     drop(tasks);
     drop(monitor);
+    if opts.progress {
+        // end the progress line before the report
+        eprintln!();
+    }
     if steady_start.at >= steady_end.at {
         steady_start.at = steady_end.at;
     }
@@ -164,13 +172,67 @@ fn resolved(s: &PlayerSlot) -> bool {
     s.first_keyframe.get().is_some() || s.ended.get().is_some()
 }
 
-async fn monitor(slots: Rc<Vec<Rc<PlayerSlot>>>) {
+async fn monitor(slots: Rc<Vec<Rc<PlayerSlot>>>, progress: Option<Instant>) {
+    let mut last = (Instant::now(), 0u64);
     loop {
         sleep(TICK).await;
         let now = Instant::now();
         for s in slots.iter() {
             s.check_stall(now);
         }
+        let Some(t0) = progress else { continue };
+        if now.duration_since(last.0) < PROGRESS_EVERY {
+            continue;
+        }
+        let p = Progress::of(&slots);
+        let kbps =
+            (p.bytes - last.1) as f64 * 8.0 / 1000.0 / now.duration_since(last.0).as_secs_f64();
+        last = (now, p.bytes);
+        eprint!("\r{}", p.line(now.duration_since(t0), kbps));
+    }
+}
+
+/// How often the live progress line is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The players' state at one instant, for the live progress line.
+#[derive(Debug, Default, PartialEq)]
+struct Progress {
+    connecting: usize,
+    playing: usize,
+    failed: usize,
+    stalls: u64,
+    bytes: u64,
+}
+
+impl Progress {
+    fn of(slots: &[Rc<PlayerSlot>]) -> Progress {
+        let mut p = Progress::default();
+        for s in slots {
+            p.bytes += s.bytes.get();
+            p.stalls += u64::from(s.stalls.get());
+            if s.failure.borrow().is_some() {
+                p.failed += 1;
+            } else if s.first_media.get().is_some() && s.ended.get().is_none() {
+                p.playing += 1;
+            } else if s.started.get().is_some() && s.ended.get().is_none() {
+                p.connecting += 1;
+            }
+        }
+        p
+    }
+
+    /// One line, redrawn in place (no newline).
+    fn line(&self, elapsed: Duration, kbps: f64) -> String {
+        format!(
+            "{:>5.0} s  players: {} connecting, {} playing, {} failed  {:.0} kbit/s  stalls {}   ",
+            elapsed.as_secs_f64(),
+            self.connecting,
+            self.playing,
+            self.failed,
+            kbps,
+            self.stalls
+        )
     }
 }
 
@@ -389,5 +451,39 @@ fn server_cost(
         player_seconds,
         players_measured: alive,
         threads,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_counts_players_by_state_and_prints_one_line() {
+        let delays = Rc::new(DelayStats::default());
+        let slots: Vec<Rc<PlayerSlot>> = (0..4)
+            .map(|_| Rc::new(PlayerSlot::new(false, delays.clone())))
+            .collect();
+        let now = Instant::now();
+        slots[0].started.set(Some(now));
+        slots[1].started.set(Some(now));
+        slots[1].first_media.set(Some(now));
+        slots[1].bytes.set(1000);
+        slots[2].started.set(Some(now));
+        *slots[2].failure.borrow_mut() = Some(Failure::Closed { playing: false });
+        let p = Progress::of(&slots);
+        assert_eq!(
+            (p.connecting, p.playing, p.failed, p.bytes),
+            (1, 1, 1, 1000),
+            "the fourth has not started"
+        );
+        let line = p.line(Duration::from_secs(12), 8.0);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.contains("12 s")
+                && line.contains("1 connecting, 1 playing, 1 failed")
+                && line.contains("8 kbit/s"),
+            "{line}"
+        );
     }
 }
