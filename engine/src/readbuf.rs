@@ -71,7 +71,8 @@ pub fn read_ready(
 ) -> Option<io::Result<usize>> {
     input.reserve(window.size());
     let spare = input.spare_capacity_mut();
-    let room = spare.len().min(ReadWindow::MAX);
+    // exactly the window, so that a read filling it means more is waiting
+    let room = window.size().min(spare.len());
     // SAFETY: `spare` is writable memory owned by `input`, at least `room`
     // bytes long; recv writes at most `room` bytes to it.
     let n = unsafe {
