@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Regenerates benches/results.jsonl and benches/results.md: ringcast against
-# nginx-rtmp and against the raw limit (`ringcast-bench raw-server`), under
-# the same `ringcast-bench play` load, on loopback.
+# Regenerates benches/results.jsonl, benches/results.md and its chart
+# benches/results.svg: ringcast against nginx-rtmp and against the raw limit
+# (`ringcast-bench raw-server`), under the same `ringcast-bench play` load,
+# on loopback.
 #
 #   benches/compare.sh                 # everything, 3 repetitions (~30 min)
 #   benches/compare.sh --quick         # 1 repetition, short windows (smoke run)
 #   benches/compare.sh --only rtmp-200k-2000,shards   # re-run only cases whose
 #                                      # name starts so, keeping the others' results
-#   benches/compare.sh --render        # only re-render results.md from results.jsonl
-#   benches/compare.sh --out /tmp/x.jsonl  # write /tmp/x.jsonl and /tmp/x.md instead
+#   benches/compare.sh --render        # only re-render results.md and .svg from results.jsonl
+#   benches/compare.sh --out /tmp/x.jsonl  # write /tmp/x.jsonl, .md and .svg instead
 #
 # Cases (names for --only): rtmp-200k-<n>, rtmp-1m-<n>, flv-200k-<n>,
 # streams-100x20, streams-1000x2, ll-streams-100x20, ll-streams-1000x2,
@@ -30,6 +31,7 @@ ONLY=""
 RENDER_ONLY=0
 OUT_JSONL=$HERE/results.jsonl
 OUT_MD=$HERE/results.md
+OUT_SVG=$HERE/results.svg
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -37,7 +39,7 @@ while [[ $# -gt 0 ]]; do
     --runs) RUNS=$2; shift 2 ;;
     --steady) STEADY=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
-    --out) OUT_JSONL=$2; OUT_MD=${2%.jsonl}.md; shift 2 ;;
+    --out) OUT_JSONL=$2; OUT_MD=${2%.jsonl}.md; OUT_SVG=${2%.jsonl}.svg; shift 2 ;;
     --render) RENDER_ONLY=1; shift ;;
     -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -52,7 +54,8 @@ log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 render() {
   "$B" table --input "$OUT_JSONL" > "$OUT_MD.tmp" && mv "$OUT_MD.tmp" "$OUT_MD"
-  log "wrote $OUT_MD"
+  "$B" chart --input "$OUT_JSONL" > "$OUT_SVG.tmp" && mv "$OUT_SVG.tmp" "$OUT_SVG"
+  log "wrote $OUT_MD and $OUT_SVG"
 }
 
 log "building release binaries into $CARGO_TARGET_DIR"

@@ -7,6 +7,7 @@
 //!
 //! Every run targets loopback only and ends by itself.
 
+mod chart;
 mod chunked;
 mod hls;
 mod ingest;
@@ -199,6 +200,12 @@ enum Command {
     /// Render the JSON lines written by benches/compare.sh as Markdown.
     Table {
         /// JSON lines: `{"meta":{..}}` and `{"case","title","server","rep","report"}`.
+        #[arg(long)]
+        input: PathBuf,
+    },
+    /// Render the same JSON lines as an SVG bar chart of CPU per player-second.
+    Chart {
+        /// JSON lines, as for `table`.
         #[arg(long)]
         input: PathBuf,
     },
@@ -397,6 +404,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let text =
                 std::fs::read_to_string(&input).map_err(|e| format!("{}: {e}", input.display()))?;
             print!("{}", table::render(&text));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Chart { input } => {
+            let text =
+                std::fs::read_to_string(&input).map_err(|e| format!("{}: {e}", input.display()))?;
+            print!("{}", chart::render(&text));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -26,12 +26,12 @@ const TARGET_FIRST_KEYFRAME_P99_MS: f64 = 50.0;
 
 /// One repetition of one server in one case.
 #[derive(Debug, Clone, Default)]
-struct Run {
+pub(crate) struct Run {
     rep: u64,
     players: f64,
     ok: f64,
     kbps: Option<f64>,
-    cpu: Option<f64>,
+    pub(crate) cpu: Option<f64>,
     busiest: Option<f64>,
     kib: Option<f64>,
     p99: Option<f64>,
@@ -93,7 +93,7 @@ impl Run {
 
 /// One case: its title and each server's runs, in the order first seen.
 #[derive(Debug, Default)]
-struct Case {
+pub(crate) struct Case {
     title: String,
     servers: Vec<(String, Vec<Run>)>,
     skipped: Vec<(String, String)>,
@@ -105,7 +105,7 @@ impl Case {
         self.servers.iter().flat_map(|(_, r)| r).any(|r| r.ingest)
     }
 
-    fn runs(&self, server: &str) -> Option<&[Run]> {
+    pub(crate) fn runs(&self, server: &str) -> Option<&[Run]> {
         self.servers
             .iter()
             .find(|(s, _)| s == server)
@@ -115,13 +115,13 @@ impl Case {
 
 /// What the input holds, in order.
 #[derive(Debug, Default)]
-struct Results {
+pub(crate) struct Results {
     meta: Vec<(String, String)>,
-    cases: Vec<(String, Case)>,
+    pub(crate) cases: Vec<(String, Case)>,
     bad_lines: usize,
 }
 
-fn parse(input: &str) -> Results {
+pub(crate) fn parse(input: &str) -> Results {
     let mut res = Results::default();
     for line in input.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
@@ -213,7 +213,7 @@ fn case_order(name: &str) -> (usize, u64) {
 }
 
 /// Cases of the main table (and the targets).
-fn in_main_table(name: &str, case: &Case) -> bool {
+pub(crate) fn in_main_table(name: &str, case: &Case) -> bool {
     !name.starts_with(CURVE) && !case.is_ingest()
 }
 
@@ -231,13 +231,17 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-fn med(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+pub(crate) fn med(runs: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
     median(runs.iter().filter_map(f).collect())
 }
 
 /// Median over repetitions of `num`'s value divided by `den`'s value in
 /// the same repetition.
-fn paired_ratio(num: &[Run], den: &[Run], f: impl Fn(&Run) -> Option<f64>) -> Option<f64> {
+pub(crate) fn paired_ratio(
+    num: &[Run],
+    den: &[Run],
+    f: impl Fn(&Run) -> Option<f64>,
+) -> Option<f64> {
     let ratios: Vec<f64> = num
         .iter()
         .filter_map(|a| {
@@ -377,7 +381,7 @@ fn write_main(s: &mut String, res: &Results) -> std::fmt::Result {
     Ok(())
 }
 
-fn label(name: &str, case: &Case) -> String {
+pub(crate) fn label(name: &str, case: &Case) -> String {
     if case.title.is_empty() {
         name.to_owned()
     } else {
