@@ -31,6 +31,8 @@ pub struct Fanout {
     delay: Cell<Duration>,
     /// When the first pending frame arrived.
     since: Cell<Option<Instant>>,
+    /// When the last frame arrived (kept only while merged write holds).
+    last_frame: Cell<Option<Instant>>,
 }
 
 thread_local! {
@@ -46,17 +48,29 @@ thread_local! {
 
 impl Fanout {
     /// Queues `frame` for every player; they get it when the flusher runs.
+    /// Frames that end a silence longer than the merged-write delay (an edge
+    /// that failed over, a publisher that stalled) go out at once: players
+    /// have waited longer than merged write would hold them already.
     pub fn push(self: &Rc<Self>, frame: Rc<Frame>, has_video: bool) {
         for r in self.relays.borrow().iter() {
             r.deliver(std::slice::from_ref(&frame), has_video);
         }
+        let delay = self.delay.get();
+        let now = (!delay.is_zero()).then(Instant::now);
+        let previous = self.last_frame.replace(now);
         if self.consumers.borrow().is_empty() {
             // nobody to hand it to; a player that joins starts from the cache
             return;
         }
         let mut pending = self.pending.borrow_mut();
-        if pending.is_empty() && !self.delay.get().is_zero() {
-            self.since.set(Some(Instant::now()));
+        if let (Some(now), true) = (now, pending.is_empty()) {
+            let resumed = previous.is_some_and(|p| now.duration_since(p) >= delay);
+            let since = if resumed {
+                now.checked_sub(delay).unwrap_or(now)
+            } else {
+                now
+            };
+            self.since.set(Some(since));
         }
         pending.push(frame);
         self.has_video.set(has_video);
@@ -268,5 +282,34 @@ mod tests {
         assert_eq!(flush_dirty(due - Duration::from_millis(1)), Some(due));
         assert_eq!(flush_dirty(due), None, "nothing left to hold");
         assert_eq!(queued(&c), 9, "the three frames go out together");
+    }
+
+    #[test]
+    fn frames_after_a_silence_longer_than_merged_write_go_out_at_once() {
+        let hold = Duration::from_millis(60);
+        let mut s = LocalStream::for_vhost(&ringcast_conf::VhostConf {
+            mw_latency_ms: hold,
+            mr_latency_ms: Some(Duration::ZERO),
+            ..Default::default()
+        });
+        let c = consumer();
+        s.add_consumer(c.clone());
+        s.push(frame(0, 0x17));
+        let due = flush_dirty(Instant::now()).expect("a stream's first frame is held");
+        assert_eq!(flush_dirty(due), None);
+        assert_eq!(queued(&c), 3);
+        // a source that keeps sending is held as usual
+        s.push(frame(40, 0x27));
+        assert!(
+            flush_dirty(Instant::now()).is_some(),
+            "held while frames keep coming"
+        );
+        assert_eq!(flush_dirty(Instant::now() + hold), None);
+        // the source falls silent for longer than the hold (an edge's origin
+        // froze and the edge failed over): the next frame is not held again
+        std::thread::sleep(hold + Duration::from_millis(20));
+        s.push(frame(2000, 0x17));
+        assert_eq!(flush_dirty(Instant::now()), None, "due at once");
+        assert_eq!(queued(&c), 9);
     }
 }
