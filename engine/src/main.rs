@@ -21,19 +21,45 @@ struct Args {
     /// Test the configuration file and exit.
     #[arg(short = 't', long = "test")]
     test: bool,
+    /// Test the configuration file, print the effective configuration (file, defaults
+    /// and environment overrides) as TOML, and exit, like `nginx -T`.
+    #[arg(short = 'T', long = "dump-config")]
+    dump: bool,
     /// Signal the running server (found through server.pid_file): reload, quit
     /// (graceful), stop (fast) or reopen (the log file).
     #[arg(short = 's', long = "signal", value_name = "reload|quit|stop|reopen")]
     signal: Option<String>,
 }
 
+/// One line per `SRS_*` variable that is set but means nothing to ringcast, so an SRS
+/// deployment's environment never loses a setting without a word.
+fn srs_env_warnings() -> Vec<String> {
+    let vars = std::env::vars_os().map(|(name, value)| {
+        (
+            name.to_string_lossy().into_owned(),
+            value.to_string_lossy().into_owned(),
+        )
+    });
+    ringcast_conf::srs_vars_without_equivalent(vars)
+        .into_iter()
+        .map(|var| format!("environment variable {var} has no ringcast equivalent (ignored)"))
+        .collect()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    let test = args.test || args.dump;
+    let env_warnings = srs_env_warnings();
+    if test {
+        for warning in &env_warnings {
+            eprintln!("ringcast: warning: {warning}");
+        }
+    }
     let cfg = match Config::load(&args.conf) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringcast: configuration error: {e}");
-            if args.test {
+            if test {
                 eprintln!(
                     "ringcast: configuration file {} test failed",
                     args.conf.display()
@@ -47,6 +73,18 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ringcast: -s {cmd}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.dump {
+        return match cfg.to_toml() {
+            Ok(text) => {
+                println!("{}", text.trim_end());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringcast: cannot print the configuration: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -76,6 +114,9 @@ fn main() -> ExitCode {
     if let Err(e) = logging::init(&cfg) {
         eprintln!("ringcast: {e}");
         return ExitCode::FAILURE;
+    }
+    for warning in &env_warnings {
+        tracing::warn!("{warning}");
     }
     if cfg.server.daemon && !daemon {
         tracing::info!("running in a container: daemon mode is off");
