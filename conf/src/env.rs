@@ -161,9 +161,9 @@ pub(crate) enum Convert {
 }
 
 /// The RTMP port SRS assumes for an origin or destination written without one.
-const RTMP_PORT: u16 = 1935;
+pub(crate) const RTMP_PORT: u16 = 1935;
 /// The HTTP API port SRS assumes for a coworker written without one.
-const API_PORT: u16 = 1985;
+pub(crate) const API_PORT: u16 = 1985;
 
 /// SRS's variables for the directives both servers have, in the order they are applied.
 ///
@@ -660,18 +660,8 @@ fn convert(raw: &str, convert: Convert) -> Result<Option<String>, String> {
             let ms = (seconds * 1000.0).round() as u64;
             ms.to_string()
         }
-        Convert::SrsLogLevel => match raw {
-            "verbose" => "trace",
-            "info" => "debug",
-            "trace" => "info",
-            other => other,
-        }
-        .to_owned(),
-        Convert::SrsLogLevelV2 => match raw {
-            "fatal" => "error",
-            other => other,
-        }
-        .to_owned(),
+        Convert::SrsLogLevel => srs_log_level(raw).to_owned(),
+        Convert::SrsLogLevelV2 => srs_log_level_v2(raw).to_owned(),
         Convert::DefaultPort(port) => {
             if raw.starts_with('[') && raw.parse::<Value>().is_ok() {
                 return Ok(Some(raw.to_owned()));
@@ -689,6 +679,25 @@ fn convert(raw: &str, convert: Convert) -> Result<Option<String>, String> {
             other => return Err(format!("`{other}` is neither on nor off")),
         },
     }))
+}
+
+/// Our name for one of SRS's first log levels (`srs_log_level`), whose names are shifted
+/// by one from ours; other names pass through for validation to judge.
+pub(crate) fn srs_log_level(raw: &str) -> &str {
+    match raw {
+        "verbose" => "trace",
+        "info" => "debug",
+        "trace" => "info",
+        other => other,
+    }
+}
+
+/// Our name for one of SRS's `_v2` log levels: ours, plus `fatal`.
+pub(crate) fn srs_log_level_v2(raw: &str) -> &str {
+    match raw {
+        "fatal" => "error",
+        other => other,
+    }
 }
 
 /// `host:port` as written, or `host` with SRS's default `port` added.

@@ -15,6 +15,7 @@ mod error;
 pub mod hooks;
 mod schema;
 pub mod security;
+pub mod srs;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! `ringcast`: the command line of the live-streaming server (see the
 //! `ringcast_engine` library for the server itself).
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ringcast_conf::Config;
 use ringcast_engine::{control, logging, server};
 use std::path::PathBuf;
@@ -29,6 +29,40 @@ struct Args {
     /// (graceful), stop (fast) or reopen (the log file).
     #[arg(short = 's', long = "signal", value_name = "reload|quit|stop|reopen")]
     signal: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Tools that run instead of the server.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Translate an SRS configuration file (and what it includes) into ringcast TOML on
+    /// standard output; directives with no equivalent are listed on standard error.
+    #[command(name = "import-srs")]
+    ImportSrs {
+        /// The SRS configuration file, such as `conf/srs.conf`.
+        file: PathBuf,
+    },
+}
+
+/// `ringcast import-srs FILE`: the TOML on stdout, one line per directive not carried
+/// over on stderr, and a failure (naming file, line and directive) when it cannot be
+/// translated into a valid config.
+fn import_srs(file: &std::path::Path) -> ExitCode {
+    let read = |path: &std::path::Path| std::fs::read_to_string(path);
+    match ringcast_conf::srs::import(file, &read) {
+        Ok(imported) => {
+            for notice in &imported.notices {
+                eprintln!("{notice}");
+            }
+            print!("{}", imported.toml);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringcast: import-srs: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// One line per `SRS_*` variable that is set but means nothing to ringcast, so an SRS
@@ -48,6 +82,9 @@ fn srs_env_warnings() -> Vec<String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::ImportSrs { file }) = &args.command {
+        return import_srs(file);
+    }
     let test = args.test || args.dump;
     let env_warnings = srs_env_warnings();
     if test {
