@@ -153,9 +153,25 @@ pub(crate) enum Convert {
     SrsLogLevel,
     /// SRS's `_v2` log levels: ours, plus `fatal`.
     SrsLogLevelV2,
+    /// A bare list of `host[:port]` where SRS assumes this port when none is written.
+    DefaultPort(u16),
+    /// An SRS `enabled` switch: `off` sets the key to this TOML value (what disables the
+    /// feature in ringcast); `on` leaves the key alone.
+    WhenOff(&'static str),
 }
 
-/// SRS's variables for the directives both servers have.
+/// The RTMP port SRS assumes for an origin or destination written without one.
+pub(crate) const RTMP_PORT: u16 = 1935;
+/// The HTTP API port SRS assumes for a coworker written without one.
+pub(crate) const API_PORT: u16 = 1985;
+
+/// SRS's variables for the directives both servers have, in the order they are applied.
+///
+/// The names are SRS's own (`srs.vhost.hls.enabled` read as `SRS_VHOST_HLS_ENABLED`, from
+/// `srs_app_config.cpp`); SRS reads no variables for `cluster`, `forward` and `security`,
+/// whose names here follow the same rule. An `enabled`-style switch set to `off` empties
+/// what it disables (every hook list for `SRS_VHOST_HTTP_HOOKS_ENABLED`), and comes after
+/// the variables that set those keys, so it wins over them as it does in SRS.
 pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
     ("SRS_LISTEN", Target::Global("rtmp.listen"), Convert::Same),
     (
@@ -173,6 +189,11 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
         "SRS_DISABLE_DAEMON_FOR_DOCKER",
         Target::Global("server.disable_daemon_for_docker"),
         Convert::Same,
+    ),
+    (
+        "SRS_AUTO_RELOAD_FOR_DOCKER",
+        Target::Global("server.auto_reload"),
+        Convert::WhenOff("false"),
     ),
     (
         "SRS_INOTIFY_AUTO_RELOAD",
@@ -238,6 +259,21 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
         Convert::Same,
     ),
     (
+        "SRS_HTTP_API_AUTH_USERNAME",
+        Target::Global("http_api.username"),
+        Convert::Same,
+    ),
+    (
+        "SRS_HTTP_API_AUTH_PASSWORD",
+        Target::Global("http_api.password"),
+        Convert::Same,
+    ),
+    (
+        "SRS_HTTP_API_AUTH_ENABLED",
+        Target::Global("http_api.username"),
+        Convert::WhenOff("\"\""),
+    ),
+    (
         "SRS_HTTP_SERVER_ENABLED",
         Target::Global("http_server.enabled"),
         Convert::Same,
@@ -245,6 +281,16 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
     (
         "SRS_HTTP_SERVER_LISTEN",
         Target::Global("http_server.listen"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_CHUNK_SIZE",
+        Target::Global("rtmp.out_chunk_size"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_OUT_ACK_SIZE",
+        Target::Global("rtmp.window_ack_size"),
         Convert::Same,
     ),
     (
@@ -303,6 +349,51 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
         Convert::Same,
     ),
     (
+        "SRS_VHOST_PUBLISH_MR",
+        Target::Vhost("mr_latency_ms"),
+        Convert::WhenOff("0"),
+    ),
+    (
+        "SRS_VHOST_HLS_ENABLED",
+        Target::Vhost("hls.enabled"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HLS_HLS_FRAGMENT",
+        Target::Vhost("hls.hls_fragment"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HLS_HLS_WINDOW",
+        Target::Vhost("hls.hls_window"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HLS_HLS_PATH",
+        Target::Vhost("hls.hls_path"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HLS_HLS_M3U8_FILE",
+        Target::Vhost("hls.hls_m3u8_file"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HLS_HLS_TS_FILE",
+        Target::Vhost("hls.hls_ts_file"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HLS_HLS_CLEANUP",
+        Target::Vhost("hls.hls_cleanup"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HLS_HLS_DISPOSE",
+        Target::Vhost("hls.hls_dispose"),
+        Convert::Same,
+    ),
+    (
         "SRS_VHOST_CLUSTER_MODE",
         Target::Vhost("cluster.mode"),
         Convert::Same,
@@ -310,17 +401,27 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
     (
         "SRS_VHOST_CLUSTER_ORIGIN",
         Target::Vhost("cluster.origins"),
-        Convert::Same,
+        Convert::DefaultPort(RTMP_PORT),
     ),
     (
         "SRS_VHOST_CLUSTER_COWORKERS",
         Target::Vhost("cluster.coworkers"),
-        Convert::Same,
+        Convert::DefaultPort(API_PORT),
+    ),
+    (
+        "SRS_VHOST_CLUSTER_ORIGIN_CLUSTER",
+        Target::Vhost("cluster.coworkers"),
+        Convert::WhenOff("[]"),
     ),
     (
         "SRS_VHOST_FORWARD_DESTINATION",
         Target::Vhost("forward.destinations"),
-        Convert::Same,
+        Convert::DefaultPort(RTMP_PORT),
+    ),
+    (
+        "SRS_VHOST_FORWARD_ENABLED",
+        Target::Vhost("forward.destinations"),
+        Convert::WhenOff("[]"),
     ),
     (
         "SRS_VHOST_HTTP_HOOKS_ON_CONNECT",
@@ -346,6 +447,36 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
         "SRS_VHOST_HTTP_HOOKS_ON_STOP",
         Target::Vhost("hooks.on_stop"),
         Convert::Same,
+    ),
+    (
+        "SRS_VHOST_HTTP_HOOKS_ENABLED",
+        Target::Vhost("hooks.on_connect"),
+        Convert::WhenOff("[]"),
+    ),
+    (
+        "SRS_VHOST_HTTP_HOOKS_ENABLED",
+        Target::Vhost("hooks.on_publish"),
+        Convert::WhenOff("[]"),
+    ),
+    (
+        "SRS_VHOST_HTTP_HOOKS_ENABLED",
+        Target::Vhost("hooks.on_unpublish"),
+        Convert::WhenOff("[]"),
+    ),
+    (
+        "SRS_VHOST_HTTP_HOOKS_ENABLED",
+        Target::Vhost("hooks.on_play"),
+        Convert::WhenOff("[]"),
+    ),
+    (
+        "SRS_VHOST_HTTP_HOOKS_ENABLED",
+        Target::Vhost("hooks.on_stop"),
+        Convert::WhenOff("[]"),
+    ),
+    (
+        "SRS_VHOST_SECURITY_ENABLED",
+        Target::Vhost("security.rules"),
+        Convert::WhenOff("[]"),
     ),
 ];
 
@@ -475,9 +606,12 @@ pub(crate) fn apply(
             key,
             message,
         };
+        // One SRS switch disables several keys at once; two vhosts whose names differ only
+        // in punctuation are what makes one name ambiguous.
+        let switch = matches!(candidate.convert, Convert::WhenOff(_));
         let rivals: Vec<String> = all
             .iter()
-            .filter(|other| other.var == candidate.var && other.path != candidate.path)
+            .filter(|other| !switch && other.var == candidate.var && other.path != candidate.path)
             .map(|other| format!("`{}`", dotted(&segs(&other.path))))
             .collect();
         if !rivals.is_empty() {
@@ -490,7 +624,11 @@ pub(crate) fn apply(
                 ),
             ));
         }
-        let value = convert(raw, candidate.convert).map_err(|why| fail(Some(key.clone()), why))?;
+        let Some(value) =
+            convert(raw, candidate.convert).map_err(|why| fail(Some(key.clone()), why))?
+        else {
+            continue;
+        };
         let value = to_value(&value, candidate.kind);
         if set(root, &candidate.path, value) {
             applied.retain(|o| o.key != key);
@@ -507,9 +645,10 @@ fn segs(path: &[String]) -> Vec<Seg> {
     path.iter().map(|k| Seg::Key(k.clone())).collect()
 }
 
-/// Rewrites an SRS value into ours.
-fn convert(raw: &str, convert: Convert) -> Result<String, String> {
-    Ok(match convert {
+/// Rewrites an SRS value into ours; `None` when the value asks for no change (an SRS
+/// switch left `on`).
+fn convert(raw: &str, convert: Convert) -> Result<Option<String>, String> {
+    Ok(Some(match convert {
         Convert::Same => raw.to_owned(),
         Convert::SecondsToMs => {
             let seconds: f64 = raw
@@ -521,19 +660,80 @@ fn convert(raw: &str, convert: Convert) -> Result<String, String> {
             let ms = (seconds * 1000.0).round() as u64;
             ms.to_string()
         }
-        Convert::SrsLogLevel => match raw {
-            "verbose" => "trace",
-            "info" => "debug",
-            "trace" => "info",
-            other => other,
+        Convert::SrsLogLevel => srs_log_level(raw).to_owned(),
+        Convert::SrsLogLevelV2 => srs_log_level_v2(raw).to_owned(),
+        Convert::DefaultPort(port) => {
+            if raw.starts_with('[') && raw.parse::<Value>().is_ok() {
+                return Ok(Some(raw.to_owned()));
+            }
+            let items: Array = raw
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|s| !s.is_empty())
+                .map(|item| with_default_port(item, port))
+                .collect();
+            items.to_string()
         }
-        .to_owned(),
-        Convert::SrsLogLevelV2 => match raw {
-            "fatal" => "error",
-            other => other,
-        }
-        .to_owned(),
-    })
+        Convert::WhenOff(value) => match raw {
+            "off" | "false" => value.to_owned(),
+            "on" | "true" => return Ok(None),
+            other => return Err(format!("`{other}` is neither on nor off")),
+        },
+    }))
+}
+
+/// Our name for one of SRS's first log levels (`srs_log_level`), whose names are shifted
+/// by one from ours; other names pass through for validation to judge.
+pub(crate) fn srs_log_level(raw: &str) -> &str {
+    match raw {
+        "verbose" => "trace",
+        "info" => "debug",
+        "trace" => "info",
+        other => other,
+    }
+}
+
+/// Our name for one of SRS's `_v2` log levels: ours, plus `fatal`.
+pub(crate) fn srs_log_level_v2(raw: &str) -> &str {
+    match raw {
+        "fatal" => "error",
+        other => other,
+    }
+}
+
+/// `host:port` as written, or `host` with SRS's default `port` added.
+pub(crate) fn with_default_port(item: &str, port: u16) -> String {
+    let has_port = match item.rsplit_once(':') {
+        // An IPv6 address needs brackets to carry a port: `[::1]:1935`.
+        Some((host, _)) => !host.contains(':') || host.ends_with(']'),
+        None => false,
+    };
+    if has_port {
+        item.to_owned()
+    } else if item.contains(':') && !item.starts_with('[') {
+        format!("[{item}]:{port}")
+    } else {
+        format!("{item}:{port}")
+    }
+}
+
+/// The `SRS_*` variables `vars` sets (non-empty, as SRS ignores empty ones) that ringcast
+/// has no equivalent for, sorted, so the server can warn about each instead of ignoring
+/// it without a word.
+pub fn srs_vars_without_equivalent(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<String> {
+    let mut out: Vec<String> = vars
+        .into_iter()
+        .filter(|(name, value)| {
+            name.starts_with("SRS_")
+                && !value.trim().is_empty()
+                && !SRS_ALIASES.iter().any(|(alias, _, _)| alias == name)
+        })
+        .map(|(name, _)| name)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The TOML value a variable's text stands for, given its key's kind. Text that does not
@@ -631,8 +831,9 @@ mod tests {
                 "{}",
                 c.var
             );
+            let switch = matches!(c.convert, Convert::WhenOff(_));
             assert!(
-                !all.iter().skip(i + 1).any(|o| o.var == c.var),
+                switch || !all.iter().skip(i + 1).any(|o| o.var == c.var),
                 "{} twice",
                 c.var
             );
@@ -652,6 +853,23 @@ mod tests {
             };
             assert!(known.is_some(), "{var} -> {target:?}");
         }
+    }
+
+    #[test]
+    fn srs_variables_without_equivalent() {
+        let vars = [
+            ("SRS_VHOST_HLS_ENABLED", "on"),
+            ("SRS_VHOST_DVR_ENABLED", "on"),
+            ("SRS_FOO_BAR", "1"),
+            ("SRS_EMPTY", " "),
+            ("RINGCAST_FOO", "1"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+        assert_eq!(
+            srs_vars_without_equivalent(vars),
+            ["SRS_FOO_BAR", "SRS_VHOST_DVR_ENABLED"]
+        );
     }
 
     #[test]
@@ -683,9 +901,10 @@ mod tests {
 
     #[test]
     fn srs_conversions() {
-        assert_eq!(convert("10", Convert::SecondsToMs), Ok("10000".to_owned()));
-        assert_eq!(convert("0.5", Convert::SecondsToMs), Ok("500".to_owned()));
-        assert_eq!(convert("0", Convert::SecondsToMs), Ok("0".to_owned()));
+        let some = |s: &str| Ok(Some(s.to_owned()));
+        assert_eq!(convert("10", Convert::SecondsToMs), some("10000"));
+        assert_eq!(convert("0.5", Convert::SecondsToMs), some("500"));
+        assert_eq!(convert("0", Convert::SecondsToMs), some("0"));
         for bad in ["ten", "-1", "inf", "NaN", "1e300"] {
             let why = convert(bad, Convert::SecondsToMs).expect_err(bad);
             assert!(why.contains("seconds"), "{why}");
@@ -697,15 +916,19 @@ mod tests {
             ("warn", "warn"),
             ("error", "error"),
         ] {
-            assert_eq!(convert(srs, Convert::SrsLogLevel), Ok(ours.to_owned()));
+            assert_eq!(convert(srs, Convert::SrsLogLevel), some(ours));
         }
+        assert_eq!(convert("fatal", Convert::SrsLogLevelV2), some("error"));
+        assert_eq!(convert("debug", Convert::SrsLogLevelV2), some("debug"));
+        let port = Convert::DefaultPort(1935);
         assert_eq!(
-            convert("fatal", Convert::SrsLogLevelV2),
-            Ok("error".to_owned())
+            convert("a b:1936 1.2.3.4 ::1 [::1]:7", port),
+            some(r#"["a:1935", "b:1936", "1.2.3.4:1935", "[::1]:1935", "[::1]:7"]"#)
         );
-        assert_eq!(
-            convert("debug", Convert::SrsLogLevelV2),
-            Ok("debug".to_owned())
-        );
+        assert_eq!(convert(r#"["a:1"]"#, port), some(r#"["a:1"]"#));
+        let off = Convert::WhenOff("[]");
+        assert_eq!(convert("off", off), some("[]"));
+        assert_eq!(convert("on", off), Ok(None));
+        assert!(convert("maybe", off).is_err());
     }
 }

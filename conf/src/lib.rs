@@ -15,6 +15,7 @@ mod error;
 pub mod hooks;
 mod schema;
 pub mod security;
+pub mod srs;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,10 +23,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml_edit::{DocumentMut, ImDocument, Item};
 
 pub use container::{detect_container, in_container, ContainerProbes};
+pub use env::srs_vars_without_equivalent;
 pub use error::ConfigError;
 pub use schema::{
     parse_redis_url, ClusterConf, ClusterMode, ForwardConf, HlsConf, HooksConf, HttpApiConf,
@@ -40,7 +42,7 @@ use error::{dotted, Seg};
 pub const DEFAULT_VHOST: &str = "__defaultVhost__";
 
 /// A whole, validated ringcast config.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[server]`: process-wide settings.
@@ -216,6 +218,13 @@ impl Config {
         config.vhosts.entry(DEFAULT_VHOST.to_owned()).or_default();
         config.env_overrides = overrides;
         Ok(config)
+    }
+
+    /// The whole effective config as TOML, defaults and environment overrides included,
+    /// for `ringcast -T`: what the server would run with, in a form [`Config::parse`]
+    /// reads back to the same config.
+    pub fn to_toml(&self) -> Result<String, String> {
+        toml_edit::ser::to_string_pretty(self).map_err(|e| e.to_string())
     }
 
     /// Whether to reload when the config file changes: `server.auto_reload` when set,

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::security::Rule;
 
@@ -20,6 +20,19 @@ use crate::security::Rule;
 /// that the configuration holds `Duration`s converted once, at load.
 fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     u64::deserialize(d).map(Duration::from_millis)
+}
+
+/// Writes a duration back as integer milliseconds, the form [`millis`] reads.
+fn ser_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// [`ser_millis`] for a key that may be left out (skipped when `None`).
+fn ser_opt_millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_millis(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// [`millis`] for a key that may be left out.
@@ -31,7 +44,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
 /// `[server]`: process-wide settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConf {
     /// Executors (one per CPU, pinned); 0 means one per available CPU. See
@@ -41,6 +54,7 @@ pub struct ServerConf {
     /// (SRS `max_connections`). Unset, the server derives it from the open-files limit
     /// (raised to its hard limit at start), keeping a reserve for listeners, upstreams
     /// and files, so a node serves as many players as its fds allow.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
     /// io_uring registered buffer memory per shard, in bytes. The process needs a memlock
     /// limit at least this large per shard, which is why it is configurable.
@@ -48,26 +62,27 @@ pub struct ServerConf {
     /// Minimum level written to the log.
     pub log_level: LogLevel,
     /// Time allowed for the RTMP handshake (SRS hard-codes 500 ms, too short on bad links).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub handshake_timeout_ms: Duration,
     /// A connection that sends nothing for this long is closed (SRS RTMP recv timeout).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub idle_timeout_ms: Duration,
     /// A publisher must send its first media packet within this time.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub publish_first_packet_timeout_ms: Duration,
     /// After the first packet, a publisher silent for this long is dropped.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub publish_normal_timeout_ms: Duration,
     /// Where to write (and lock) the pid file; none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
     /// Graceful quit: after the signal, keep serving (with `/healthz` failing, so load
     /// balancers drain) this long before closing the listeners (SRS `grace_start_wait`).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub grace_start_wait_ms: Duration,
     /// Graceful quit: after closing the listeners, let connections run at most this long
     /// (SRS `grace_final_wait`).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub grace_final_wait_ms: Duration,
     /// Make SIGTERM a graceful quit too, as Kubernetes needs (SRS `force_grace_quit`).
     pub force_grace_quit: bool,
@@ -85,6 +100,7 @@ pub struct ServerConf {
     /// Reload when the config file changes (SRS's inotify auto reload). Absent means on
     /// inside containers, where mounted ConfigMaps change under the process and nobody
     /// sends SIGHUP, and off elsewhere (see [`crate::Config::auto_reload_effective`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_reload: Option<bool>,
 }
 
@@ -112,8 +128,8 @@ impl Default for ServerConf {
 }
 
 /// Log verbosity, ordered from quietest to noisiest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum LogLevel {
     /// Only failures.
     Error,
@@ -168,6 +184,12 @@ impl TryFrom<String> for LogLevel {
     }
 }
 
+impl From<LogLevel> for &'static str {
+    fn from(level: LogLevel) -> Self {
+        level.as_str()
+    }
+}
+
 impl fmt::Display for LogLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -176,7 +198,7 @@ impl fmt::Display for LogLevel {
 
 /// `[log]`: where log lines go and how they are written. The level is
 /// [`ServerConf::log_level`], kept there because it predates this table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConf {
     /// Console (stderr, what containers and systemd collect) or a file.
@@ -199,7 +221,7 @@ impl Default for LogConf {
 }
 
 /// Where log lines are written (SRS `srs_log_tank`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogTarget {
     /// Standard error.
@@ -210,7 +232,7 @@ pub enum LogTarget {
 }
 
 /// How each log line is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable text.
@@ -221,7 +243,7 @@ pub enum LogFormat {
 }
 
 /// `[rtmp]`: the RTMP listener and the chunk-stream parameters we announce.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RtmpConf {
     /// Addresses to listen on; each entry is `"ip:port"` or a bare port (`"1935"` or `1935`),
@@ -247,7 +269,7 @@ impl Default for RtmpConf {
 }
 
 /// `[http_server]`: the HTTP listener for players: HTTP-FLV and HLS.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpServerConf {
     /// Whether to listen at all.
@@ -268,7 +290,7 @@ impl Default for HttpServerConf {
 
 /// `[http_api]`: the management API listener (streams, clients, metrics,
 /// kicks); off by default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpApiConf {
     /// Whether to listen at all.
@@ -293,7 +315,7 @@ impl Default for HttpApiConf {
 }
 
 /// `[vhosts.<name>]`: per-virtual-host stream behaviour.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VhostConf {
     /// A disabled vhost rejects its clients (it does not fall back to the default vhost).
@@ -305,7 +327,7 @@ pub struct VhostConf {
     pub gop_cache_max_frames: usize,
     /// A player's queue holds at most this much media time; beyond it the queue drops to
     /// the next keyframe (SRS `queue_length`, 30 s).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub queue_length_ms: Duration,
     /// A player's queue also holds at most this many bytes of media.
     pub queue_max_bytes: usize,
@@ -313,13 +335,13 @@ pub struct VhostConf {
     /// keep up and is disconnected; at least 1.
     pub max_queue_overflows: u32,
     /// The window over which overflows are counted.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub overflow_window_ms: Duration,
     /// Merged write: a stream's new frames are held up to this long and then written to
     /// each player together, so a player costs one `sendmsg` per batch rather than one per
     /// frame (SRS `play.mw_latency`, 350). It adds up to this much latency; 0 writes what
     /// arrives at once.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub mw_latency_ms: Duration,
     /// Merged read: a publisher's socket is read once per this period, so one read
     /// brings several frames rather than one (SRS `publish.mr` with `mr_latency`); 0
@@ -327,7 +349,11 @@ pub struct VhostConf {
     /// then go to players at once, already batched, so latency is what merged write
     /// alone gives while ingest costs a fraction of its per-frame price. A new publish
     /// is read as it arrives until its first keyframe, so players start at once.
-    #[serde(deserialize_with = "opt_millis")]
+    #[serde(
+        deserialize_with = "opt_millis",
+        serialize_with = "ser_opt_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mr_latency_ms: Option<Duration>,
     /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.
     pub http_flv: HttpFlvConf,
@@ -384,7 +410,7 @@ impl Default for VhostConf {
 }
 
 /// Whether a vhost serves its own streams or pulls them from origins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterMode {
     /// An origin: streams are published here.
@@ -395,7 +421,7 @@ pub enum ClusterMode {
 }
 
 /// `[vhosts.<name>.cluster]`: SRS's `cluster` block.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConf {
     /// `local` (origin) or `remote` (edge).
@@ -403,24 +429,24 @@ pub struct ClusterConf {
     /// An edge's origins, `host:port`, tried in round-robin order with failover.
     pub origins: Vec<String>,
     /// Time allowed to connect to an origin and get the stream started.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub connect_timeout_ms: Duration,
     /// An upstream that delivers no media for this long is abandoned for the next origin:
     /// how fast a frozen or partitioned origin is left (ringcast origins send an edge's
     /// pull each frame as it arrives, so silence is short on a healthy one).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub silence_timeout_ms: Duration,
     /// After the last player leaves, the edge keeps pulling this long (a player arriving
     /// meanwhile reuses the pull).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub idle_timeout_ms: Duration,
     /// An origin that failed is skipped for this long while others are healthy.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub origin_retry_ms: Duration,
     /// Origin cluster: HTTP API addresses (`host:port`) of the origins that share streams.
     pub coworkers: Vec<String>,
     /// Time allowed for a coworker to answer a lookup.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub coworker_timeout_ms: Duration,
     /// `[vhosts.<name>.cluster.registry]`: an optional shared registry of which origin
     /// publishes each stream, for clusters too large to ask every coworker. Per vhost,
@@ -430,7 +456,7 @@ pub struct ClusterConf {
 }
 
 /// Which stream registry an origin cluster uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistryKind {
     /// No registry: origins ask their coworkers (SRS's design, the default).
@@ -443,7 +469,7 @@ pub enum RegistryKind {
 /// `[vhosts.<name>.cluster.registry]`: where origins write `stream -> origin` and where
 /// origins and edges look streams up. When the registry cannot be reached, lookups fall
 /// back to the coworkers and publishing goes on.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConf {
     /// `none` (the default) or `redis`.
@@ -452,14 +478,14 @@ pub struct RegistryConf {
     pub url: String,
     /// Lifetime of an origin's entry; its origin refreshes it every third of this, so a
     /// killed origin's streams are free to publish elsewhere after at most this long.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub ttl_ms: Duration,
     /// Prepended to `vhost/app/stream` to make the Redis key, so several clusters can
     /// share one Redis server.
     pub key_prefix: String,
     /// Time allowed for each call to the registry, connect included; past it the call
     /// counts as the registry being down.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub timeout_ms: Duration,
 }
 
@@ -559,7 +585,7 @@ impl Default for ClusterConf {
 }
 
 /// `[vhosts.<name>.hls]`: SRS's `hls` block (same key names; durations in seconds).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HlsConf {
     pub enabled: bool,
@@ -598,16 +624,16 @@ impl Default for HlsConf {
 }
 
 /// `[vhosts.<name>.forward]`: SRS's `forward` block.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwardConf {
     /// `host:port` of each server every published stream is pushed to (same app and
     /// stream name there).
     pub destinations: Vec<String>,
     /// First reconnect delay after a destination fails; doubles up to `backoff_max_ms`.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub backoff_initial_ms: Duration,
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub backoff_max_ms: Duration,
 }
 
@@ -625,7 +651,7 @@ impl Default for ForwardConf {
 /// of the client to every URL of its list, in order; for connect, publish and play any
 /// answer other than success refuses the client, so authentication and stream-key checks
 /// live in the operator's own service.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConf {
     /// Called when an RTMP client connects; a refusal rejects the connection.
@@ -640,7 +666,7 @@ pub struct HooksConf {
     pub on_stop: Vec<String>,
     /// Time allowed for each call, connect to answer; a hook that takes longer counts as
     /// a refusal (the client is not kept waiting on a dead hook server).
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub timeout_ms: Duration,
 }
 
@@ -672,7 +698,7 @@ impl HooksConf {
 
 /// `[vhosts.<name>.security]`: SRS's `security` block. Deny rules are checked first; then,
 /// if any allow rule exists for the action, one must match. No rules: everything allowed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecurityConf {
     /// Rules such as `"deny play 10.0.0.0/8"`, parsed at load.
@@ -680,7 +706,7 @@ pub struct SecurityConf {
 }
 
 /// `[vhosts.<name>.http_flv]`: serving the vhost's streams as HTTP-FLV.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpFlvConf {
     /// Whether the vhost's streams are served over HTTP-FLV.
@@ -691,7 +717,7 @@ pub struct HttpFlvConf {
     pub mount: String,
     /// After the publisher leaves, HTTP-FLV players stay connected this long waiting for a
     /// republish before they are closed.
-    #[serde(deserialize_with = "millis")]
+    #[serde(deserialize_with = "millis", serialize_with = "ser_millis")]
     pub unpublish_timeout_ms: Duration,
 }
 

@@ -1114,3 +1114,19 @@ fn redis_urls() {
         assert!(parse_redis_url(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn effective_toml_reads_back_to_the_same_config() {
+    for text in [
+        "",
+        "[server]\nmax_connections = 10\npid_file = \"/run/r.pid\"\nauto_reload = false\n\
+         [vhosts.\"live.example.com\"]\nmr_latency_ms = 100\n\
+         [vhosts.\"live.example.com\".security]\nrules = [\"deny play 10.0.0.0/8\"]\n\
+         [vhosts.\"live.example.com\".hls]\nenabled = true\nhls_fragment = 2.5\n",
+    ] {
+        let config = Config::parse(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let dumped = config.to_toml().unwrap_or_else(|e| panic!("{e}"));
+        let again = Config::parse(&dumped, "dump.toml").unwrap_or_else(|e| panic!("{e}\n{dumped}"));
+        assert_eq!(again, config, "{dumped}");
+    }
+}

@@ -356,6 +356,46 @@ fn srs_aliases() {
         ("SRS_VHOST_PUBLISH_MR_LATENCY", "200", &|c| {
             c.vhost(DEFAULT_VHOST).merged_read() == Duration::from_millis(200)
         }),
+        ("SRS_HTTP_API_AUTH_USERNAME", "admin", &|c| {
+            c.http_api.username == "admin"
+        }),
+        ("SRS_HTTP_API_AUTH_PASSWORD", "secret", &|c| {
+            c.http_api.password == "secret"
+        }),
+        ("SRS_VHOST_CHUNK_SIZE", "4096", &|c| {
+            c.rtmp.out_chunk_size == 4096
+        }),
+        ("SRS_VHOST_OUT_ACK_SIZE", "1000000", &|c| {
+            c.rtmp.window_ack_size == 1_000_000
+        }),
+        ("SRS_VHOST_HLS_ENABLED", "on", &|c| {
+            c.vhost(DEFAULT_VHOST).hls.enabled
+        }),
+        ("SRS_VHOST_HLS_HLS_FRAGMENT", "2", &|c| {
+            c.vhost(DEFAULT_VHOST).hls.hls_fragment == 2.0
+        }),
+        ("SRS_VHOST_HLS_HLS_WINDOW", "30.5", &|c| {
+            c.vhost(DEFAULT_VHOST).hls.hls_window == 30.5
+        }),
+        ("SRS_VHOST_HLS_HLS_PATH", "./objs/nginx/html", &|c| {
+            c.vhost(DEFAULT_VHOST).hls.hls_path == "./objs/nginx/html"
+        }),
+        (
+            "SRS_VHOST_HLS_HLS_M3U8_FILE",
+            "[app]/[stream]/index.m3u8",
+            &|c| c.vhost(DEFAULT_VHOST).hls.hls_m3u8_file == "[app]/[stream]/index.m3u8",
+        ),
+        (
+            "SRS_VHOST_HLS_HLS_TS_FILE",
+            "[app]/[stream]/[seq].ts",
+            &|c| c.vhost(DEFAULT_VHOST).hls.hls_ts_file == "[app]/[stream]/[seq].ts",
+        ),
+        ("SRS_VHOST_HLS_HLS_CLEANUP", "off", &|c| {
+            !c.vhost(DEFAULT_VHOST).hls.hls_cleanup
+        }),
+        ("SRS_VHOST_HLS_HLS_DISPOSE", "30", &|c| {
+            c.vhost(DEFAULT_VHOST).hls.hls_dispose == 30.0
+        }),
     ];
 
     for (var, value, check) in cases {
@@ -364,10 +404,21 @@ fn srs_aliases() {
         assert_eq!(c.env_overrides.len(), 1, "{var}");
         assert_eq!(c.env_overrides[0].var, *var);
     }
-    // Every alias is covered, above or (mode, which needs origins) below.
+    // Every alias is covered, above or (mode, which needs origins, and the switches,
+    // which disable what others set) below.
+    let below = [
+        "SRS_VHOST_CLUSTER_MODE",
+        "SRS_AUTO_RELOAD_FOR_DOCKER",
+        "SRS_HTTP_API_AUTH_ENABLED",
+        "SRS_VHOST_PUBLISH_MR",
+        "SRS_VHOST_CLUSTER_ORIGIN_CLUSTER",
+        "SRS_VHOST_FORWARD_ENABLED",
+        "SRS_VHOST_HTTP_HOOKS_ENABLED",
+        "SRS_VHOST_SECURITY_ENABLED",
+    ];
     for (var, _, _) in crate::env::SRS_ALIASES {
         assert!(
-            cases.iter().any(|(v, _, _)| v == var) || *var == "SRS_VHOST_CLUSTER_MODE",
+            cases.iter().any(|(v, _, _)| v == var) || below.contains(var),
             "{var} untested"
         );
     }
@@ -379,6 +430,68 @@ fn srs_aliases() {
         ],
     );
     assert_eq!(c.vhost(DEFAULT_VHOST).cluster.mode, ClusterMode::Remote);
+}
+
+#[test]
+fn srs_switches_off_disable_what_they_switch() {
+    let text = "[http_api]\nusername = \"u\"\n[vhosts.__defaultVhost__]\nmr_latency_ms = 100\n\
+                [vhosts.__defaultVhost__.hooks]\non_play = [\"http://h:1/p\"]\n\
+                [vhosts.__defaultVhost__.forward]\ndestinations = [\"h:1935\"]\n\
+                [vhosts.__defaultVhost__.cluster]\ncoworkers = [\"h:1985\"]\n\
+                [vhosts.__defaultVhost__.security]\nrules = [\"deny play all\"]\n";
+    let switches = [
+        "SRS_AUTO_RELOAD_FOR_DOCKER",
+        "SRS_HTTP_API_AUTH_ENABLED",
+        "SRS_VHOST_PUBLISH_MR",
+        "SRS_VHOST_HTTP_HOOKS_ENABLED",
+        "SRS_VHOST_FORWARD_ENABLED",
+        "SRS_VHOST_CLUSTER_ORIGIN_CLUSTER",
+        "SRS_VHOST_SECURITY_ENABLED",
+    ];
+    let on: Vec<(&str, &str)> = switches.iter().map(|s| (*s, "on")).collect();
+    assert_eq!(ok_env(text, &on), ok_env(text, &[]));
+    let off: Vec<(&str, &str)> = switches.iter().map(|s| (*s, "off")).collect();
+    let c = ok_env(
+        text,
+        &[
+            off.as_slice(),
+            &[("SRS_VHOST_HTTP_HOOKS_ON_STOP", "http://h:1/s")],
+        ]
+        .concat(),
+    );
+    let v = c.vhost(DEFAULT_VHOST);
+    assert_eq!(c.server.auto_reload, Some(false));
+    assert_eq!(c.http_api.username, "");
+    assert_eq!(v.merged_read(), Duration::ZERO);
+    assert!(v.hooks.lists().iter().all(|(_, urls)| urls.is_empty()));
+    assert!(v.forward.destinations.is_empty());
+    assert!(v.cluster.coworkers.is_empty());
+    assert!(v.security.rules.is_empty());
+    // Merged read off wins over its latency, as in SRS.
+    let c = ok_env(
+        "",
+        &[
+            ("SRS_VHOST_PUBLISH_MR_LATENCY", "300"),
+            ("SRS_VHOST_PUBLISH_MR", "off"),
+        ],
+    );
+    assert_eq!(c.vhost(DEFAULT_VHOST).merged_read(), Duration::ZERO);
+    let e = err_env("", &[("SRS_VHOST_HTTP_HOOKS_ENABLED", "maybe")]);
+    assert_eq!(e.file, "env SRS_VHOST_HTTP_HOOKS_ENABLED");
+    // SRS's default ports for origins and destinations written without one.
+    let c = ok_env(
+        "",
+        &[
+            ("SRS_VHOST_CLUSTER_MODE", "remote"),
+            ("SRS_VHOST_CLUSTER_ORIGIN", "o1 o2:19350"),
+            ("SRS_VHOST_FORWARD_DESTINATION", "d1"),
+            ("SRS_VHOST_CLUSTER_COWORKERS", "c1"),
+        ],
+    );
+    let v = c.vhost(DEFAULT_VHOST);
+    assert_eq!(v.cluster.origins, ["o1:1935", "o2:19350"]);
+    assert_eq!(v.forward.destinations, ["d1:1935"]);
+    assert_eq!(v.cluster.coworkers, ["c1:1985"]);
 }
 
 #[test]
@@ -410,7 +523,7 @@ fn unrelated_and_reserved_variables_are_ignored() {
         ("RINGCAST_SERVER", "x"),
         ("RINGCAST_SERVER_SHARDZ", "1"),
         ("SRS_HLS_ENABLED", "on"),
-        ("SRS_VHOST_HLS_ENABLED", "on"),
+        ("SRS_VHOST_DVR_ENABLED", "on"),
         ("PATH", "/bin"),
     ];
     assert_eq!(ok_env("", &vars), Config::default());
@@ -494,11 +607,11 @@ fn validation_errors_name_the_variable() {
     assert_eq!(e.file, "env RINGCAST_RTMP_LISTEN");
     assert_eq!(e.key.as_deref(), Some("rtmp.listen[1]"));
 
-    let e = err_env("", &[("SRS_VHOST_CLUSTER_ORIGIN", "nope")]);
+    let e = err_env("", &[("SRS_VHOST_CLUSTER_ORIGIN", "nope:0")]);
     assert_eq!(
         e.to_string(),
         "env SRS_VHOST_CLUSTER_ORIGIN: key `vhosts.__defaultVhost__.cluster.origins[0]`: \
-         `nope` is not \"host:port\""
+         `nope:0` is not \"host:port\""
     );
 
     let e = err_env("", &[("SRS_VHOST_QUEUE_LENGTH", "ten")]);
