@@ -101,7 +101,7 @@ fn int_of(y: &Yaml, what: &str) -> i64 {
         .unwrap_or_else(|| panic!("{what} is not an integer: {y:?}"))
 }
 
-fn list<'a>(y: &'a Yaml) -> &'a [Yaml] {
+fn list(y: &Yaml) -> &[Yaml] {
     y.as_vec().map_or(&[], Vec::as_slice)
 }
 
