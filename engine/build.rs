@@ -15,7 +15,9 @@ const PLAYERS: [(&str, &str, &str); 2] = [
 fn package_version(manifest: &Path) -> Option<String> {
     let text = std::fs::read_to_string(manifest).ok()?;
     let at = text.find("\"version\"")?;
-    let rest = text[at + "\"version\"".len()..].trim_start().strip_prefix(':')?;
+    let rest = text[at + "\"version\"".len()..]
+        .trim_start()
+        .strip_prefix(':')?;
     let rest = rest.trim_start().strip_prefix('"')?;
     let v = &rest[..rest.find('"')?];
     v.bytes()

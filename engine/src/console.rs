@@ -121,7 +121,8 @@ pub fn config_json(cfg: &Config) -> String {
         version: env!("CARGO_PKG_VERSION"),
         api_port,
         players,
-        bundle_hint: "run `npm ci --prefix console` in the ringcast source tree, then build ringcast again",
+        bundle_hint:
+            "run `npm ci --prefix console` in the ringcast source tree, then build ringcast again",
         vhosts,
     })
     .unwrap_or_default()
@@ -140,7 +141,8 @@ fn head(status: &str, ctype: &str, len: usize, extra: &str, close: bool) -> Byte
 
 /// Status, content type, cache header and body of an asset.
 fn content(cfg: &Config, asset: Asset) -> (&'static str, &'static str, String, Cow<'static, [u8]>) {
-    let player = |p: &Option<Player>, name: &str| match p {
+    let player = |p: &Option<Player>, name: &str| {
+        match p {
         Some(p) => ("200 OK", JS, IMMUTABLE.to_string(), Cow::Borrowed(p.body)),
         None => (
             "404 Not Found",
@@ -148,6 +150,7 @@ fn content(cfg: &Config, asset: Asset) -> (&'static str, &'static str, String, C
             NO_CACHE.to_string(),
             Cow::Owned(format!("{name} was not bundled into this build: run `npm ci --prefix console`, then build ringcast again\n").into_bytes()),
         ),
+    }
     };
     match asset {
         Asset::Redirect => (
@@ -156,8 +159,18 @@ fn content(cfg: &Config, asset: Asset) -> (&'static str, &'static str, String, C
             "Location: /console/\r\n".to_string(),
             Cow::Borrowed(b"/console/\n"),
         ),
-        Asset::Index => ("200 OK", HTML, NO_CACHE.into(), Cow::Borrowed(INDEX_HTML.as_bytes())),
-        Asset::Script => ("200 OK", JS, NO_CACHE.into(), Cow::Borrowed(CONSOLE_JS.as_bytes())),
+        Asset::Index => (
+            "200 OK",
+            HTML,
+            NO_CACHE.into(),
+            Cow::Borrowed(INDEX_HTML.as_bytes()),
+        ),
+        Asset::Script => (
+            "200 OK",
+            JS,
+            NO_CACHE.into(),
+            Cow::Borrowed(CONSOLE_JS.as_bytes()),
+        ),
         Asset::Config => (
             "200 OK",
             "application/json",
@@ -252,7 +265,10 @@ mod tests {
         assert_eq!(v["vhosts"]["__defaultVhost__"]["hls"], true);
         assert_eq!(v["vhosts"]["v1"]["hls"], false);
         assert_eq!(v["vhosts"]["v1"]["flv"], true);
-        assert_eq!(v["players"]["mpegts"].is_string(), bundled::MPEGTS.is_some());
+        assert_eq!(
+            v["players"]["mpegts"].is_string(),
+            bundled::MPEGTS.is_some()
+        );
         let off = Config::parse("", "t.toml").unwrap();
         let v: serde_json::Value = serde_json::from_str(&config_json(&off)).unwrap();
         assert!(v["api_port"].is_null());

@@ -213,15 +213,14 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Nex
             }
         };
         let _ = input.split_to(req.len);
-        let answered = if let Some(target) =
-            crate::hls::match_request(&shard.cfg(), &req.path, &req.host)
-        {
-            Box::pin(crate::hls::respond(shard, stream, &req, target)).await
-        } else if let Some(asset) = crate::console::match_request(&req.path) {
-            Box::pin(crate::console::respond(shard, stream, &req, asset)).await
-        } else {
-            break req;
-        };
+        let answered =
+            if let Some(target) = crate::hls::match_request(&shard.cfg(), &req.path, &req.host) {
+                Box::pin(crate::hls::respond(shard, stream, &req, target)).await
+            } else if let Some(asset) = crate::console::match_request(&req.path) {
+                Box::pin(crate::console::respond(shard, stream, &req, asset)).await
+            } else {
+                break req;
+            };
         served += 1;
         if let Err(close) = answered {
             return Next::from(close);
