@@ -303,7 +303,7 @@
     if (!cfg.players.hls || !window.Hls) { delete cfg.players.hls; missing.push('hls.js (HLS)'); }
     if (missing.length) {
       notice('no-players', 'The players were not bundled into this build of ringcast: ' + missing.join(' and ') +
-        ' missing. The tables below work without them. To bundle them, ', el('code', {}, 'npm ci --prefix console'),
+        ' missing. The tables below work without them. To bundle them, run ', el('code', {}, 'npm ci --prefix console'),
         ' in the ringcast source tree, then build ringcast again (', el('code', {}, 'cargo build --release'), ').');
     }
     state.api = params.get('api') ||

@@ -280,7 +280,9 @@ mod tests {
         let (status, ctype, cache, body) = content(&cfg, Asset::Index);
         assert_eq!((status, ctype), ("200 OK", HTML));
         assert!(cache.contains("no-cache"));
-        assert!(String::from_utf8(body).unwrap().contains("console.js"));
+        assert!(String::from_utf8(body.to_vec())
+            .unwrap()
+            .contains("console.js"));
         let (status, ctype, cache, _) = content(&cfg, Asset::Mpegts);
         if bundled::MPEGTS.is_some() {
             assert_eq!((status, ctype), ("200 OK", JS));
