@@ -32,11 +32,6 @@ const KEY: &str = "__defaultVhost__/live/consolecam";
 #[test]
 fn console_lists_plays_and_kicks_in_chromium() {
     let _serial = serial();
-    let (chromium, driver) = match find_browser() {
-        Ok(found) => found,
-        Err(why) => return skip(&why),
-    };
-    require_tool("ffmpeg");
     let api_port = free_port();
     let server = Server::start(&format!(
         "[http_api]\nenabled = true\nlisten = [\"127.0.0.1:{api_port}\"]\n\n\
@@ -49,6 +44,13 @@ fn console_lists_plays_and_kicks_in_chromium() {
             .is_ok()),
         "API port {api_port} not answering"
     );
+
+    check_http_framing(http, api);
+    let (chromium, driver) = match find_browser() {
+        Ok(found) => found,
+        Err(why) => return skip(&why),
+    };
+    require_tool("ffmpeg");
 
     let (status, config) = get(http, "/console/config.json").expect("GET /console/config.json");
     assert_eq!(status, 200, "/console/config.json: {config}");
@@ -286,6 +288,67 @@ Promise.all(kinds.map(watch)).then((r) => {
   done(out);
 });
 "#;
+
+/// Content types and cache headers of the console's files, the redirect
+/// to `/console/`, and the API's answer to a browser's CORS preflight.
+fn check_http_framing(http: SocketAddr, api: SocketAddr) {
+    let head = |addr: SocketAddr, method: &str, path: &str| {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{http}\r\n\
+             Access-Control-Request-Method: DELETE\r\nConnection: close\r\n\r\n"
+        );
+        raw_http(addr, req.as_bytes(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+            .head
+    };
+    let h = head(http, "GET", "/console");
+    assert_eq!(
+        (h.status, h.header("location")),
+        (301, Some("/console/")),
+        "{h:?}"
+    );
+    for (path, ctype, cache) in [
+        ("/console/", "text/html; charset=utf-8", "no-cache"),
+        (
+            "/console/console.js",
+            "text/javascript; charset=utf-8",
+            "no-cache",
+        ),
+        ("/console/config.json", "application/json", "no-cache"),
+    ] {
+        let h = head(http, "HEAD", path);
+        assert_eq!(h.status, 200, "{path}: {h:?}");
+        assert_eq!(h.header("content-type"), Some(ctype), "{path}: {h:?}");
+        assert_eq!(h.header("cache-control"), Some(cache), "{path}: {h:?}");
+    }
+    for path in ["/console/lib/mpegts.js?v=1", "/console/lib/hls.min.js?v=1"] {
+        let h = head(http, "HEAD", path);
+        match h.status {
+            200 => {
+                assert_eq!(
+                    h.header("content-type"),
+                    Some("text/javascript; charset=utf-8"),
+                    "{path}: {h:?}"
+                );
+                assert!(
+                    h.header("cache-control")
+                        .is_some_and(|c| c.contains("max-age=31536000")),
+                    "{path}: {h:?}"
+                );
+            }
+            404 => eprintln!("{path}: not bundled"),
+            other => panic!("{path}: status {other}: {h:?}"),
+        }
+    }
+    let h = head(api, "OPTIONS", "/api/v1/clients/1");
+    assert_eq!(h.status, 200, "preflight: {h:?}");
+    assert_eq!(h.header("access-control-allow-origin"), Some("*"), "{h:?}");
+    assert!(
+        h.header("access-control-allow-methods")
+            .is_some_and(|m| m.contains("DELETE")),
+        "{h:?}"
+    );
+}
 
 /// Says why the test does not run; a failure when `RINGCAST_REQUIRE_BROWSER`
 /// is set.
