@@ -312,6 +312,15 @@ fn http_response(status: u16, ctype: &str, body: &str) -> BytesMut {
     BytesMut::from(wire.as_bytes())
 }
 
+/// The answer to a CORS preflight, as SRS gives it: any origin may call
+/// the API with the methods and headers the console uses.
+fn preflight() -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nServer: ringcast/{}\r\nContent-Length: 0\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: Authorization, Content-Type\r\nAccess-Control-Max-Age: 600\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// Serves one accepted API connection: one request, one answer, close.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, _guard: ConnGuard) {
     let cid = shard.new_cid();
@@ -349,6 +358,13 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream) -> Close {
             }
         }
     };
+    if req.method == "OPTIONS" {
+        // a CORS preflight (the console on the HTTP server's port sends
+        // DELETE and Authorization): browsers send it without credentials
+        let mut out = BytesMut::from(preflight().as_bytes());
+        let _ = write_all(stream, &mut out).await;
+        return Close::Done(format!("OPTIONS {} -> 200", req.path));
+    }
     if req.path.split('?').next() == Some("/healthz") {
         // fails as soon as a graceful quit starts, so balancers drain us first
         let (status, body) = if shard.global.control.healthy() {
@@ -635,6 +651,16 @@ mod tests {
         );
         assert_eq!(reply.status, 400);
         assert!(!text(wire).contains("alert(1)"));
+
+        let pre = preflight();
+        assert!(pre.starts_with("HTTP/1.1 200 OK\r\n"));
+        for h in [
+            "Access-Control-Allow-Origin: *",
+            "Access-Control-Allow-Methods: GET, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers: Authorization, Content-Type",
+        ] {
+            assert!(pre.contains(&format!("\r\n{h}\r\n")), "{h}");
+        }
 
         let (_, wire) = respond(&cfg(), &registry(), "POST", "/api/v1/versions");
         let wire = text(wire);

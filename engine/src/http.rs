@@ -1,5 +1,6 @@
 //! HTTP connections: HTTP-FLV playback (chunked, CORS) from the same stream
-//! hubs and mirrors as RTMP players.
+//! hubs and mirrors as RTMP players; HLS ([`crate::hls`]) and the console
+//! ([`crate::console`]) on keep-alive connections.
 
 use crate::admission::{self, Applicant, Decision};
 use crate::conn::{log_close, read_into_until, write_all, Drive, Wake};
@@ -172,7 +173,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Nex
     let idle = cfg.server.idle_timeout_ms;
     let mut input = BytesMut::with_capacity(1024);
     let mut served = 0u64;
-    // keep-alive: HLS requests follow each other on one connection; an
+    // keep-alive: HLS and console requests follow each other on one connection; an
     // HTTP-FLV request ends it (its response never ends)
     let req = loop {
         // a request head must be complete within the timeout in total: a
@@ -212,11 +213,16 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Nex
             }
         };
         let _ = input.split_to(req.len);
-        let Some(target) = crate::hls::match_request(&shard.cfg(), &req.path, &req.host) else {
-            break req;
-        };
+        let answered =
+            if let Some(target) = crate::hls::match_request(&shard.cfg(), &req.path, &req.host) {
+                Box::pin(crate::hls::respond(shard, stream, &req, target)).await
+            } else if let Some(asset) = crate::console::match_request(&req.path) {
+                Box::pin(crate::console::respond(shard, stream, &req, asset)).await
+            } else {
+                break req;
+            };
         served += 1;
-        if let Err(close) = Box::pin(crate::hls::respond(shard, stream, &req, target)).await {
+        if let Err(close) = answered {
             return Next::from(close);
         }
         if req.close {

@@ -10,6 +10,7 @@ mod api;
 mod api_stats;
 mod cluster;
 mod conn;
+mod console;
 pub mod consumer;
 pub mod control;
 mod disk;

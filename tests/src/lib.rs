@@ -16,6 +16,7 @@
 //! On failure a test prints the tail of the server log and keeps the
 //! server's scratch directory (config + full log) under `$TMPDIR`.
 
+pub mod browser;
 pub mod cluster;
 pub mod fixture;
 pub mod helpers;

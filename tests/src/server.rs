@@ -64,6 +64,18 @@ fn check_not_stale(bin: &Path) {
         .iter()
         .flat_map(|c| [root.join(c).join("src"), root.join(c).join("Cargo.toml")])
         .collect();
+    // the console's files and players, embedded at build time
+    stack.extend(
+        [
+            "engine/build.rs",
+            "console/index.html",
+            "console/console.js",
+            "console/node_modules/mpegts.js/dist/mpegts.js",
+            "console/node_modules/hls.js/dist/hls.min.js",
+        ]
+        .iter()
+        .map(|p| root.join(p)),
+    );
     while let Some(p) = stack.pop() {
         if p.is_dir() {
             if let Ok(rd) = fs::read_dir(&p) {
