@@ -6,13 +6,13 @@ use crate::consumer::{Consumer, Notice};
 use crate::error::Close;
 use crate::readbuf::{read_into, ReadWindow};
 use crate::sendmsg::{send_iov, IOV, MAX_IOV};
+use crate::socket::Socket;
 use bytes::{Buf, BytesMut};
-use futures_lite::io::AsyncRead;
-use glommio::net::TcpStream;
+use futures_lite::io::AsyncWrite;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -33,8 +33,8 @@ pub enum Wake {
 /// without blocking. `Ready(Ok)` means everything queued is written;
 /// `Pending` means the socket is full and the task will be woken when it
 /// drains.
-fn poll_flush(
-    stream: &mut TcpStream,
+fn poll_flush<S: Socket>(
+    stream: &mut S,
     consumer: &Consumer,
     ctrl: &mut BytesMut,
     cx: &mut Context<'_>,
@@ -44,7 +44,7 @@ fn poll_flush(
         // control bytes go out at their place among the frames: after
         // those queued before them, ahead of those queued after
         if !ctrl.is_empty() && consumer.ctrl_due() && !consumer.mid_frame() {
-            match Pin::new(&mut *stream).poll_write_ctrl(cx, ctrl) {
+            match Pin::new(&mut *stream).poll_write(cx, ctrl) {
                 Poll::Ready(Ok(n)) => {
                     crate::stats::bytes_out(n);
                     ctrl.advance(n);
@@ -81,7 +81,7 @@ fn poll_flush(
                 // Wait for room by sending the next bytes through the
                 // reactor: it registers writability and sends when it can.
                 let r = consumer
-                    .with_head_slice(|s| Pin::new(&mut *stream).poll_write_ctrl(cx, s))
+                    .with_head_slice(|s| Pin::new(&mut *stream).poll_write(cx, s))
                     .unwrap_or(Poll::Ready(Ok(0)));
                 match r {
                     Poll::Ready(Ok(n)) => {
@@ -97,30 +97,11 @@ fn poll_flush(
     }
 }
 
-/// `poll_write` under a name that does not clash with the slice argument.
-trait PollWriteCtrl {
-    fn poll_write_ctrl(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>>;
-}
-
-impl PollWriteCtrl for TcpStream {
-    fn poll_write_ctrl(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        futures_lite::io::AsyncWrite::poll_write(self, cx, buf)
-    }
-}
-
 /// Runs the connection until something needs the caller's attention.
 /// While it waits with everything written, the stream's fan-out writes new
 /// frames to the socket itself and the task is not woken for them.
-pub struct Drive<'a, 't> {
-    pub stream: &'a mut TcpStream,
+pub struct Drive<'a, 't, S: Socket> {
+    pub stream: &'a mut S,
     pub consumer: &'a Consumer,
     pub ctrl: &'a mut BytesMut,
     /// What the peer sends is appended here.
@@ -128,7 +109,7 @@ pub struct Drive<'a, 't> {
     pub timer: Option<Pin<&'a mut (dyn Future<Output = ()> + 't)>>,
 }
 
-impl Future for Drive<'_, '_> {
+impl<S: Socket> Future for Drive<'_, '_, S> {
     type Output = Wake;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Wake> {
@@ -179,7 +160,7 @@ impl Future for Drive<'_, '_> {
     }
 }
 
-impl Drop for Drive<'_, '_> {
+impl<S: Socket> Drop for Drive<'_, '_, S> {
     fn drop(&mut self) {
         // the socket may close once the task stops waiting here
         self.consumer.unpark();
@@ -195,8 +176,8 @@ thread_local! {
 }
 
 /// Polls one read of `stream` through the shard's buffer into `input`.
-fn poll_read_into(
-    stream: &mut TcpStream,
+fn poll_read_into<S: Socket>(
+    stream: &mut S,
     input: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
@@ -211,7 +192,10 @@ fn poll_read_into(
 }
 
 /// Writes all of `buf` (connection set-up and responses, off the media path).
-pub async fn write_all(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<()> {
+pub async fn write_all<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> io::Result<()> {
     use futures_lite::AsyncWriteExt;
     if !buf.is_empty() {
         stream.write_all(buf).await?;
@@ -223,8 +207,8 @@ pub async fn write_all(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result
 /// Reads more bytes into `input`, failing with `TimedOut` once `deadline`
 /// has passed: a limit on a whole exchange (a handshake, a request head),
 /// which a plain read timeout is not, as every byte restarts it.
-pub async fn read_into_until(
-    stream: &mut TcpStream,
+pub async fn read_into_until<S: Socket>(
+    stream: &mut S,
     input: &mut BytesMut,
     window: &mut ReadWindow,
     deadline: std::time::Instant,

@@ -10,7 +10,7 @@ use crate::error::Close;
 use crate::shard::Shard;
 use crate::url::split_query;
 use bytes::BytesMut;
-use glommio::net::TcpStream;
+use futures_lite::io::AsyncWrite;
 use ringcast_conf::Config;
 use ringcast_proto::http::RequestHead;
 use serde::Serialize;
@@ -184,9 +184,9 @@ fn content(cfg: &Config, asset: Asset) -> (&'static str, &'static str, String, C
 
 /// Answers one console request (GET or HEAD); the connection stays open
 /// for the next request.
-pub async fn respond(
+pub async fn respond<S: AsyncWrite + Unpin>(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut S,
     req: &RequestHead,
     asset: Asset,
 ) -> Result<(), Close> {

@@ -8,7 +8,7 @@ use crate::error::Close;
 use crate::shard::Shard;
 use crate::url::{host_of, query_value, split_query, StreamRequest};
 use bytes::BytesMut;
-use glommio::net::TcpStream;
+use futures_lite::io::AsyncWrite;
 use ringcast_conf::{ClusterMode, Config};
 use ringcast_proto::http::{byte_range, RequestHead};
 use std::rc::Rc;
@@ -81,9 +81,9 @@ const FIRST_PLAYLIST_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// Answers one HLS request (GET or HEAD; Range on segments) without
 /// copying segment bytes; the connection stays open for the next request.
-pub async fn respond(
+pub async fn respond<S: AsyncWrite + Unpin>(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut S,
     req: &RequestHead,
     target: Target,
 ) -> Result<(), Close> {

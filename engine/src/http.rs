@@ -11,9 +11,9 @@ use crate::hooks::Hook;
 use crate::readbuf::ReadWindow;
 use crate::registry::{ClientKind, Registered};
 use crate::shard::{ConnGuard, Kicker, Shard};
+use crate::socket::Socket;
 use crate::url::{host_of, split_query, StreamRequest};
 use bytes::BytesMut;
-use glommio::net::TcpStream;
 use ringcast_conf::security::Action;
 use ringcast_conf::{Config, DEFAULT_VHOST};
 use ringcast_proto::http::parse_request_head;
@@ -94,9 +94,9 @@ fn simple_response(status: &str, extra: &str) -> BytesMut {
 }
 
 /// Serves one accepted HTTP connection.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
+pub async fn serve<S: Socket>(shard: Rc<Shard>, mut stream: S, peer: SocketAddr, guard: ConnGuard) {
     let cid = shard.new_cid();
-    let outcome = match serve_inner(&shard, &mut stream, cid).await {
+    let outcome = match serve_inner(&shard, &mut stream, peer, cid).await {
         Next::Done(close) => close,
         Next::Play(start) => {
             // the request's task ends here, its state freed; the player goes
@@ -141,9 +141,9 @@ struct FlvStart {
 /// would be stored twice in the future (rust-lang/rust#62958), and this one
 /// lives as long as the player.
 #[allow(clippy::manual_async_fn)]
-fn play_task(
+fn play_task<S: Socket>(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     cid: u64,
     start: FlvStart,
@@ -167,7 +167,12 @@ fn play_task(
     }
 }
 
-async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Next {
+async fn serve_inner<S: Socket>(
+    shard: &Rc<Shard>,
+    stream: &mut S,
+    peer: SocketAddr,
+    cid: u64,
+) -> Next {
     let cfg = shard.cfg();
     let first = cfg.server.handshake_timeout_ms;
     let idle = cfg.server.idle_timeout_ms;
@@ -250,7 +255,7 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Nex
     drop(input);
     let who = Applicant {
         cid,
-        ip: stream.peer_addr().map(|p| p.ip()).ok(),
+        ip: Some(peer.ip()),
         tc_url: format!("http://{}/{}", req.host, sreq.app),
         page_url: String::new(),
     };
@@ -280,7 +285,12 @@ async fn serve_inner(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64) -> Nex
     }))
 }
 
-async fn play(shard: &Rc<Shard>, stream: &mut TcpStream, cid: u64, req: &StreamRequest) -> Close {
+async fn play<S: Socket>(
+    shard: &Rc<Shard>,
+    stream: &mut S,
+    cid: u64,
+    req: &StreamRequest,
+) -> Close {
     let (wait, limits) = {
         let cfg = shard.cfg();
         let vhost = cfg.vhost(&req.vhost);
@@ -372,6 +382,78 @@ mod tests {
             "/nov/live/s.flv",
         ] {
             assert!(match_mount(&cfg(), p, "h").is_none(), "{p}");
+        }
+    }
+
+    /// HTTP-FLV admission over a socket pair behind the `Socket` trait, in
+    /// one process: what a player is answered when refused or redirected.
+    mod over_a_pair {
+        use super::*;
+        use crate::httpc::tests::{fake_server, run_local};
+        use crate::readbuf::{read_into, ReadWindow};
+        use crate::shard::tests::one_shard;
+        use crate::socket::pair::pair;
+        use crate::socket::Socket;
+        use std::time::Duration;
+
+        /// The response head to `GET path` on `shard`.
+        async fn get(shard: &Rc<Shard>, path: &str) -> String {
+            let (server, mut client) = pair();
+            let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
+            let guard = shard.admit().expect("a connection slot");
+            glommio::spawn_local(serve(shard.clone(), server, peer, guard)).detach();
+            let mut req =
+                BytesMut::from(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            write_all(&mut client, &mut req).await.expect("request");
+            let _ = client.set_read_timeout(Some(Duration::from_secs(3)));
+            let (mut input, mut window) = (BytesMut::new(), ReadWindow::default());
+            while !input.windows(4).any(|w| w == b"\r\n\r\n") {
+                match read_into(&mut client, &mut input, &mut window).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            String::from_utf8_lossy(&input).into_owned()
+        }
+
+        #[test]
+        fn a_refused_player_gets_a_403() {
+            run_local(async {
+                let shard = one_shard(
+                    "[vhosts.__defaultVhost__.http_flv]\nenabled = true\n\
+                     [vhosts.__defaultVhost__.security]\nrules = [\"deny play all\"]\n",
+                )
+                .await;
+                let head = get(&shard, "/live/s1.flv").await;
+                assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+            });
+        }
+
+        #[test]
+        fn a_player_of_a_stream_a_coworker_holds_gets_a_302_there() {
+            run_local(async {
+                let api = fake_server(|_| {
+                    let body = r#"{"code":0,"data":{"origin":{"ip":"127.0.0.1","port":19350,"vhost":"__defaultVhost__","api":"127.0.0.1:1","http":"127.0.0.1:18080"}}}"#;
+                    Some(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .into_bytes(),
+                    )
+                });
+                let shard = one_shard(&format!(
+                    "[vhosts.__defaultVhost__.http_flv]\nenabled = true\n\
+                     [vhosts.__defaultVhost__.cluster]\ncoworkers = [\"{api}\"]\n"
+                ))
+                .await;
+                let head = get(&shard, "/live/s1.flv").await;
+                assert!(head.starts_with("HTTP/1.1 302"), "{head}");
+                assert!(
+                    head.contains("Location: http://127.0.0.1:18080/live/s1.flv"),
+                    "{head}"
+                );
+            });
         }
     }
 }

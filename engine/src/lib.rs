@@ -41,6 +41,7 @@ mod segmenter;
 mod sendmsg;
 pub mod server;
 mod shard;
+mod socket;
 mod stats;
 mod stream;
 mod tasks;

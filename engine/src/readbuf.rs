@@ -10,7 +10,6 @@
 //! 16 KiB (a publisher's audio frame is a few hundred bytes).
 
 use bytes::BytesMut;
-use glommio::net::TcpStream;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -44,8 +43,8 @@ impl Default for ReadWindow {
 }
 
 /// Reads more bytes into `input`; `Ok(0)` is end of stream.
-pub async fn read_into(
-    stream: &mut TcpStream,
+pub async fn read_into<S: futures_lite::io::AsyncRead + Unpin>(
+    stream: &mut S,
     input: &mut BytesMut,
     window: &mut ReadWindow,
 ) -> io::Result<usize> {

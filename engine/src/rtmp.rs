@@ -12,16 +12,16 @@ use crate::ingest::Media;
 use crate::readbuf::{read_ready, ReadWindow};
 use crate::registry::{ClientKind, Registered};
 use crate::shard::{Adopt, ConnGuard, KickGuard, Kicker, Shard};
+use crate::socket::Socket;
 use crate::stream::Hub;
 use crate::url::{split_query, StreamRequest};
 use bytes::BytesMut;
-use glommio::net::TcpStream;
 use ringcast_conf::security::Action;
 use ringcast_conf::ClusterMode;
 use ringcast_proto::rtmp::server::{ConnectInfo, ServerConfig, ServerEvent, ServerSession};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
+use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
@@ -35,11 +35,11 @@ enum Role {
     },
 }
 
-struct Conn {
+struct Conn<S: Socket> {
     shard: Rc<Shard>,
     cid: u64,
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: S,
     session: ServerSession,
     input: BytesMut,
     /// How much the next read offers.
@@ -112,11 +112,11 @@ struct PlayStart {
 /// answers the little a player sends (acknowledgements, pings, chunk size,
 /// closeStream). The set-up's futures, buffers and connect fields are gone,
 /// so thousands of players cost little memory each.
-struct Player {
+struct Player<S: Socket> {
     shard: Rc<Shard>,
     cid: u64,
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: S,
     session: ServerSession,
     input: BytesMut,
     out: BytesMut,
@@ -125,8 +125,8 @@ struct Player {
     _guard: Option<ConnGuard>,
 }
 
-impl Player {
-    fn new(conn: Conn, start: PlayStart) -> Player {
+impl<S: Socket> Player<S> {
+    fn new(conn: Conn<S>, start: PlayStart) -> Player<S> {
         let mut session = conn.session;
         session.forget_set_up();
         let _ = conn.stream.set_read_timeout(None);
@@ -235,7 +235,7 @@ fn until_next_tick(period: Duration) -> Option<Duration> {
 }
 
 /// Serves one accepted RTMP connection to its end.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
+pub async fn serve<S: Socket>(shard: Rc<Shard>, stream: S, peer: SocketAddr, guard: ConnGuard) {
     let cfg = shard.cfg();
     let session = ServerSession::new(ServerConfig {
         out_chunk_size: cfg.rtmp.out_chunk_size,
@@ -265,10 +265,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, guard:
     conn.run(Vec::new()).await;
 }
 
-/// Takes over a publisher connection handed over by another shard.
-pub fn adopt(shard: Rc<Shard>, a: Adopt) {
-    // SAFETY: the socket's only owner hands it to the stream.
-    let stream = unsafe { TcpStream::from_raw_fd(a.fd.into_raw_fd()) };
+/// Takes over a publisher connection handed over by another shard (the
+/// hand-off names this function, for the socket type it came on).
+pub fn adopt<S: Socket>(shard: Rc<Shard>, a: Adopt) {
+    let stream = S::adopt(a.fd);
     crate::stats::connection_opened();
     let conn = Conn {
         cid: a.cid,
@@ -297,7 +297,7 @@ pub fn adopt(shard: Rc<Shard>, a: Adopt) {
     glommio::spawn_local(conn.run(pending)).detach();
 }
 
-impl Conn {
+impl<S: Socket> Conn<S> {
     async fn run(mut self, pending: Vec<ServerEvent>) {
         let outcome = match self.run_inner(pending).await {
             Next::Done(close) => close,
@@ -673,6 +673,7 @@ impl Conn {
                     stream_id,
                     name,
                     vhost: req.vhost.clone(),
+                    resume: adopt::<S>,
                 },
             );
             // the connection slot moved with the connection; this shard no
@@ -789,48 +790,48 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    //! The RTMP connection handler against the engine's own RTMP client
-    //! over loopback, in one process: refusals, redirects and plays as a
-    //! client sees them, without starting the binary.
+    //! The RTMP connection handler against the engine's own RTMP client, in
+    //! one process, over a Unix socket pair behind the [`Socket`] trait (no
+    //! listener, no port, no binary): refusals, redirects, plays and the
+    //! hand-off of a publisher between shards, as a client sees them.
 
     use super::*;
     use crate::error::Error;
     use crate::httpc::tests::{fake_server, run_local};
-    use crate::rtmpc;
+    use crate::rtmpc::{self, Opened};
     use crate::shard::tests::one_shard;
-    use glommio::net::TcpListener;
+    use crate::socket::pair::{pair, PairSocket};
     use ringcast_proto::rtmp::client::ClientMode;
     use std::time::Duration;
 
     const SETUP: Duration = Duration::from_secs(3);
 
-    /// Serves RTMP for `shard` on an ephemeral loopback port.
-    fn listen(shard: Rc<Shard>) -> u16 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("local addr").port();
-        glommio::spawn_local(async move {
-            while let Ok(s) = l.accept().await {
-                let (Ok(peer), Some(guard)) = (s.peer_addr(), shard.admit()) else {
-                    continue;
-                };
-                glommio::spawn_local(serve(shard.clone(), s, peer, guard)).detach();
-            }
-        })
-        .detach();
-        port
+    /// What the client's end of a pair claims as its peer address.
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40_000))
     }
 
-    async fn open(port: u16, mode: ClientMode) -> Result<rtmpc::ClientConn, Error> {
-        let url = format!("rtmp://127.0.0.1:{port}/live/s1?token=t");
-        rtmpc::open(&url, mode, 4096, SETUP).await
+    /// Serves one RTMP connection on `shard` over a fresh pair and sets up
+    /// `mode` of `live/{name}` on its other end.
+    async fn open(
+        shard: &Rc<Shard>,
+        name: &str,
+        mode: ClientMode,
+    ) -> Result<Opened<PairSocket>, Error> {
+        let (server, client) = pair();
+        let guard = shard.admit().expect("a connection slot");
+        glommio::spawn_local(serve(shard.clone(), server, peer(), guard)).detach();
+        let url = format!("rtmp://127.0.0.1/live/{name}?token=t");
+        let deadline = Instant::now() + SETUP;
+        rtmpc::set_up(client, peer(), &url, mode, 4096, deadline).await
     }
 
     #[test]
     fn a_play_without_rules_starts_and_waits_for_the_publisher() {
         run_local(async {
-            let port = listen(one_shard("").await);
-            let conn = open(port, ClientMode::Play).await.expect("play starts");
-            assert_eq!(conn.addr.port(), port);
+            let shard = one_shard("").await;
+            let opened = open(&shard, "s1", ClientMode::Play).await;
+            assert!(matches!(opened, Ok(Opened::Ready(_))), "play did not start");
         });
     }
 
@@ -841,9 +842,8 @@ mod tests {
                 "[vhosts.__defaultVhost__.security]\nrules = [\"deny play all\", \"deny publish all\"]\n",
             )
             .await;
-            let port = listen(shard);
             for mode in [ClientMode::Play, ClientMode::Publish] {
-                match open(port, mode).await {
+                match open(&shard, "s1", mode).await {
                     Err(e) => assert!(
                         !e.avoid_server(),
                         "{mode:?}: a refusal marks the server broken: {e}"
@@ -857,7 +857,7 @@ mod tests {
     #[test]
     fn a_play_is_redirected_to_the_coworker_holding_the_stream() {
         run_local(async {
-            let holder = listen(one_shard("").await);
+            let holder = 19_350;
             let api = fake_server(move |_| {
                 let body = format!(
                     r#"{{"code":0,"data":{{"origin":{{"ip":"127.0.0.1","port":{holder},"vhost":"__defaultVhost__","api":"127.0.0.1:1"}}}}}}"#
@@ -870,17 +870,19 @@ mod tests {
                     .into_bytes(),
                 )
             });
-            let asked = listen(
-                one_shard(&format!(
-                    "[vhosts.__defaultVhost__.cluster]\ncoworkers = [\"{api}\"]\n"
-                ))
-                .await,
-            );
-            let conn = open(asked, ClientMode::Play)
-                .await
-                .expect("play follows the redirect");
-            assert_eq!(conn.addr.port(), holder, "the client ended on the coworker");
-            match open(asked, ClientMode::Publish).await {
+            let asked = one_shard(&format!(
+                "[vhosts.__defaultVhost__.cluster]\ncoworkers = [\"{api}\"]\n"
+            ))
+            .await;
+            match open(&asked, "s1", ClientMode::Play).await {
+                Ok(Opened::Redirect(url)) => assert!(
+                    url.starts_with(&format!("rtmp://127.0.0.1:{holder}/live")),
+                    "redirected to {url}"
+                ),
+                Ok(Opened::Ready(_)) => panic!("played a stream a coworker holds"),
+                Err(e) => panic!("play refused instead of redirected: {e}"),
+            }
+            match open(&asked, "s1", ClientMode::Publish).await {
                 Err(e) => assert!(!e.avoid_server(), "{e}"),
                 Ok(_) => panic!("a publish of a stream held by a coworker was accepted"),
             }
@@ -888,14 +890,17 @@ mod tests {
     }
 
     /// A publisher accepted on one shard of two, for a stream the other
-    /// shard owns, is handed over through the cross-shard mesh and the
-    /// task layer: the owner lists it as the stream's publisher.
+    /// shard owns, is handed over through the cross-shard mesh and the task
+    /// layer (its socket travels as a duplicate descriptor and resumes as
+    /// the socket type it came on): the owner lists it as the stream's
+    /// publisher, and its media reaches a player on the owner shard.
     #[test]
     fn a_publisher_is_handed_to_the_shard_that_owns_its_stream() {
         use crate::mesh::Mesh;
         use crate::shard::{owner_of, Global};
         use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
-        use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+        use ringcast_proto::rtmp::client::ClientEvent;
+        use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
 
         let name = (0..)
@@ -909,14 +914,14 @@ mod tests {
             ..Global::default()
         });
         let mesh = Arc::new(Mesh::new(2, 16));
-        let port = Arc::new(AtomicU16::new(0));
+        let published = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let handles = LocalExecutorPoolBuilder::new(PoolPlacement::Unbound(2))
             .io_memory(256 * 1024)
             .on_all_shards(move || {
                 let (cfg, global, mesh) = (cfg.clone(), global.clone(), mesh.clone());
-                let (port, done, name, key) =
-                    (port.clone(), done.clone(), name.clone(), key.clone());
+                let (published, done, name, key) =
+                    (published.clone(), done.clone(), name.clone(), key.clone());
                 async move {
                     let (senders, receivers) = mesh.join().await.expect("mesh");
                     let id = senders.peer_id();
@@ -927,6 +932,7 @@ mod tests {
                         senders,
                         crate::tasks::spawn,
                     ));
+                    glommio::spawn_local(crate::fanout::run_flusher()).detach();
                     for (_, rx) in receivers {
                         let shard = shard.clone();
                         glommio::spawn_local(async move {
@@ -937,12 +943,7 @@ mod tests {
                         .detach();
                     }
                     if id == 0 {
-                        port.store(listen(shard.clone()), Ordering::SeqCst);
-                        let url = format!(
-                            "rtmp://127.0.0.1:{}/live/{name}",
-                            port.load(Ordering::SeqCst)
-                        );
-                        let conn = rtmpc::open(&url, ClientMode::Publish, 4096, SETUP).await;
+                        let opened = open(&shard, &name, ClientMode::Publish).await;
                         let listed = async {
                             for _ in 0..100 {
                                 if let Some(c) = global.registry.publisher_of(&key) {
@@ -953,32 +954,74 @@ mod tests {
                             None
                         }
                         .await;
+                        published.store(true, Ordering::SeqCst);
+                        let outcome = match opened {
+                            Ok(Opened::Ready(mut c)) => {
+                                // media until the player on shard 1 is done
+                                let mut ts = 0;
+                                while !done.load(Ordering::SeqCst) {
+                                    let audio = [0xAF, 0x01, 0x21, 0x10];
+                                    c.session.send_media(8, ts, &audio, &mut c.out);
+                                    if write_all(&mut c.stream, &mut c.out).await.is_err() {
+                                        break;
+                                    }
+                                    ts += 23;
+                                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                                }
+                                Ok(())
+                            }
+                            Ok(Opened::Redirect(url)) => Err(format!("redirected to {url}")),
+                            Err(e) => Err(e.to_string()),
+                        };
                         done.store(true, Ordering::SeqCst);
-                        Some((conn.map(|_| ()).map_err(|e| e.to_string()), listed))
+                        (0, outcome, listed, false)
                     } else {
-                        while !done.load(Ordering::SeqCst) {
+                        while !published.load(Ordering::SeqCst) {
                             glommio::timer::sleep(Duration::from_millis(10)).await;
                         }
-                        None
+                        // a player on the owner shard gets the handed-over
+                        // publisher's media
+                        let mut media = false;
+                        if let Ok(Opened::Ready(mut c)) =
+                            open(&shard, &name, ClientMode::Play).await
+                        {
+                            let mut events = Vec::new();
+                            for _ in 0..50 {
+                                if c.next_events(Duration::from_millis(100), &mut events)
+                                    .await
+                                    .is_err()
+                                {
+                                    break;
+                                }
+                                if events.iter().any(|e| matches!(e, ClientEvent::Media(_))) {
+                                    media = true;
+                                    break;
+                                }
+                                events.clear();
+                            }
+                        }
+                        done.store(true, Ordering::SeqCst);
+                        (1, Ok(()), None, media)
                     }
                 }
             })
             .expect("executors");
-        let results: Vec<_> = handles
+        let mut results: Vec<_> = handles
             .join_all()
             .into_iter()
             .map(|r| r.expect("shard ran"))
             .collect();
-        let (opened, listed) = results
-            .into_iter()
-            .flatten()
-            .next()
-            .expect("shard 0 reported");
-        assert_eq!(opened, Ok(()), "the publish did not start");
+        results.sort_by_key(|r| r.0);
+        let (_, opened, listed, _) = &results[0];
+        assert_eq!(opened, &Ok(()), "the publish did not start");
         assert_eq!(
-            listed,
+            *listed,
             Some(1),
             "the publisher is not listed on its owner shard 1"
+        );
+        assert!(
+            results[1].3,
+            "a player on the owner shard got no media from the handed-over publisher"
         );
     }
 }

@@ -4,6 +4,7 @@
 use crate::conn::write_all;
 use crate::error::Error;
 use crate::readbuf::{read_into, ReadWindow};
+use crate::socket::Socket;
 use bytes::BytesMut;
 use glommio::net::TcpStream;
 use ringcast_proto::rtmp::client::{
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 const MAX_REDIRECTS: usize = 3;
 
 /// A client connection that reached `Ready` (playing or publishing).
-pub struct ClientConn {
-    pub stream: TcpStream,
+pub struct ClientConn<S: Socket = TcpStream> {
+    pub stream: S,
     pub session: ClientSession,
     pub input: BytesMut,
     /// How much the next read offers.
@@ -59,8 +60,10 @@ pub async fn open(
     )))
 }
 
-enum Opened {
-    Ready(Box<ClientConn>),
+/// How one connection's set-up ended.
+pub enum Opened<S: Socket> {
+    Ready(Box<ClientConn<S>>),
+    /// An RTMP 302 to this URL.
     Redirect(String),
 }
 
@@ -69,7 +72,7 @@ async fn open_once(
     mode: ClientMode,
     chunk_size: u32,
     deadline: Instant,
-) -> Result<Opened, Error> {
+) -> Result<Opened<TcpStream>, Error> {
     let parsed = parse_rtmp_url(url).map_err(|e| Error::upstream_down(format!("{url}: {e}")))?;
     let host_port = if parsed.host.contains(':') {
         format!("[{}]:{}", parsed.host, parsed.port)
@@ -78,10 +81,24 @@ async fn open_once(
     };
     let addr = resolve(&host_port).map_err(Error::upstream_down)?;
     let left = deadline.saturating_duration_since(Instant::now());
-    let mut stream = TcpStream::connect_timeout(addr, left.max(Duration::from_millis(1)))
+    let stream = TcpStream::connect_timeout(addr, left.max(Duration::from_millis(1)))
         .await
         .map_err(|e| Error::upstream_down(format!("connect {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    set_up(stream, addr, url, mode, chunk_size, deadline).await
+}
+
+/// Plays or publishes `url` on a connected `stream` (whose peer is `addr`),
+/// up to `Ready`, a redirect or a refusal; bounded by `deadline`.
+pub async fn set_up<S: Socket>(
+    mut stream: S,
+    addr: SocketAddr,
+    url: &str,
+    mode: ClientMode,
+    chunk_size: u32,
+    deadline: Instant,
+) -> Result<Opened<S>, Error> {
+    let parsed = parse_rtmp_url(url).map_err(|e| Error::upstream_down(format!("{url}: {e}")))?;
     let mut session = ClientSession::new(ClientConfig {
         url: parsed.clone(),
         mode,
@@ -157,7 +174,7 @@ async fn open_once(
     }
 }
 
-impl ClientConn {
+impl<S: Socket> ClientConn<S> {
     /// Waits up to `timeout` for the next events from the server;
     /// `Ok(false)` when nothing arrived in time.
     pub async fn next_events(

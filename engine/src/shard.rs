@@ -42,6 +42,10 @@ pub struct Adopt {
     /// The stream name as the publisher sent it, query included.
     pub name: String,
     pub vhost: String,
+    /// Resumes the connection on the owner shard, as the socket type it
+    /// arrived on (the handler's `adopt`, named by the handing shard so
+    /// that this state core imports no handler).
+    pub resume: fn(Rc<Shard>, Adopt),
 }
 
 impl std::fmt::Debug for Adopt {

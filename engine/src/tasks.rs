@@ -10,7 +10,7 @@ use std::rc::Rc;
 /// Spawns `task` on the current shard's executor.
 pub fn spawn(shard: &Rc<Shard>, task: Task) {
     match task {
-        Task::Adopt(a) => crate::rtmp::adopt(shard.clone(), *a),
+        Task::Adopt(a) => (a.resume)(shard.clone(), *a),
         Task::Pull { req, hub } => {
             glommio::spawn_local(crate::upstream::pull(shard.clone(), req, hub)).detach();
         }
