@@ -87,20 +87,7 @@ pub async fn respond<S: AsyncWrite + Unpin>(
     req: &RequestHead,
     target: Target,
 ) -> Result<(), Close> {
-    if req.method != "GET" && req.method != "HEAD" {
-        let mut out = head(
-            "405 Method Not Allowed",
-            "text/plain",
-            0,
-            "Allow: GET, HEAD\r\n",
-            true,
-        );
-        let _ = write_all(stream, &mut out).await;
-        return Err(Close::Refused(format!(
-            "refused {} {}: method not allowed",
-            req.method, req.path
-        )));
-    }
+    crate::http_reply::only_get_or_head(stream, req).await?;
     let store = &shard.global.hls;
     let (body, ctype, cache) = match &target {
         Target::Playlist(sreq) => {

@@ -23,6 +23,7 @@ pub mod frame;
 mod hls;
 mod hooks;
 mod http;
+mod http_reply;
 mod httpc;
 pub mod ingest;
 mod listen;

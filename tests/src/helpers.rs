@@ -154,3 +154,34 @@ mod tests {
         assert_eq!(lines_for_port(log, 500).len(), 0);
     }
 }
+
+/// ffmpeg publishing the shared fixture in real time, looping, to `url` for
+/// at most `max_secs`; killed when dropped.
+pub struct FfmpegPublisher {
+    child: std::process::Child,
+}
+
+impl FfmpegPublisher {
+    pub fn start(url: &str, max_secs: u32) -> FfmpegPublisher {
+        use std::process::{Command, Stdio};
+        crate::fixture::require_tool("ffmpeg");
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(["-stream_loop", "-1", "-i"])
+            .arg(crate::fixture::fixture_path())
+            .args(["-c", "copy", "-t", &max_secs.to_string(), "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ffmpeg");
+        FfmpegPublisher { child }
+    }
+}
+
+impl Drop for FfmpegPublisher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

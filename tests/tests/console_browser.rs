@@ -14,13 +14,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ringcast_tests::browser::{find_browser, Browser};
 use ringcast_tests::cluster::{serial, wait_until};
-use ringcast_tests::fixture::{fixture_path, require_tool, FIXTURE_HEIGHT, FIXTURE_WIDTH};
-use ringcast_tests::helpers::{spawn_player, Proto};
+use ringcast_tests::fixture::{require_tool, FIXTURE_HEIGHT, FIXTURE_WIDTH};
+use ringcast_tests::helpers::{spawn_player, FfmpegPublisher, Proto};
 use ringcast_tests::http_flv::raw_http;
 use ringcast_tests::play::{PlayEnd, PlayOptions};
 use ringcast_tests::server::{free_port, Server};
@@ -64,7 +63,8 @@ fn console_lists_plays_and_kicks_in_chromium() {
     }
 
     // a live stream: ffmpeg loops the H.264 + AAC fixture in real time
-    let _ffmpeg = FfmpegPublisher::start(&format!("rtmp://{}/live/{STREAM}", server.rtmp_addr()));
+    let url = format!("rtmp://{}/live/{STREAM}", server.rtmp_addr());
+    let _ffmpeg = FfmpegPublisher::start(&url, 180);
     assert!(
         wait_until(Duration::from_secs(15), || api_json(api, "/api/v1/streams")
             .is_some_and(|v| stream_of(&v)
@@ -394,34 +394,4 @@ fn artifact(name: &str) -> PathBuf {
     let dir = target.join("test-artifacts");
     std::fs::create_dir_all(&dir).expect("create the artifacts directory");
     dir.join(name)
-}
-
-/// ffmpeg publishing the fixture in real time, looping, for at most
-/// 3 minutes; killed when dropped.
-struct FfmpegPublisher {
-    child: Child,
-}
-
-impl FfmpegPublisher {
-    fn start(url: &str) -> FfmpegPublisher {
-        let fixture = fixture_path();
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-            .args(["-stream_loop", "-1", "-i"])
-            .arg(&fixture)
-            .args(["-c", "copy", "-t", "180", "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ffmpeg");
-        FfmpegPublisher { child }
-    }
-}
-
-impl Drop for FfmpegPublisher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

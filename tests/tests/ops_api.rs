@@ -8,17 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ringcast_tests::cluster::{serial, wait_until, LoopPublisher, PublishEnd};
-use ringcast_tests::fixture::{
-    fixture_path, fixture_tags, require_tool, FIXTURE_HEIGHT, FIXTURE_WIDTH,
-};
-use ringcast_tests::helpers::{lines_for_port, Proto};
+use ringcast_tests::fixture::{fixture_tags, FIXTURE_HEIGHT, FIXTURE_WIDTH};
+use ringcast_tests::helpers::{lines_for_port, FfmpegPublisher, Proto};
 use ringcast_tests::http_flv::{raw_http, FlvPlayer};
 use ringcast_tests::play::{PlayEnd, PlayOptions, PlayResult};
 use ringcast_tests::raw::wait_closed;
@@ -34,10 +31,11 @@ fn api_describes_streams_clients_vhosts_and_summaries() {
     let _serial = serial();
     let ops = ApiServer::start("");
     let stream = "apistream";
-    let _ffmpeg = FfmpegPublisher::start(&format!(
+    let url = format!(
         "rtmp://127.0.0.1:{}/live/{stream}?token=abc",
         ops.rtmp_port()
-    ));
+    );
+    let _ffmpeg = FfmpegPublisher::start(&url, 60);
     let got = wait_json(&ops, "/api/v1/streams", Duration::from_secs(15), |v| {
         find_stream(v, stream).is_some_and(|s| s["publish"]["active"] == true)
     });
@@ -819,41 +817,6 @@ impl Metrics {
             .collect();
         (!v.is_empty()).then(|| v.iter().sum())
     }
-}
-
-/// ffmpeg publishing the fixture in real time, in a loop, for at most 60 s;
-/// killed when dropped.
-struct FfmpegPublisher {
-    child: Child,
-}
-
-impl FfmpegPublisher {
-    fn start(url: &str) -> FfmpegPublisher {
-        require_tool("ffmpeg");
-        let fixture = fixture_path();
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-            .args(["-stream_loop", "-1", "-i"])
-            .arg(path_str(&fixture))
-            .args(["-c", "copy", "-t", "60", "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ffmpeg");
-        FfmpegPublisher { child }
-    }
-}
-
-impl Drop for FfmpegPublisher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
 }
 
 /// A player in a background thread collecting for a fixed time, with the
