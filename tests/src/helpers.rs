@@ -139,22 +139,6 @@ pub fn lines_for_port(log: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_shards_and_port_lines() {
-        let log = "INFO rtmp play shard=0 peer=127.0.0.1:5000\nINFO play shard=1 peer=127.0.0.1:50001\nINFO publish shard=3\n";
-        assert_eq!(
-            shards_in_log(log, |l| l.contains("play")),
-            BTreeSet::from([0, 1])
-        );
-        assert_eq!(lines_for_port(log, 5000).len(), 1);
-        assert_eq!(lines_for_port(log, 500).len(), 0);
-    }
-}
-
 /// ffmpeg publishing the shared fixture in real time, looping, to `url` for
 /// at most `max_secs`; killed when dropped.
 pub struct FfmpegPublisher {
@@ -183,5 +167,21 @@ impl Drop for FfmpegPublisher {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_shards_and_port_lines() {
+        let log = "INFO rtmp play shard=0 peer=127.0.0.1:5000\nINFO play shard=1 peer=127.0.0.1:50001\nINFO publish shard=3\n";
+        assert_eq!(
+            shards_in_log(log, |l| l.contains("play")),
+            BTreeSet::from([0, 1])
+        );
+        assert_eq!(lines_for_port(log, 5000).len(), 1);
+        assert_eq!(lines_for_port(log, 500).len(), 0);
     }
 }
