@@ -97,6 +97,7 @@ pub(crate) const VHOST_KEYS: &[(&str, Kind)] = &[
     ("overflow_window_ms", Kind::Int),
     ("mw_latency_ms", Kind::Int),
     ("mr_latency_ms", Kind::Int),
+    ("tcp_nodelay", Kind::Bool),
     ("http_flv.enabled", Kind::Bool),
     ("http_flv.mount", Kind::Str),
     ("http_flv.unpublish_timeout_ms", Kind::Int),
@@ -346,6 +347,11 @@ pub(crate) const SRS_ALIASES: &[(&str, Target, Convert)] = &[
     (
         "SRS_VHOST_PUBLISH_MR_LATENCY",
         Target::Vhost("mr_latency_ms"),
+        Convert::Same,
+    ),
+    (
+        "SRS_VHOST_TCP_NODELAY",
+        Target::Vhost("tcp_nodelay"),
         Convert::Same,
     ),
     (

@@ -355,6 +355,12 @@ pub struct VhostConf {
         skip_serializing_if = "Option::is_none"
     )]
     pub mr_latency_ms: Option<Duration>,
+    /// `TCP_NODELAY` on players' sockets (SRS `tcp_nodelay`). On, each batch goes out
+    /// at once; off, the kernel may hold a small write until the previous one is
+    /// acknowledged (Nagle) and merge it with the next: fewer segments and less CPU
+    /// per player when merged write is off, for tens of milliseconds more latency and
+    /// a slower first picture. SRS leaves it off by default; ringcast keeps it on.
+    pub tcp_nodelay: bool,
     /// `[vhosts.<name>.http_flv]`: HTTP-FLV playback.
     pub http_flv: HttpFlvConf,
     /// `[vhosts.<name>.cluster]`: edge (pull from origins) or origin, and the origin cluster.
@@ -398,6 +404,7 @@ impl Default for VhostConf {
             overflow_window_ms: Duration::from_millis(60_000),
             mw_latency_ms: Duration::from_millis(350),
             mr_latency_ms: None,
+            tcp_nodelay: true,
 
             http_flv: HttpFlvConf::default(),
             cluster: ClusterConf::default(),

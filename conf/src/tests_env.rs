@@ -304,6 +304,9 @@ fn srs_aliases() {
         ("SRS_VHOST_GOP_CACHE", "off", &|c| {
             !c.vhost(DEFAULT_VHOST).gop_cache
         }),
+        ("SRS_VHOST_TCP_NODELAY", "off", &|c| {
+            !c.vhost(DEFAULT_VHOST).tcp_nodelay
+        }),
         ("SRS_VHOST_PLAY_GOP_CACHE", "off", &|c| {
             !c.vhost(DEFAULT_VHOST).gop_cache
         }),

@@ -291,14 +291,18 @@ async fn play<S: Socket>(
     cid: u64,
     req: &StreamRequest,
 ) -> Close {
-    let (wait, limits) = {
+    let (wait, limits, nodelay) = {
         let cfg = shard.cfg();
         let vhost = cfg.vhost(&req.vhost);
         (
             vhost.http_flv.unpublish_timeout_ms,
             Limits::for_vhost(vhost),
+            vhost.tcp_nodelay,
         )
     };
+    if !nodelay {
+        let _ = stream.set_nodelay(false);
+    }
     let consumer = Consumer::new(Format::HttpFlv, limits);
     let mut ctrl = BytesMut::from(
         format!(
@@ -452,6 +456,92 @@ mod tests {
                 assert!(
                     head.contains("Location: http://127.0.0.1:18080/live/s1.flv"),
                     "{head}"
+                );
+            });
+        }
+    }
+
+    /// The vhost's `tcp_nodelay` reaches an HTTP-FLV player's TCP socket.
+    mod nodelay {
+        use super::*;
+        use crate::httpc::tests::run_local;
+        use crate::shard::tests::one_shard;
+        use glommio::net::{TcpListener, TcpStream};
+        use std::time::Duration;
+
+        /// `TCP_NODELAY` of this process's accepted socket on local `port`.
+        fn accepted_nodelay(port: u16) -> Option<bool> {
+            let fds = std::fs::read_dir("/proc/self/fd").ok()?;
+            for fd in fds
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            {
+                let fd: i32 = fd;
+                // SAFETY: a zeroed sockaddr_in is valid; getsockname writes
+                // at most `len` bytes into it, and fails on non-sockets.
+                let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                let named = unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut len) } == 0;
+                if !named
+                    || addr.sin_family != libc::AF_INET as libc::sa_family_t
+                    || u16::from_be(addr.sin_port) != port
+                {
+                    continue;
+                }
+                let get = |level, name| {
+                    let (mut v, mut l) = (0i32, std::mem::size_of::<i32>() as libc::socklen_t);
+                    // SAFETY: `v` and `l` are valid for getsockopt's writes.
+                    let r =
+                        unsafe { libc::getsockopt(fd, level, name, (&raw mut v).cast(), &mut l) };
+                    (r == 0).then_some(v)
+                };
+                if get(libc::SOL_SOCKET, libc::SO_ACCEPTCONN) == Some(0) {
+                    return get(libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0);
+                }
+            }
+            None
+        }
+
+        /// An HTTP-FLV play on a vhost configured by `toml`, accepted as the
+        /// server accepts (with `TCP_NODELAY` on); the player's socket option
+        /// once the play has started.
+        async fn played_with(toml: &str) -> Option<bool> {
+            let shard = one_shard(toml).await;
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("local addr").port();
+            let mut client = TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            let server = l.accept().await.expect("accept");
+            let _ = server.set_nodelay(true);
+            let peer = server.peer_addr().expect("peer");
+            let guard = shard.admit().expect("a connection slot");
+            glommio::spawn_local(serve(shard.clone(), server, peer, guard)).detach();
+            let mut req = BytesMut::from(&b"GET /live/s1.flv HTTP/1.1\r\nHost: h\r\n\r\n"[..]);
+            write_all(&mut client, &mut req).await.expect("request");
+            let _ = client.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut head = [0u8; 64];
+            let n = futures_lite::AsyncReadExt::read(&mut client, &mut head)
+                .await
+                .expect("response");
+            assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &head[..n]);
+            accepted_nodelay(port)
+        }
+
+        #[test]
+        fn players_keep_nodelay_unless_the_vhost_turns_it_off() {
+            run_local(async {
+                let on = played_with("[vhosts.__defaultVhost__.http_flv]\nenabled = true\n").await;
+                assert_eq!(on, Some(true), "the default keeps TCP_NODELAY");
+                let off = played_with(
+                    "[vhosts.__defaultVhost__]\ntcp_nodelay = false\n\
+                     [vhosts.__defaultVhost__.http_flv]\nenabled = true\n",
+                )
+                .await;
+                assert_eq!(
+                    off,
+                    Some(false),
+                    "tcp_nodelay = false reaches the player's socket"
                 );
             });
         }

@@ -769,7 +769,11 @@ impl<S: Socket> Conn<S> {
             Limits::for_vhost(self.shard.cfg().vhost(&req.vhost)),
         );
         if self.session.connect_info().is_some_and(|i| i.relay) {
+            // an edge's pull keeps TCP_NODELAY: it judges its origin by how
+            // recently media arrived
             consumer.serve_immediately();
+        } else if !self.shard.cfg().vhost(&req.vhost).tcp_nodelay {
+            let _ = self.stream.set_nodelay(false);
         }
         self.session.accept_play(stream_id, &mut self.out);
         let publishing = self.shard.play_join(&req, consumer.clone());

@@ -26,6 +26,10 @@ pub trait Socket: AsyncRead + AsyncWrite + AsRawFd + Unpin + Sized + 'static {
     /// Takes over a descriptor another shard handed over: a publisher moves
     /// to the shard that owns its stream.
     fn adopt(fd: OwnedFd) -> Self;
+
+    /// Sets `TCP_NODELAY` (the vhost's `tcp_nodelay`, once a play starts);
+    /// a socket that is not TCP ignores it.
+    fn set_nodelay(&self, on: bool) -> io::Result<()>;
 }
 
 impl Socket for TcpStream {
@@ -37,6 +41,10 @@ impl Socket for TcpStream {
         // SAFETY: `fd` is an open socket this process owns; ownership moves
         // into the stream, which closes it.
         unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+    }
+
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        TcpStream::set_nodelay(self, on).map_err(io::Error::from)
     }
 }
 
@@ -111,6 +119,10 @@ pub mod pair {
                 limit: Cell::new(None),
                 timer: None,
             }
+        }
+
+        fn set_nodelay(&self, _on: bool) -> io::Result<()> {
+            Ok(())
         }
     }
 

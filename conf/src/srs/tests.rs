@@ -105,7 +105,7 @@ fn vhost_play_publish_and_remux() {
          play { gop_cache off; queue_length 10; mw_latency 100; gop_cache_max_frames 500; mw_msgs 8; }\n\
          publish { mr on; mr_latency 200; firstpkt_timeout 9000; normal_timeout 7000; parse_sps on; }\n\
          http_remux { enabled on; mount [vhost]/[app]/[stream].flv; fast_cache 0; }\n\
-         tcp_nodelay on;\n}\n\
+         tcp_nodelay off;\n}\n\
          vhost b.example.com { publish { mr off; mr_latency 350; firstpkt_timeout 1; }\n\
          http_remux { enabled on; mount [vhost]/[app]/[stream].ts; } }\n\
          vhost c.example.com { queue_length 5; gop_cache off; mr { enabled on; latency 120; } }\n");
@@ -114,6 +114,7 @@ fn vhost_play_publish_and_remux() {
     assert_eq!(v.queue_length_ms, Duration::from_millis(10_000));
     assert_eq!(v.mw_latency_ms, Duration::from_millis(100));
     assert_eq!(v.gop_cache_max_frames, 500);
+    assert!(!v.tcp_nodelay, "SRS's tcp_nodelay carries over");
     assert_eq!(v.merged_read(), Duration::from_millis(200));
     assert_eq!(
         c.server.publish_first_packet_timeout_ms,
@@ -137,7 +138,6 @@ fn vhost_play_publish_and_remux() {
             "srs.conf:2: directive 'mw_msgs' has no ringcast equivalent (ignored)",
             "srs.conf:3: directive 'parse_sps' has no ringcast equivalent (ignored)",
             "srs.conf:4: directive 'fast_cache' has no ringcast equivalent (ignored)",
-            "srs.conf:5: directive 'tcp_nodelay' has no ringcast equivalent (ignored)",
             "srs.conf:7: directive 'mr_latency' is in 'mr', which is not enabled, so SRS \
              does not use it (not carried over)",
             "srs.conf:7: directive 'firstpkt_timeout' has no ringcast equivalent (ignored)",

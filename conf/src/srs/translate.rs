@@ -354,6 +354,7 @@ impl Translator {
         for d in block.children() {
             match d.name.as_str() {
                 "enabled" => self.put(&at("enabled"), flag(d)?, d),
+                "tcp_nodelay" => self.put(&at("tcp_nodelay"), flag(d)?, d),
                 // SRS 2's spellings, outside `play`/`publish`/`cluster`.
                 "gop_cache" | "queue_length" | "mw_latency" => self.play(name, d)?,
                 "mode" | "origin" => self.cluster_directive(name, d, false)?,
