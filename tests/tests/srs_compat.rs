@@ -9,8 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ringcast_tests::cluster::{play_briefly, serial, wait_until, LoopPublisher, Node, Ports};
-use ringcast_tests::fixture::{ffprobe, fixture_path, fixture_tags, require_tool};
-use ringcast_tests::helpers::Proto;
+use ringcast_tests::fixture::{ffprobe, fixture_tags, require_tool};
+use ringcast_tests::helpers::{FfmpegPublisher, Proto};
 use ringcast_tests::http_flv::{raw_http, FlvPlayer};
 use ringcast_tests::server::{free_port, ringcast_bin, ScratchDir, Server};
 
@@ -458,26 +458,7 @@ fn srs_hls_enabled_serves_the_playlist_of_an_ffmpeg_publish() {
         ],
     );
     let stream = "srsenvhls";
-    let mut ffmpeg = Command::new("timeout")
-        .args([
-            "-k",
-            "2",
-            "40",
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-re",
-            "-i",
-        ])
-        .arg(fixture_path())
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(server.rtmp_url(stream))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ffmpeg");
+    let ffmpeg = FfmpegPublisher::start(&server.rtmp_url(stream), 40);
     let playlist = wait_playlist(
         server.http_addr(),
         &format!("/live/{stream}.m3u8"),
@@ -490,8 +471,7 @@ fn srs_hls_enabled_serves_the_playlist_of_an_ffmpeg_publish() {
             30,
         )
     });
-    let _ = ffmpeg.kill();
-    let _ = ffmpeg.wait();
+    drop(ffmpeg);
     let playlist = playlist.unwrap_or_else(|e| panic!("{e}\n{}", server.log_tail(30)));
     assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
     let probe = probe
