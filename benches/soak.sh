@@ -76,8 +76,8 @@ ffmpeg -hide_banner -loglevel error -nostdin -y \
 
 # The shipped defaults, except what a loopback soak of this size needs:
 # listeners on 127.0.0.1 only, and room for every player and the publisher
-# (max_connections is 1000 by default) with headroom for connections still
-# closing while their successors arrive.
+# with headroom for connections still closing while their successors arrive
+# (a fixed cap: the default one follows the machine's open-files limit).
 RTMP_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 log "ringcast on 127.0.0.1:$RTMP_PORT (RTMP) and :$HTTP_PORT (HTTP-FLV), log in $WORK"

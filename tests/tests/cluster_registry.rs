@@ -4,22 +4,25 @@
 //! stream are redirected where the registry says, the edge pulls from
 //! there, a second publish elsewhere is refused, a publisher that moves
 //! after its origin is killed is accepted and followed within a second, a
-//! Redis outage falls back to the coworkers without losing anything, and a
-//! restarted Redis gets its entries back from the refreshers, and an
-//! unpublish deletes only its own entry.
+//! Redis outage falls back to the coworkers without losing anything (players
+//! already watching, on the edge and on the origin, play on without a gap
+//! through the outage and the restart), a restarted Redis gets its entries
+//! back from the refreshers, and an unpublish deletes only its own entry.
 //!
 //! Skips, saying so, when `redis-server` is not installed.
 
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use ringcast_proto::rtmp::client::ClientMode;
 use ringcast_tests::cluster::{
-    lines_with, play_briefly, serial, stream_lines, wait_until, LoopPublisher, Node, Ports,
-    RtmpClient, Setup,
+    check_monotonic, lines_with, max_frame_gap, play_briefly, serial, stream_lines, wait_until,
+    LoopPublisher, Node, Ports, RtmpClient, Setup,
 };
 use ringcast_tests::fixture::fixture_tags;
-use ringcast_tests::helpers::Proto;
+use ringcast_tests::helpers::{spawn_player, Proto};
 use ringcast_tests::http_flv::FlvPlayer;
+use ringcast_tests::play::{PlayEnd, PlayOptions};
 use ringcast_tests::redis::Redis;
 
 /// Bound for "a player gets media": a keyframe interval plus start-up.
@@ -212,6 +215,29 @@ fn registry_redirects_follows_a_moved_stream_and_survives_a_redis_outage() {
     );
     assert!(kf.is_some_and(|t| t < PROMPT), "{}", res.summary());
 
+    // Players already watching (through the edge's pull and on B itself)
+    // keep playing across the Redis outage and restart below.
+    let window = Duration::from_secs(16);
+    let ready = Arc::new(Barrier::new(3));
+    let watchers = [
+        spawn_player(
+            Proto::Rtmp,
+            edge.rtmp_url(stream),
+            "edge-across-outage".into(),
+            PlayOptions::for_duration(window),
+            Some(ready.clone()),
+        ),
+        spawn_player(
+            Proto::Flv,
+            b.flv_url(stream),
+            "b-across-outage".into(),
+            PlayOptions::for_duration(window),
+            Some(ready.clone()),
+        ),
+    ];
+    ready.wait();
+    let released = Instant::now();
+
     // (v) Redis dies: lookups fall back to the coworkers (logged once),
     // and publishing goes on.
     redis.kill();
@@ -241,6 +267,31 @@ fn registry_redirects_follows_a_moved_stream_and_survives_a_redis_outage() {
         "entries not rewritten after Redis restarted"
     );
     println!("entries back {:?} after Redis restarted", t.elapsed());
+    let restarted_at = released.elapsed();
+    assert!(
+        restarted_at + Duration::from_secs(2) < window,
+        "the outage took {restarted_at:?}: too long for the watchers' {window:?} window"
+    );
+    println!("Redis back {restarted_at:?} into the watchers' {window:?}");
+    for watcher in watchers {
+        let res = watcher.join().expect("watcher thread");
+        println!("{}, longest gap {:?}", res.summary(), max_frame_gap(&res));
+        assert_eq!(res.end, PlayEnd::Timeout, "{}", res.summary());
+        assert!(
+            max_frame_gap(&res) < Duration::from_secs(1),
+            "{}: a gap of {:?} across the Redis outage",
+            res.label,
+            max_frame_gap(&res)
+        );
+        check_monotonic(&res).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            res.arrivals
+                .iter()
+                .any(|&t| t > restarted_at + Duration::from_secs(1)),
+            "{}: no media after Redis came back",
+            res.summary()
+        );
+    }
     let on_b = redis.get(&key(stream)).expect("entry");
     assert!(
         on_b.contains(&format!("\"port\":{}", b.ports().rtmp)),
