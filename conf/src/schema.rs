@@ -227,6 +227,10 @@ pub enum LogTarget {
     /// Standard error.
     #[default]
     Console,
+    /// Standard output: where a container image's logs are expected
+    /// (`docker logs` and `kubectl logs` read both streams, but log
+    /// shippers and people piping the output look at this one).
+    Stdout,
     /// [`LogConf::file`].
     File,
 }

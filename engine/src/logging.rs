@@ -12,6 +12,7 @@ use tracing_subscriber::fmt::MakeWriter;
 #[derive(Clone)]
 enum Sink {
     Console,
+    Stdout,
     File(Arc<LogFile>),
 }
 
@@ -41,6 +42,7 @@ impl LogFile {
 /// One log line's writer.
 pub enum LineWriter<'a> {
     Console(std::io::Stderr),
+    Stdout(std::io::Stdout),
     File(std::sync::MutexGuard<'a, File>),
 }
 
@@ -48,6 +50,7 @@ impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             LineWriter::Console(e) => e.write(buf),
+            LineWriter::Stdout(o) => o.write(buf),
             LineWriter::File(f) => f.write(buf),
         }
     }
@@ -55,6 +58,7 @@ impl Write for LineWriter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             LineWriter::Console(e) => e.flush(),
+            LineWriter::Stdout(o) => o.flush(),
             LineWriter::File(f) => f.flush(),
         }
     }
@@ -70,6 +74,7 @@ impl<'a> MakeWriter<'a> for Sink {
                 Err(_) => LineWriter::Console(std::io::stderr()),
             },
             Sink::Console => LineWriter::Console(std::io::stderr()),
+            Sink::Stdout => LineWriter::Stdout(std::io::stdout()),
         }
     }
 }
@@ -97,9 +102,13 @@ pub fn init(cfg: &ringcast_conf::Config) -> Result<(), String> {
             path: cfg.log.file.clone(),
             file: Mutex::new(open(&cfg.log.file)?),
         })),
-        LogTarget::Console => None,
+        LogTarget::Console | LogTarget::Stdout => None,
     };
-    let sink = file.clone().map_or(Sink::Console, Sink::File);
+    let sink = match (&file, cfg.log.target) {
+        (Some(f), _) => Sink::File(f.clone()),
+        (None, LogTarget::Stdout) => Sink::Stdout,
+        (None, _) => Sink::Console,
+    };
     let registry = tracing_subscriber::registry().with(filter);
     match cfg.log.format {
         LogFormat::Json => registry.with(fmt::layer().json().with_writer(sink)).init(),

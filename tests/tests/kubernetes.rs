@@ -325,8 +325,8 @@ fn workloads_fit_their_configs_and_each_other() {
         let c = w.container();
         assert_eq!(
             cfg.log.target,
-            LogTarget::Console,
-            "{label}: logs to kubectl logs"
+            LogTarget::Stdout,
+            "{label}: logs to standard output (kubectl logs)"
         );
 
         // ports: the config's listeners are the container ports

@@ -209,6 +209,65 @@ fn daemon_pid_lock_and_signal_commands() {
     );
 }
 
+/// `[log] target = "stdout"` (what the container image sets): log lines go
+/// to standard output and none to standard error.
+#[test]
+fn log_target_stdout_writes_to_standard_output() {
+    let _serial = serial();
+    let dir = ScratchDir::new("logstdout");
+    let [rtmp, http] = distinct_ports();
+    let config = dir.path().join("ringcast.toml");
+    fs::write(
+        &config,
+        build_config(rtmp, http, "[log]\ntarget = \"stdout\"\n"),
+    )
+    .expect("write config");
+    let out = dir.path().join("stdout.log");
+    let err = dir.path().join("stderr.log");
+    let mut child = Command::new(ringcast_bin())
+        .arg("-c")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("stdout file"))
+        .stderr(File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn ringcast");
+    let _guard = KillOnDrop(child.id());
+    assert!(
+        wait_until(Duration::from_secs(10), || read_text(&out)
+            .contains(" INFO ")),
+        "no log line on standard output; stderr:\n{}",
+        tail(&read_text(&err), 10)
+    );
+    let (res, _) = play_briefly(
+        Proto::Flv,
+        &format!("http://127.0.0.1:{http}/live/missing.flv"),
+        "stdout-probe",
+        1,
+        Duration::from_secs(2),
+    );
+    eprintln!("probe: {}", res.summary());
+    assert!(
+        wait_until(Duration::from_secs(5), || read_text(&out)
+            .contains("reason=")),
+        "the probe player's close line is not on standard output:\n{}",
+        tail(&read_text(&out), 10)
+    );
+    let stderr = read_text(&err);
+    assert!(
+        !stderr.contains(" INFO ") && !stderr.contains(" WARN "),
+        "log lines on standard error:\n{}",
+        tail(&stderr, 10)
+    );
+    eprintln!(
+        "stdout: {} lines, e.g. {}",
+        read_text(&out).lines().count(),
+        read_text(&out).lines().next().unwrap_or_default()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// (2) `[log] target = "file"` with `format = "json"` writes one JSON object
 /// per line; after logrotate's `mv`, SIGUSR1 and `-s reopen` each make the
 /// server write to a new file at the configured path, and the moved file

@@ -329,6 +329,11 @@ fn dockerfile_builds_what_the_readme_says() {
             || r.contains(&format!("{build}&&"))),
         "the Dockerfile runs `{build}`: {runs:?}"
     );
+    assert!(
+        ins.iter()
+            .any(|(op, a)| op == "ENV" && a == "RINGCAST_LOG_TARGET=stdout"),
+        "the image logs to standard output: {ins:?}"
+    );
 
     // every COPY from the context names something that exists and that
     // .dockerignore leaves in; together they hold every workspace member
