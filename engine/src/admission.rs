@@ -117,6 +117,20 @@ async fn vet(
 
 /// Tells the after-the-fact hook (`on_unpublish` or `on_stop`) that the
 /// client left, without waiting for its answer.
+/// Keeps `who` for the `on_stop` hook only when its vhost has one as the
+/// play starts: otherwise each of thousands of players would carry its
+/// applicant (tcUrl, page URL) for nothing. A reload that adds `on_stop`
+/// later does not reach plays already running, as it never ran their
+/// `on_play` either.
+pub fn kept_for_stop_hook(
+    shard: &Shard,
+    who: Applicant,
+    req: &StreamRequest,
+) -> Option<Box<Applicant>> {
+    let cfg = shard.cfg();
+    (!cfg.vhost(&req.vhost).hooks.on_stop.is_empty()).then(|| Box::new(who))
+}
+
 pub fn notify_left(shard: &Shard, who: &Applicant, req: &StreamRequest, hook: Hook) {
     let cfg = shard.cfg();
     let conf = &cfg.vhost(&req.vhost).hooks;
@@ -178,6 +192,20 @@ mod tests {
                 let d = decide(&s, &local(Some("127.0.0.1")), &stream(), action, false).await;
                 assert_eq!(d, Decision::Admit, "{action:?}");
             }
+        });
+    }
+
+    #[test]
+    fn a_player_keeps_its_applicant_only_for_an_on_stop_hook() {
+        run_local(async {
+            let plain = shard("").await;
+            let who = local(Some("127.0.0.1"));
+            assert!(kept_for_stop_hook(&plain, who.clone(), &stream()).is_none());
+            let hooked =
+                shard("[vhosts.__defaultVhost__.hooks]\non_stop = [\"http://127.0.0.1:9/stop\"]\n")
+                    .await;
+            let kept = kept_for_stop_hook(&hooked, who, &stream());
+            assert_eq!(kept.map(|w| w.cid), Some(7));
         });
     }
 

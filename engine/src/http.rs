@@ -131,8 +131,8 @@ impl From<Close> for Next {
 /// What an admitted HTTP-FLV play carries into the player's own task.
 struct FlvStart {
     req: StreamRequest,
-    /// For the `on_stop` hook.
-    who: Applicant,
+    /// For the `on_stop` hook, if the vhost has one.
+    who: Option<Box<Applicant>>,
     /// Listed in the API while playing.
     _listed: Registered,
 }
@@ -154,7 +154,9 @@ fn play_task<S: Socket>(
         // the play), not only the fields used below
         let start = &start;
         let close = play(&shard, &mut stream, cid, &start.req).await;
-        admission::notify_left(&shard, &start.who, &start.req, Hook::Stop);
+        if let Some(who) = &start.who {
+            admission::notify_left(&shard, who, &start.req, Hook::Stop);
+        }
         log_close(
             "http connection closed:",
             shard.id,
@@ -279,8 +281,8 @@ async fn serve_inner<S: Socket>(
     }
     let listed = who.register(shard, &sreq, ClientKind::FlvPlay);
     Next::Play(Box::new(FlvStart {
+        who: admission::kept_for_stop_hook(shard, who, &sreq),
         req: sreq,
-        who,
         _listed: listed,
     }))
 }

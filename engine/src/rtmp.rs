@@ -99,8 +99,8 @@ impl From<Close> for Next {
 struct PlayStart {
     stream_id: u32,
     req: StreamRequest,
-    /// For the `on_stop` hook.
-    who: Applicant,
+    /// For the `on_stop` hook, if the vhost has one.
+    who: Option<Box<Applicant>>,
     consumer: Rc<Consumer>,
     /// Listed in the API while playing.
     _listed: Registered,
@@ -161,7 +161,9 @@ impl<S: Socket> Player<S> {
             req, who, consumer, ..
         } = &self.start;
         self.shard.play_leave(&req.key(), consumer);
-        admission::notify_left(&self.shard, who, req, Hook::Stop);
+        if let Some(who) = who {
+            admission::notify_left(&self.shard, who, req, Hook::Stop);
+        }
         if consumer.dropped.get() > 0 {
             info!(
                 shard = self.shard.id,
@@ -783,8 +785,8 @@ impl<S: Socket> Conn<S> {
         info!(shard = self.shard.id, cid = self.cid, peer = %self.peer, stream = %key, param = %req.param, publishing, relay = consumer.immediate(), "rtmp play started");
         Next::Play(Box::new(PlayStart {
             stream_id,
+            who: admission::kept_for_stop_hook(&self.shard, who, &req),
             req,
-            who,
             consumer,
             _listed: listed,
             _kickable: kickable,
