@@ -115,8 +115,6 @@ async fn vet(
         .map_err(|why| format!("hook {why}"))
 }
 
-/// Tells the after-the-fact hook (`on_unpublish` or `on_stop`) that the
-/// client left, without waiting for its answer.
 /// Keeps `who` for the `on_stop` hook only when its vhost has one as the
 /// play starts: otherwise each of thousands of players would carry its
 /// applicant (tcUrl, page URL) for nothing. A reload that adds `on_stop`
@@ -131,6 +129,8 @@ pub fn kept_for_stop_hook(
     (!cfg.vhost(&req.vhost).hooks.on_stop.is_empty()).then(|| Box::new(who))
 }
 
+/// Tells the after-the-fact hook (`on_unpublish` or `on_stop`) that the
+/// client left, without waiting for its answer.
 pub fn notify_left(shard: &Shard, who: &Applicant, req: &StreamRequest, hook: Hook) {
     let cfg = shard.cfg();
     let conf = &cfg.vhost(&req.vhost).hooks;

@@ -97,17 +97,18 @@ pub fn init(cfg: &ringcast_conf::Config) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| cfg.server.log_level.as_str().to_string());
     let (filter, handle) = reload::Layer::new(EnvFilter::new(level));
-    let file = match cfg.log.target {
-        LogTarget::File => Some(Arc::new(LogFile {
+    let sink = match cfg.log.target {
+        LogTarget::File => Sink::File(Arc::new(LogFile {
             path: cfg.log.file.clone(),
             file: Mutex::new(open(&cfg.log.file)?),
         })),
-        LogTarget::Console | LogTarget::Stdout => None,
+        LogTarget::Console => Sink::Console,
+        LogTarget::Stdout => Sink::Stdout,
     };
-    let sink = match (&file, cfg.log.target) {
-        (Some(f), _) => Sink::File(f.clone()),
-        (None, LogTarget::Stdout) => Sink::Stdout,
-        (None, _) => Sink::Console,
+    // kept for SIGUSR1's reopen
+    let file = match &sink {
+        Sink::File(f) => Some(f.clone()),
+        Sink::Console | Sink::Stdout => None,
     };
     let registry = tracing_subscriber::registry().with(filter);
     match cfg.log.format {

@@ -220,21 +220,18 @@ fn registry_redirects_follows_a_moved_stream_and_survives_a_redis_outage() {
     let window = Duration::from_secs(16);
     let ready = Arc::new(Barrier::new(3));
     let watchers = [
+        (Proto::Rtmp, edge.rtmp_url(stream), "edge-across-outage"),
+        (Proto::Flv, b.flv_url(stream), "b-across-outage"),
+    ]
+    .map(|(proto, url, label)| {
         spawn_player(
-            Proto::Rtmp,
-            edge.rtmp_url(stream),
-            "edge-across-outage".into(),
+            proto,
+            url,
+            label.into(),
             PlayOptions::for_duration(window),
             Some(ready.clone()),
-        ),
-        spawn_player(
-            Proto::Flv,
-            b.flv_url(stream),
-            "b-across-outage".into(),
-            PlayOptions::for_duration(window),
-            Some(ready.clone()),
-        ),
-    ];
+        )
+    });
     ready.wait();
     let released = Instant::now();
 
