@@ -40,8 +40,10 @@ const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// that refuses everyone is not hammered with connects.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// After the players left, the server gets at least this long to close
-/// their connections and free what they held before the last sample...
-const DRAIN_MIN: Duration = Duration::from_secs(5);
+/// their connections and give back what they held before the last sample
+/// (ringcast trims its heap once the crowd is gone and again 10 s later,
+/// when the frames that arrived meanwhile have left its start-up cache)...
+const DRAIN_MIN: Duration = Duration::from_secs(15);
 /// ...and its fd count is polled this often until it is back down.
 const DRAIN_POLL: Duration = Duration::from_secs(1);
 /// Longest watch time accepted.

@@ -28,7 +28,7 @@ mod httpc;
 pub mod ingest;
 mod listen;
 pub mod logging;
-mod memory;
+pub mod memory;
 mod mesh;
 mod origins;
 mod readbuf;

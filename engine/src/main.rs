@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use ringcast_conf::Config;
-use ringcast_engine::{control, logging, server};
+use ringcast_engine::{control, logging, memory, server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -137,6 +137,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    memory::exec_with_allocator_tunables();
     if let Err(e) = control::check_not_running(&cfg) {
         eprintln!("ringcast: {e}");
         return ExitCode::FAILURE;

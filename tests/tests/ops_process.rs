@@ -1224,3 +1224,67 @@ fn signal_command_refuses_a_pid_file_naming_a_process_group() {
         );
     }
 }
+
+/// The server re-executes itself once (same pid) with glibc's per-thread
+/// cache and fast bins off, so the memory a crowd used goes back after it
+/// leaves (benches/README.md, "Soak"); an operator's own tcache setting is
+/// kept, and one of their other tunables is joined, not replaced.
+#[test]
+fn server_runs_with_its_allocator_tunables_and_keeps_an_operators_choice() {
+    let _serial = serial();
+    let dir = ScratchDir::new("tunables");
+    let cases: [(Option<&str>, &[&str], &[&str]); 3] = [
+        (
+            None,
+            &["glibc.malloc.tcache_count=0", "glibc.malloc.mxfast=0"],
+            &[],
+        ),
+        (
+            Some("glibc.malloc.arena_max=2"),
+            &["glibc.malloc.arena_max=2", "glibc.malloc.tcache_count=0"],
+            &[],
+        ),
+        (
+            Some("glibc.malloc.tcache_count=7"),
+            &["glibc.malloc.tcache_count=7"],
+            &["tcache_count=0", "mxfast"],
+        ),
+    ];
+    for (i, (given, present, absent)) in cases.into_iter().enumerate() {
+        let [rtmp, http] = distinct_ports();
+        let config = dir.path().join(format!("ringcast{i}.toml"));
+        fs::write(&config, build_config(rtmp, http, "")).expect("write config");
+        let mut cmd = Command::new(ringcast_bin());
+        cmd.arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match given {
+            Some(v) => cmd.env("GLIBC_TUNABLES", v),
+            None => cmd.env_remove("GLIBC_TUNABLES"),
+        };
+        let mut child = cmd.spawn().expect("spawn ringcast");
+        let _guard = KillOnDrop(child.id());
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                rtmp
+            ))
+            .is_ok()),
+            "GLIBC_TUNABLES={given:?}: the server (pid {}) does not listen",
+            child.id()
+        );
+        // glibc splits the variable with NULs in place: search the raw block
+        let environ = fs::read(format!("/proc/{}/environ", child.id())).expect("read environ");
+        let has = |s: &str| environ.windows(s.len()).any(|w| w == s.as_bytes());
+        for s in present {
+            assert!(has(s), "GLIBC_TUNABLES={given:?}: {s} is not set");
+        }
+        for s in absent {
+            assert!(!has(s), "GLIBC_TUNABLES={given:?}: {s} was added");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
