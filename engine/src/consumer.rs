@@ -275,14 +275,6 @@ impl Consumer {
         self.enqueue(frame, true, false);
     }
 
-    /// Drops live media until the next keyframe: for a player whose start-up
-    /// frames held none (a stream that has only just started, or no GOP
-    /// cache), so that it never begins on audio or a frame a decoder cannot
-    /// start from. Audio-only streams are not held (see `enqueue`).
-    pub fn start_at_next_keyframe(&self) {
-        self.q.borrow_mut().waiting_keyframe = true;
-    }
-
     fn enqueue(&self, frame: &Rc<Frame>, has_video: bool, limited: bool) {
         if self.kicked.borrow().is_some() {
             return;

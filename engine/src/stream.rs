@@ -140,13 +140,8 @@ impl LocalStream {
         // pending frames are already in the cache: send them to the players
         // they are new to before the newcomer's start-up copy is queued
         self.fanout.flush();
-        let mut keyframe = false;
         for f in self.startup_frames() {
-            keyframe |= f.keyframe;
             c.push_startup(f);
-        }
-        if !keyframe {
-            c.start_at_next_keyframe();
         }
         self.fanout.add(c);
     }
@@ -448,46 +443,6 @@ mod tests {
         let c = Consumer::new(Format::Rtmp, limits);
         s.add_consumer(c.clone());
         assert!(!c.is_empty());
-    }
-
-    /// A player that joins before the stream's first keyframe (an edge
-    /// player whose pull has only just started) starts at that keyframe,
-    /// never on the audio the publisher sent before it; audio-only streams
-    /// start at once.
-    #[test]
-    fn a_player_joining_before_the_first_keyframe_starts_at_it() {
-        let limits = Limits {
-            max_duration_ms: 30_000,
-            max_bytes: 1 << 20,
-            max_overflows: 3,
-            overflow_window: Duration::from_secs(60),
-        };
-        let kinds = |c: &Consumer| {
-            let mut iov = Vec::new();
-            c.fill_iovecs(&mut iov, 1024, usize::MAX);
-            iov.len()
-        };
-        let mut s = LocalStream::new(true, 100);
-        let c = Consumer::new(Format::HttpFlv, limits);
-        s.add_consumer(c.clone());
-        s.push(f(Kind::Video, 0, 0x17, 0)); // AVC sequence header
-        s.push(f(Kind::Audio, 0, 0xaf, 0)); // AAC sequence header
-        s.push(f(Kind::Audio, 0, 0xaf, 1));
-        s.push(f(Kind::Audio, 20, 0xaf, 1));
-        s.flush_now();
-        assert_eq!(kinds(&c), 6, "the two sequence headers only");
-        s.push(f(Kind::Video, 40, 0x17, 1));
-        s.push(f(Kind::Audio, 40, 0xaf, 1));
-        s.flush_now();
-        assert_eq!(kinds(&c), 12, "then the keyframe and what follows it");
-
-        let mut audio_only = LocalStream::new(true, 100);
-        audio_only.push(f(Kind::Audio, 0, 0xaf, 0));
-        let c = Consumer::new(Format::HttpFlv, limits);
-        audio_only.add_consumer(c.clone());
-        audio_only.push(f(Kind::Audio, 20, 0xaf, 1));
-        audio_only.flush_now();
-        assert_eq!(kinds(&c), 6, "audio-only: the header and the frame");
     }
 
     #[test]
