@@ -418,8 +418,15 @@ fn check_flv_through_nginx(d: &Deployment, stream: &str) {
         },
     );
     assert_eq!(res.end, PlayEnd::Count, "{}", res.summary());
-    let first_frame = res.records.iter().find(|r| r.is_frame()).expect("a frame");
-    assert_eq!(first_frame.kind, Kind::Keyframe, "{}", res.summary());
+    // A player that joins as the stream starts (the edge's pull begins with
+    // it) gets the publisher's own order, which may open with audio; what
+    // a decoder needs is that its first picture is a keyframe.
+    let first_picture = res
+        .records
+        .iter()
+        .find(|r| matches!(r.kind, Kind::Keyframe | Kind::Video))
+        .expect("a video frame");
+    assert_eq!(first_picture.kind, Kind::Keyframe, "{}", res.summary());
     assert_eq!(count(&res, Kind::VideoSeqHeader), 1, "{}", res.summary());
     assert_eq!(count(&res, Kind::AudioSeqHeader), 1, "{}", res.summary());
     assert!(count(&res, Kind::Audio) > 10, "{}", res.summary());
