@@ -38,14 +38,16 @@ fn with_allocator_tunables(current: Option<&str>) -> Option<String> {
     }
 }
 
+/// Without glibc there are no tunables to set.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn exec_with_allocator_tunables() {}
+
 /// Re-executes this binary (same pid, arguments and open files) with
 /// [`ALLOCATOR_TUNABLES`] in `GLIBC_TUNABLES`, once, before the server
 /// starts; returns when that is not needed or the exec failed (the server
 /// then runs with glibc's defaults, keeping more memory after a crowd).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn exec_with_allocator_tunables() {
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
-        return;
-    }
     // SAFETY: getauxval reads the process's auxiliary vector; always sound.
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
         // setuid or file capabilities: glibc would erase the variable again,
