@@ -84,6 +84,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("ringcast-shard")
         .io_memory(cfg.server.io_memory)
+        .preempt_timer(PREEMPT_TIMER)
         .on_all_shards(move || {
             let mesh = mesh.clone();
             let cfg = cfg.clone();
@@ -97,7 +98,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
                     .ok_or_else(|| "mesh join failed".to_string())?;
                 let id = senders.peer_id();
                 let shard = Rc::new(Shard::new(id, cfg, global, senders, crate::tasks::spawn));
-                glommio::spawn_local(crate::fanout::run_flusher()).detach();
+                crate::fanout::start_flusher().map_err(|e| format!("fan-out task queue: {e}"))?;
 
                 for (peer, rx) in receivers {
                     let shard = shard.clone();
@@ -314,6 +315,13 @@ async fn accept_loop(shard: Rc<Shard>, listener: Listener, service: Service) {
         }
     }
 }
+
+/// How long a task queue runs before the executor polls I/O and looks at
+/// the other queues again (glommio's default is 100 ms). The fan-out flusher
+/// stops on it, so a connection's set-up round trip waits behind a flush to
+/// thousands of players for about this long, not for the whole flush (see
+/// `fanout`); a poll costs one `io_uring_enter`.
+const PREEMPT_TIMER: Duration = Duration::from_millis(5);
 
 /// Admits an accepted connection and starts its task.
 fn dispatch(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, service: Service) {
