@@ -13,7 +13,7 @@
 #
 # Cases (names for --only): rtmp-200k-<n>, rtmp-1m-<n>, flv-200k-<n>,
 # streams-100x20, streams-1000x2, ll-streams-100x20, ll-streams-1000x2,
-# shards-200k-2000, ramp500-200k-2000, ll-rtmp-200k-<n>, ll-flv-200k-<n>,
+# shards-200k-2000, ramp500-200k-2000, join-8000, ll-rtmp-200k-<n>, ll-flv-200k-<n>,
 # ingest-1000, mw-rtmp-<ms>, mw-flv-<ms> (ms: 0 40 100 200 350).
 #
 # Every repetition runs each server of a case back to back (fresh server,
@@ -303,6 +303,58 @@ ingest_one() {
   stop "$SRV_STOP"
 }
 
+# join_one CASE TITLE SERVER REP CROWD FIXTURE: CROWD RTMP players of one
+# stream join at RAMP/s and play; once they all play, 200 newcomers join at
+# 50/s, a rate the load tool keeps up with, and their first keyframe is the
+# figure: how long set-up waits behind the fan-out to the crowd. The
+# newcomers' report is recorded, with the crowd's own as "crowd".
+join_one() {
+  local cname=$1 title=$2 server=$3 rep=$4 crowd=$5 fix=$6
+  case $server in
+    ringcast) start_ringcast 2 "$MW_DEFAULT" ;;
+    nginx-rtmp) start_nginx ;;
+  esac
+  start_publisher "$fix" 1
+  local url=rtmp://127.0.0.1:$RTMP_PORT/live/s load cpid ok=0
+  local settle=$(( (crowd + RAMP - 1) / RAMP + 4 ))
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  log "$cname rep $rep: $server, $crowd players, then 200 joining at 50/s, load $load"
+  "$B" play --url "$url" --players "$crowd" --ramp "$RAMP" --duration $((settle + 12)) \
+    --server-pid "$SRV_PIDS" --json > "$WORK/crowd.json" 2> "$WORK/crowd.err" &
+  cpid=$!
+  PIDS+=("$cpid")
+  sleep "$settle"
+  if "$B" play --url "$url" --players 200 --ramp 50 --duration 8 --json \
+      > "$WORK/join.json" 2> "$WORK/join.err" && wait "$cpid"; then
+    ok=1
+  fi
+  stop "$cpid"
+  if [[ $ok == 1 ]]; then
+    printf '{"case":"%s","title":"%s","server":"%s","rep":%d,"load":%s,"report":%s,"crowd":%s}\n' \
+      "$cname" "$title" "$server" "$rep" "$load" "$(cat "$WORK/join.json")" "$(cat "$WORK/crowd.json")" \
+      >> "$OUT_JSONL"
+  else
+    local why
+    why=$( (tail -1 "$WORK/join.err"; tail -1 "$WORK/crowd.err") | tr -d '"\\' | paste -sd' ' -)
+    log "join failed: $why"
+    printf '{"case":"%s","title":"%s","server":"%s","skipped":"join failed: %s"}\n' \
+      "$cname" "$title" "$server" "$why" >> "$OUT_JSONL"
+  fi
+  stop "$PUB_PID"
+  stop "$SRV_STOP"
+}
+
+# join_case CASE TITLE CROWD FIXTURE SERVER...
+join_case() {
+  local cname=$1 title=$2 crowd=$3 fix=$4
+  shift 4
+  selected "$cname" || return 0
+  local rep s
+  for rep in $(seq 1 "$RUNS"); do
+    for s in "$@"; do join_one "$cname" "$title" "$s" "$rep" "$crowd" "$fix"; done
+  done
+}
+
 # ingest_case CASE TITLE STREAMS FIXTURE SERVER...
 ingest_case() {
   local cname=$1 title=$2 streams=$3 fix=$4
@@ -401,6 +453,8 @@ run_case "streams-1000x2" "RTMP, 1000 streams × 2 players, ~200 kbit/s" rtmp 20
 run_case "shards-200k-2000" "RTMP, 1 vs 2 shards, ~200 kbit/s, 2000 players" rtmp 2000 1 "$FIX_200K" "$RAMP" \
   ringcast-1shard ringcast
 run_case "ramp500-200k-2000" "RTMP, 2000 players joining at 500/s, ~200 kbit/s" rtmp 2000 1 "$FIX_200K" 500 \
+  ringcast nginx-rtmp
+join_case "join-8000" "RTMP, 200 players joining at 50/s while 8000 play, ~200 kbit/s" 8000 "$FIX_200K" \
   ringcast nginx-rtmp
 for n in 2000 5000; do
   run_case "ll-rtmp-200k-$n" "RTMP, merged write off (mw_latency_ms = 0), ~200 kbit/s, $n players" \

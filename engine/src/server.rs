@@ -84,7 +84,6 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("ringcast-shard")
         .io_memory(cfg.server.io_memory)
-        .preempt_timer(PREEMPT_TIMER)
         .on_all_shards(move || {
             let mesh = mesh.clone();
             let cfg = cfg.clone();
@@ -92,45 +91,57 @@ pub fn run(cfg: Config) -> Result<(), String> {
             let listeners = listeners.clone();
             let accepting_tx = accepting_tx.clone();
             async move {
-                let (senders, receivers) = mesh
-                    .join()
-                    .await
-                    .ok_or_else(|| "mesh join failed".to_string())?;
-                let id = senders.peer_id();
-                let shard = Rc::new(Shard::new(id, cfg, global, senders, crate::tasks::spawn));
-                crate::fanout::start_flusher().map_err(|e| format!("fan-out task queue: {e}"))?;
-
-                for (peer, rx) in receivers {
-                    let shard = shard.clone();
-                    glommio::spawn_local(async move {
-                        while let Some(msg) = rx.recv().await {
-                            shard.on_message(msg);
-                        }
-                        warn!(shard = shard.id, peer, "cross-shard channel ended");
-                    })
-                    .detach();
-                }
-                let mine = listeners
-                    .get(id)
-                    .and_then(|m| m.lock().ok().and_then(|mut g| g.take()))
-                    .ok_or("no listeners for shard")?;
-                let mut accepts = Accepts::new();
-                for (service, addr, fd) in mine.fds {
-                    accepts.start(&shard, service, addr, fd);
-                }
-                let _ = accepting_tx.send(id);
+                let started = async {
+                    let (senders, receivers) = mesh
+                        .join()
+                        .await
+                        .ok_or_else(|| "mesh join failed".to_string())?;
+                    let id = senders.peer_id();
+                    let shard = Rc::new(Shard::new(id, cfg, global, senders, crate::tasks::spawn));
+                    glommio::spawn_local(crate::fanout::run_flusher()).detach();
+                    for (peer, rx) in receivers {
+                        let shard = shard.clone();
+                        glommio::spawn_local(async move {
+                            while let Some(msg) = rx.recv().await {
+                                shard.on_message(msg);
+                            }
+                            warn!(shard = shard.id, peer, "cross-shard channel ended");
+                        })
+                        .detach();
+                    }
+                    let mine = listeners
+                        .get(id)
+                        .and_then(|m| m.lock().ok().and_then(|mut g| g.take()))
+                        .ok_or("no listeners for shard")?;
+                    let mut accepts = Accepts::new();
+                    for (service, addr, fd) in mine.fds {
+                        accepts.start(&shard, service, addr, fd);
+                    }
+                    Ok::<_, String>((shard, accepts))
+                };
+                // said at once: the process only reports it when every
+                // other shard has stopped too
+                let (shard, accepts) = started.await.inspect_err(|e| {
+                    error!("a shard failed to start: {e}");
+                })?;
+                let _ = accepting_tx.send(shard.id);
                 supervise(&shard, accepts).await;
                 Ok::<(), String>(())
             }
         })
         .map_err(|e| executor_error(&e.to_string()))?;
-    if all_accepting(&accepting, shards) {
+    let missing = not_accepting(&accepting, shards);
+    if missing.is_empty() {
         if upgrading {
             info!("serving on inherited listeners");
         }
         report_ready();
     } else {
-        warn!("not every shard started accepting: readiness not reported");
+        warn!(
+            ?missing,
+            "not every shard started accepting: readiness not reported (a shard that \
+             failed logged why; one that did not is still joining the cross-shard channels)"
+        );
     }
     let results = handles.join_all();
     // the signal thread shares the pid file: remove it now, not at its exit
@@ -149,13 +160,22 @@ pub fn run(cfg: Config) -> Result<(), String> {
 /// reporting ready (a shard that failed ends the process anyway).
 const ACCEPTING_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// True once each of `shards` shards has started its accept loops.
-fn all_accepting(rx: &crossbeam::channel::Receiver<usize>, shards: usize) -> bool {
+/// The shard ids, of `shards`, that have not started their accept loops
+/// within the timeout; empty once every one has.
+fn not_accepting(rx: &crossbeam::channel::Receiver<usize>, shards: usize) -> Vec<usize> {
     let deadline = Instant::now() + ACCEPTING_TIMEOUT;
-    (0..shards).all(|_| {
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
-    })
+    let mut reported = vec![false; shards];
+    for _ in 0..shards {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(id) => {
+                if let Some(r) = reported.get_mut(id) {
+                    *r = true;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    (0..shards).filter(|&id| !reported[id]).collect()
 }
 
 /// How often a shard looks at the control state.
@@ -315,13 +335,6 @@ async fn accept_loop(shard: Rc<Shard>, listener: Listener, service: Service) {
         }
     }
 }
-
-/// How long a task queue runs before the executor polls I/O and looks at
-/// the other queues again (glommio's default is 100 ms). The fan-out flusher
-/// stops on it, so a connection's set-up round trip waits behind a flush to
-/// thousands of players for about this long, not for the whole flush (see
-/// `fanout`); a poll costs one `io_uring_enter`.
-const PREEMPT_TIMER: Duration = Duration::from_millis(5);
 
 /// Admits an accepted connection and starts its task.
 fn dispatch(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, service: Service) {
