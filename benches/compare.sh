@@ -263,6 +263,17 @@ run_one() {
   stop "$SRV_STOP"
 }
 
+# record_failure CASE TITLE SERVER WHAT FILE...: logs the failure and records
+# the case as skipped, with the last line of each FILE as the reason.
+record_failure() {
+  local cname=$1 title=$2 server=$3 what=$4 why
+  shift 4
+  why=$(for f in "$@"; do tail -1 "$f"; done | tr -d '"\\' | paste -sd' ' -)
+  log "$what failed: $why"
+  printf '{"case":"%s","title":"%s","server":"%s","skipped":"%s failed: %s"}\n' \
+    "$cname" "$title" "$server" "$what" "$why" >> "$OUT_JSONL"
+}
+
 # ingest_one CASE TITLE SERVER REP STREAMS FIXTURE: STREAMS published, no
 # players. `ringcast-bench ingest` samples the server's RSS before the
 # publisher starts, waits out an 8 s warm-up (connects, first GOPs) and
@@ -293,11 +304,7 @@ ingest_one() {
     printf '{"case":"%s","title":"%s","server":"%s","rep":%d,"load":%s,"report":%s}\n' \
       "$cname" "$title" "$server" "$rep" "$load" "$(cat "$out")" >> "$OUT_JSONL"
   else
-    local why
-    why=$( (tail -1 "$WORK/ingest.err"; tail -1 "$WORK/publisher.log") | tr -d '"\\' | paste -sd' ' -)
-    log "ingest failed: $why"
-    printf '{"case":"%s","title":"%s","server":"%s","skipped":"ingest failed: %s"}\n' \
-      "$cname" "$title" "$server" "$why" >> "$OUT_JSONL"
+    record_failure "$cname" "$title" "$server" ingest "$WORK/ingest.err" "$WORK/publisher.log"
   fi
   stop "$PUB_PID"
   stop "$SRV_STOP"
@@ -334,35 +341,22 @@ join_one() {
       "$cname" "$title" "$server" "$rep" "$load" "$(cat "$WORK/join.json")" "$(cat "$WORK/crowd.json")" \
       >> "$OUT_JSONL"
   else
-    local why
-    why=$( (tail -1 "$WORK/join.err"; tail -1 "$WORK/crowd.err") | tr -d '"\\' | paste -sd' ' -)
-    log "join failed: $why"
-    printf '{"case":"%s","title":"%s","server":"%s","skipped":"join failed: %s"}\n' \
-      "$cname" "$title" "$server" "$why" >> "$OUT_JSONL"
+    record_failure "$cname" "$title" "$server" join "$WORK/join.err" "$WORK/crowd.err"
   fi
   stop "$PUB_PID"
   stop "$SRV_STOP"
 }
 
-# join_case CASE TITLE CROWD FIXTURE SERVER...
-join_case() {
-  local cname=$1 title=$2 crowd=$3 fix=$4
-  shift 4
+# each_rep FN CASE TITLE COUNT FIXTURE SERVER...: when CASE is selected, runs
+# `FN CASE TITLE SERVER REP COUNT FIXTURE` for every repetition and server
+# (ingest_one: COUNT streams; join_one: a crowd of COUNT players).
+each_rep() {
+  local fn=$1 cname=$2 title=$3 count=$4 fix=$5
+  shift 5
   selected "$cname" || return 0
   local rep s
   for rep in $(seq 1 "$RUNS"); do
-    for s in "$@"; do join_one "$cname" "$title" "$s" "$rep" "$crowd" "$fix"; done
-  done
-}
-
-# ingest_case CASE TITLE STREAMS FIXTURE SERVER...
-ingest_case() {
-  local cname=$1 title=$2 streams=$3 fix=$4
-  shift 4
-  selected "$cname" || return 0
-  local rep s
-  for rep in $(seq 1 "$RUNS"); do
-    for s in "$@"; do ingest_one "$cname" "$title" "$s" "$rep" "$streams" "$fix"; done
+    for s in "$@"; do "$fn" "$cname" "$title" "$s" "$rep" "$count" "$fix"; done
   done
 }
 
@@ -454,7 +448,7 @@ run_case "shards-200k-2000" "RTMP, 1 vs 2 shards, ~200 kbit/s, 2000 players" rtm
   ringcast-1shard ringcast
 run_case "ramp500-200k-2000" "RTMP, 2000 players joining at 500/s, ~200 kbit/s" rtmp 2000 1 "$FIX_200K" 500 \
   ringcast nginx-rtmp
-join_case "join-8000" "RTMP, 200 players joining at 50/s while 8000 play, ~200 kbit/s" 8000 "$FIX_200K" \
+each_rep join_one "join-8000" "RTMP, 200 players joining at 50/s while 8000 play, ~200 kbit/s" 8000 "$FIX_200K" \
   ringcast nginx-rtmp
 for n in 2000 5000; do
   run_case "ll-rtmp-200k-$n" "RTMP, merged write off (mw_latency_ms = 0), ~200 kbit/s, $n players" \
@@ -467,7 +461,7 @@ run_case "ll-streams-100x20" "RTMP, merged write off (mw_latency_ms = 0), 100 st
   rtmp 2000 100 "$FIX_200K" "$RAMP" ringcast nginx-rtmp
 run_case "ll-streams-1000x2" "RTMP, merged write off (mw_latency_ms = 0), 1000 streams × 2 players, ~200 kbit/s" \
   rtmp 2000 1000 "$FIX_200K" "$RAMP" ringcast nginx-rtmp
-ingest_case "ingest-1000" "RTMP, 1000 streams published (~200 kbit/s), no players" 1000 "$FIX_200K" \
+each_rep ingest_one "ingest-1000" "RTMP, 1000 streams published (~200 kbit/s), no players" 1000 "$FIX_200K" \
   ringcast nginx-rtmp
 # The merged-write curve: CPU per player-second against the added latency
 # the players measure, 2000 players of one stream. ringcast at every point;
