@@ -140,7 +140,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         warn!(
             ?missing,
             "not every shard started accepting: readiness not reported (a shard that \
-             failed logged why; one that did not is still joining the cross-shard channels)"
+             failed logged why; one that did not is still starting)"
         );
     }
     let results = handles.join_all();
@@ -157,7 +157,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
 }
 
 /// How long start-up waits for every shard to accept before it gives up
-/// reporting ready (a shard that failed ends the process anyway).
+/// reporting ready (a shard that failed has logged why; the process ends
+/// only once every shard has stopped).
 const ACCEPTING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The shard ids, of `shards`, that have not started their accept loops
