@@ -117,6 +117,9 @@ pub struct Consumer {
     pub dropped: Cell<u64>,
     /// Gets each frame as it arrives, never held for a merged write.
     immediate: Cell<bool>,
+    /// Frames at the front of the next batch this player already has: it
+    /// joined while they were pending, and its start-up copy held them.
+    skip: Cell<u32>,
 }
 
 impl Consumer {
@@ -141,6 +144,7 @@ impl Consumer {
             parked_fd: Cell::new(-1),
             dropped: Cell::new(0),
             immediate: Cell::new(false),
+            skip: Cell::new(0),
         })
     }
 
@@ -187,11 +191,21 @@ impl Consumer {
         self.enqueue(frame, has_video, true);
     }
 
+    /// Makes the next batch delivered skip its first `frames` (see `skip`).
+    pub fn skip_next(&self, frames: usize) {
+        self.skip.set(u32::try_from(frames).unwrap_or(u32::MAX));
+    }
+
     /// Hands a batch of frames to the player: written at once with one
     /// `sendmsg` when its task is parked with nothing owed (no wake-up, no
     /// queue), else queued under the slow-consumer limits. Never blocks.
     pub fn deliver(&self, batch: &[Rc<Frame>], has_video: bool) {
         if self.kicked.borrow().is_some() {
+            return;
+        }
+        let skip = self.skip.replace(0) as usize;
+        let batch = &batch[skip.min(batch.len())..];
+        if batch.is_empty() {
             return;
         }
         let fd = self.parked_fd.get();

@@ -5,6 +5,12 @@
 //! (`mw_latency_ms`, like SRS's `mw_latency`). Each idle player then costs
 //! one `sendmsg` per batch, made right here, instead of a task wake-up and a
 //! write per frame.
+//!
+//! The flusher hands a batch to a few dozen players at a time and stops
+//! once it has run for a slice (`FLUSH_SLICE`), then lets the shard poll
+//! I/O before it goes on: a flush to thousands of players takes tens of
+//! milliseconds, and a connection's set-up round trips, admission and
+//! publishers' reads must not queue behind all of it.
 
 use crate::consumer::{Consumer, Notice};
 use crate::frame::Frame;
@@ -33,6 +39,39 @@ pub struct Fanout {
     since: Cell<Option<Instant>>,
     /// When the last frame arrived (kept only while merged write holds).
     last_frame: Cell<Option<Instant>>,
+    /// A batch part-way through delivery (the flusher yielded between
+    /// players); the next batch starts only once every player has this one.
+    inflight: RefCell<Vec<Rc<Frame>>>,
+    inflight_video: Cell<bool>,
+    /// How many players at the front of `consumers` have the inflight batch.
+    delivered: Cell<usize>,
+    /// How many players at the front of `consumers` get the inflight batch:
+    /// those who joined since had its frames in their start-up copy.
+    inflight_end: Cell<usize>,
+}
+
+/// Players handed a batch between two looks at the clock: small enough
+/// that a flush stops within a few tens of microseconds of its slice's
+/// end, large enough that the look costs nothing.
+const PLAYERS_PER_STEP: usize = 64;
+
+/// How a fan-out's turn with the flusher ended.
+enum Step {
+    /// Nothing left to deliver.
+    Done,
+    /// Frames held by merged write until then.
+    Held(Instant),
+    /// The executor wants the shard back; a batch is part-way through.
+    Interrupted,
+}
+
+/// How a flusher pass ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Everything due went out; held frames fall due at the instant given.
+    Done(Option<Instant>),
+    /// The pass stopped for other work and must be resumed.
+    Interrupted,
 }
 
 thread_local! {
@@ -100,8 +139,10 @@ impl Fanout {
 
     /// Hands the pending frames to every player now. Anything that changes
     /// the player set or tells players news flushes first, so frames keep
-    /// their order with respect to it.
+    /// their order with respect to it; a batch the flusher left part-way
+    /// through is finished first, so no player gets a later batch before it.
     pub fn flush(&self) {
+        self.deliver_inflight(usize::MAX);
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() {
             return;
@@ -114,19 +155,85 @@ impl Fanout {
         self.since.set(None);
     }
 
-    /// Adds a player after the pending frames went out (it gets them from
-    /// the start-up cache instead).
+    /// Makes the pending frames the inflight batch (reusing both vectors).
+    fn start_batch(&self) {
+        std::mem::swap(
+            &mut *self.pending.borrow_mut(),
+            &mut *self.inflight.borrow_mut(),
+        );
+        self.inflight_video.set(self.has_video.get());
+        self.delivered.set(0);
+        self.inflight_end.set(self.consumers.borrow().len());
+        self.since.set(None);
+    }
+
+    /// Hands the inflight batch to at most `players` more players; true
+    /// once every player it is for has it (or there is none).
+    fn deliver_inflight(&self, players: usize) -> bool {
+        let mut batch = self.inflight.borrow_mut();
+        if batch.is_empty() {
+            return true;
+        }
+        let consumers = self.consumers.borrow();
+        let end = self.inflight_end.get().min(consumers.len());
+        let from = self.delivered.get().min(end);
+        let to = from.saturating_add(players).min(end);
+        let has_video = self.inflight_video.get();
+        for c in &consumers[from..to] {
+            c.deliver(&batch, has_video);
+        }
+        if to == end {
+            batch.clear();
+            self.delivered.set(0);
+            true
+        } else {
+            self.delivered.set(to);
+            false
+        }
+    }
+
+    /// The flusher's turn with this fan-out: finishes the inflight batch,
+    /// then delivers what is due, a step of players at a time, stopping
+    /// when `interrupt` says so between steps.
+    fn flush_steps(&self, now: Instant, interrupt: &mut impl FnMut() -> bool) -> Step {
+        loop {
+            while !self.deliver_inflight(PLAYERS_PER_STEP) {
+                if interrupt() {
+                    return Step::Interrupted;
+                }
+            }
+            match self.held_until() {
+                Some(due) if due > now => return Step::Held(due),
+                _ if self.pending.borrow().is_empty() => return Step::Done,
+                _ => self.start_batch(),
+            }
+        }
+    }
+
+    /// Adds a player whose start-up copy holds every frame pushed so far:
+    /// it does not get the inflight batch, and skips the pending frames. So
+    /// joining never waits for a delivery to other players to finish.
     pub fn add(&self, c: Rc<Consumer>) {
-        self.flush();
         if c.immediate() {
             self.relays.borrow_mut().push(c);
         } else {
+            c.skip_next(self.pending.borrow().len());
             self.consumers.borrow_mut().push(c);
         }
     }
 
     pub fn remove(&self, c: &Rc<Consumer>) {
-        self.consumers.borrow_mut().retain(|x| !Rc::ptr_eq(x, c));
+        let mut consumers = self.consumers.borrow_mut();
+        if let Some(i) = consumers.iter().position(|x| Rc::ptr_eq(x, c)) {
+            consumers.remove(i);
+            // the players after it move down one place
+            if i < self.delivered.get() {
+                self.delivered.set(self.delivered.get() - 1);
+            }
+            if i < self.inflight_end.get() {
+                self.inflight_end.set(self.inflight_end.get() - 1);
+            }
+        }
         self.relays.borrow_mut().retain(|x| !Rc::ptr_eq(x, c));
     }
 
@@ -149,35 +256,72 @@ impl Fanout {
     }
 }
 
-/// Flushes every dirty fan-out whose frames are due at `now`; returns when
-/// the earliest of the others is due.
-pub fn flush_dirty(now: Instant) -> Option<Instant> {
+/// Flushes every dirty fan-out whose frames are due at `now`, stopping
+/// between steps of players when `interrupt` says so; the next pass
+/// resumes where this one stopped.
+pub fn flush_dirty(now: Instant, mut interrupt: impl FnMut() -> bool) -> Pass {
     FLUSHING.with(|flushing| {
         let mut batch = flushing.borrow_mut();
         DIRTY.with(|d| std::mem::swap(&mut *d.borrow_mut(), &mut *batch));
+        // taken from the back, so in the order they became dirty
+        batch.reverse();
         let mut next: Option<Instant> = None;
-        for f in batch.drain(..) {
-            match f.held_until() {
-                Some(due) if due > now => {
+        while let Some(f) = batch.pop() {
+            f.scheduled.set(false);
+            match f.flush_steps(now, &mut interrupt) {
+                Step::Done => {}
+                Step::Held(due) => {
                     next = Some(next.map_or(due, |n| n.min(due)));
+                    f.scheduled.set(true);
                     DIRTY.with(|d| d.borrow_mut().push(f));
                 }
-                _ => {
-                    f.scheduled.set(false);
-                    f.flush();
+                Step::Interrupted => {
+                    f.scheduled.set(true);
+                    DIRTY.with(|d| {
+                        let mut d = d.borrow_mut();
+                        d.push(f);
+                        d.extend(batch.drain(..).rev());
+                    });
+                    return Pass::Interrupted;
                 }
             }
         }
-        next
+        Pass::Done(next)
     })
 }
 
+/// Starts the shard's flusher.
+pub fn start_flusher() {
+    glommio::spawn_local(run_flusher()).detach();
+}
+
+/// How long the flusher hands out batches before it lets the shard poll
+/// I/O and run what that woke. Measured against its own clock rather than
+/// the executor's preempt timer: a shorter preempt timer would make every
+/// task of the shard pay for more polls (a 1 ms one cost ~20 % more CPU),
+/// where this costs one timer per slice, and only while a flush is long.
+const FLUSH_SLICE: Duration = Duration::from_millis(2);
+
+/// How long an interrupted flush waits before it goes on. Waiting on a
+/// timer, not yielding, leaves the executor nothing runnable but what the
+/// next I/O poll wakes (set-up round trips, publishers), so those run
+/// before the next slice of flushing.
+const RESUME_AFTER: Duration = Duration::from_micros(200);
+
 /// The shard's flusher: runs after the tasks that pushed frames, and again
 /// whenever held (merged-write) frames fall due.
-pub async fn run_flusher() {
+async fn run_flusher() {
     let mut timer: Option<glommio::timer::Timer> = None;
     loop {
-        let next = flush_dirty(Instant::now());
+        let now = Instant::now();
+        let slice_end = now + FLUSH_SLICE;
+        let next = match flush_dirty(now, || Instant::now() >= slice_end) {
+            Pass::Done(next) => next,
+            Pass::Interrupted => {
+                glommio::timer::sleep(RESUME_AFTER).await;
+                continue;
+            }
+        };
         timer = next.map(|due| {
             let wait = due.saturating_duration_since(Instant::now());
             match timer.take() {
@@ -235,6 +379,14 @@ mod tests {
         )
     }
 
+    /// One uninterrupted flusher pass.
+    fn pass(now: Instant) -> Option<Instant> {
+        match flush_dirty(now, || false) {
+            Pass::Done(next) => next,
+            Pass::Interrupted => panic!("never asked to stop"),
+        }
+    }
+
     fn queued(c: &Consumer) -> usize {
         let mut iov = Vec::new();
         c.fill_iovecs(&mut iov, 1024, usize::MAX);
@@ -249,15 +401,16 @@ mod tests {
         s.push(frame(0, 0x17));
         s.push(frame(40, 0x27));
         assert_eq!(queued(&early), 0, "nothing before the flush");
-        // a player joining mid-batch: the batch goes to the early one
-        // first, the newcomer gets the same frames from the GOP cache
+        // a player joining mid-batch gets the pending frames from the GOP
+        // cache at once; the batch still waits for the flusher, which
+        // skips them for the newcomer
         let late = consumer();
         s.add_consumer(late.clone());
-        assert_eq!(queued(&early), 6, "two tags of three segments each");
-        assert_eq!(queued(&late), 6);
+        assert_eq!(queued(&early), 0, "joining flushes nothing");
+        assert_eq!(queued(&late), 6, "two tags of three segments each");
         s.push(frame(80, 0x27));
-        flush_dirty(Instant::now());
-        flush_dirty(Instant::now());
+        pass(Instant::now());
+        pass(Instant::now());
         assert_eq!(queued(&early), 9, "the flusher delivers once");
         assert_eq!(queued(&late), 9);
     }
@@ -275,12 +428,12 @@ mod tests {
         let start = Instant::now();
         s.push(frame(0, 0x17));
         s.push(frame(40, 0x27));
-        let due = flush_dirty(start).expect("held");
+        let due = pass(start).expect("held");
         assert!(due >= start + Duration::from_millis(350));
         assert_eq!(queued(&c), 0, "held for the merged write");
         s.push(frame(80, 0x27));
-        assert_eq!(flush_dirty(due - Duration::from_millis(1)), Some(due));
-        assert_eq!(flush_dirty(due), None, "nothing left to hold");
+        assert_eq!(pass(due - Duration::from_millis(1)), Some(due));
+        assert_eq!(pass(due), None, "nothing left to hold");
         assert_eq!(queued(&c), 9, "the three frames go out together");
     }
 
@@ -295,21 +448,124 @@ mod tests {
         let c = consumer();
         s.add_consumer(c.clone());
         s.push(frame(0, 0x17));
-        let due = flush_dirty(Instant::now()).expect("a stream's first frame is held");
-        assert_eq!(flush_dirty(due), None);
+        let due = pass(Instant::now()).expect("a stream's first frame is held");
+        assert_eq!(pass(due), None);
         assert_eq!(queued(&c), 3);
         // a source that keeps sending is held as usual
         s.push(frame(40, 0x27));
         assert!(
-            flush_dirty(Instant::now()).is_some(),
+            pass(Instant::now()).is_some(),
             "held while frames keep coming"
         );
-        assert_eq!(flush_dirty(Instant::now() + hold), None);
+        assert_eq!(pass(Instant::now() + hold), None);
         // the source falls silent for longer than the hold (an edge's origin
         // froze and the edge failed over): the next frame is not held again
         std::thread::sleep(hold + Duration::from_millis(20));
         s.push(frame(2000, 0x17));
-        assert_eq!(flush_dirty(Instant::now()), None, "due at once");
+        assert_eq!(pass(Instant::now()), None, "due at once");
         assert_eq!(queued(&c), 9);
+    }
+
+    /// How many players, in order, have `n` segments queued.
+    fn counts(players: &[Rc<Consumer>]) -> Vec<usize> {
+        players.iter().map(|c| queued(c)).collect()
+    }
+
+    #[test]
+    fn an_interrupted_flush_resumes_where_it_stopped_and_keeps_batches_in_order() {
+        let mut s = LocalStream::new(true, 100);
+        let mut players: Vec<_> = (0..3 * PLAYERS_PER_STEP).map(|_| consumer()).collect();
+        for c in &players {
+            s.add_consumer(c.clone());
+        }
+        s.push(frame(0, 0x17));
+        assert_eq!(flush_dirty(Instant::now(), || true), Pass::Interrupted);
+        let have = counts(&players);
+        assert!(have[..PLAYERS_PER_STEP].iter().all(|&n| n == 3));
+        assert!(have[PLAYERS_PER_STEP..].iter().all(|&n| n == 0));
+        // a player that has the batch leaves, and one that does not: the
+        // rest keep their places
+        s.remove_consumer(&players.remove(10));
+        s.remove_consumer(&players.remove(2 * PLAYERS_PER_STEP));
+        // a frame arriving meanwhile waits for the batch before it
+        s.push(frame(40, 0x27));
+        assert_eq!(pass(Instant::now()), None);
+        assert!(
+            counts(&players).iter().all(|&n| n == 6),
+            "each frame once, in order"
+        );
+        let mut iov = Vec::new();
+        players[PLAYERS_PER_STEP].fill_iovecs(&mut iov, 1024, usize::MAX);
+        let firsts: Vec<u8> = iov
+            .iter()
+            .filter(|s| s.iov_len == 5)
+            // SAFETY: iovecs point into frames the player's queue holds.
+            .map(|s| unsafe { *(s.iov_base as *const u8) })
+            .collect();
+        assert_eq!(firsts, [0x17, 0x27], "the interrupted batch came first");
+    }
+
+    #[test]
+    fn a_player_joining_during_an_interrupted_flush_gets_each_frame_once() {
+        let mut s = LocalStream::new(true, 100);
+        let players: Vec<_> = (0..2 * PLAYERS_PER_STEP).map(|_| consumer()).collect();
+        for c in &players {
+            s.add_consumer(c.clone());
+        }
+        s.push(frame(0, 0x17));
+        assert_eq!(flush_dirty(Instant::now(), || true), Pass::Interrupted);
+        // the newcomer has the frame from the start-up cache at once, while
+        // the players the flusher has not reached yet still wait for it;
+        // a frame arriving meanwhile is pending for everyone
+        let late = consumer();
+        s.add_consumer(late.clone());
+        assert_eq!(queued(&late), 3);
+        assert_eq!(queued(&players[2 * PLAYERS_PER_STEP - 1]), 0);
+        s.push(frame(40, 0x27));
+        let later = consumer();
+        s.add_consumer(later.clone());
+        assert_eq!(queued(&later), 6);
+        assert_eq!(pass(Instant::now()), None);
+        assert!(counts(&players).iter().all(|&n| n == 6));
+        assert_eq!(
+            queued(&late),
+            6,
+            "the inflight frame once, the pending one once"
+        );
+        assert_eq!(queued(&later), 6, "both frames once, from the cache");
+    }
+
+    #[test]
+    fn a_long_flush_lets_other_tasks_run_part_way_through() {
+        // while a batch goes to many players, the test's task gets turns
+        // in between (glommio's default 100 ms preempt timer: the flusher's
+        // own slice is what stops it)
+        let ex = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                start_flusher();
+                let mut s = LocalStream::new(true, 100);
+                let players: Vec<_> = (0..50_000).map(|_| consumer()).collect();
+                for c in &players {
+                    s.add_consumer(c.clone());
+                }
+                s.push(frame(0, 0x17));
+                // the test sleeps, and wakes between two of the flusher's
+                // slices
+                let (first, last) = (&players[0], &players[players.len() - 1]);
+                let mut part_way = 0;
+                for _ in 0..100_000 {
+                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                    match (queued(first), queued(last)) {
+                        (3, 3) => break,
+                        (3, 0) => part_way += 1,
+                        _ => {}
+                    }
+                }
+                assert!(players.iter().all(|c| queued(c) == 3), "everyone got it");
+                part_way
+            })
+            .expect("executor");
+        let part_way = ex.join().expect("executor ran");
+        assert!(part_way > 0, "the flush never yielded to other work");
     }
 }

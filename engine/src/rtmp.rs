@@ -938,7 +938,7 @@ mod tests {
                         senders,
                         crate::tasks::spawn,
                     ));
-                    glommio::spawn_local(crate::fanout::run_flusher()).detach();
+                    crate::fanout::start_flusher();
                     for (_, rx) in receivers {
                         let shard = shard.clone();
                         glommio::spawn_local(async move {

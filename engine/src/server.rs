@@ -98,7 +98,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
                         .ok_or_else(|| "mesh join failed".to_string())?;
                     let id = senders.peer_id();
                     let shard = Rc::new(Shard::new(id, cfg, global, senders, crate::tasks::spawn));
-                    glommio::spawn_local(crate::fanout::run_flusher()).detach();
+                    crate::fanout::start_flusher();
                     for (peer, rx) in receivers {
                         let shard = shard.clone();
                         glommio::spawn_local(async move {
@@ -182,8 +182,6 @@ fn not_accepting(rx: &crossbeam::channel::Receiver<usize>, shards: usize) -> Vec
 /// How often a shard looks at the control state.
 const CONTROL_TICK: Duration = Duration::from_millis(100);
 
-/// Applies reloads and carries out a quit on this shard; returns when the
-/// shard should stop.
 /// This shard's accept loops, by listening address.
 struct Accepts {
     loops: Vec<(SocketAddr, glommio::task::JoinHandle<()>)>,
@@ -228,6 +226,8 @@ impl Accepts {
     }
 }
 
+/// Applies reloads and carries out a quit on this shard; returns when the
+/// shard should stop.
 async fn supervise(shard: &Rc<Shard>, accepts: Accepts) {
     let control = shard.global.control.clone();
     let mut seen = control.reload_gen();

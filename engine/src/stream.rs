@@ -137,9 +137,8 @@ impl LocalStream {
     }
 
     pub fn add_consumer(&mut self, c: Rc<Consumer>) {
-        // pending frames are already in the cache: send them to the players
-        // they are new to before the newcomer's start-up copy is queued
-        self.fanout.flush();
+        // the start-up copy holds every frame pushed so far, those the
+        // fan-out has not handed out yet too: it skips those for the newcomer
         for f in self.startup_frames() {
             c.push_startup(f);
         }
