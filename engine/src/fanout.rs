@@ -39,7 +39,7 @@ pub struct Fanout {
     since: Cell<Option<Instant>>,
     /// When the last frame arrived (kept only while merged write holds).
     last_frame: Cell<Option<Instant>>,
-    /// A batch part-way through delivery (the flusher yielded between
+    /// A batch part-way through delivery (the flusher's slice ended between
     /// players); the next batch starts only once every player has this one.
     inflight: RefCell<Vec<Rc<Frame>>>,
     inflight_video: Cell<bool>,
@@ -61,7 +61,7 @@ enum Step {
     Done,
     /// Frames held by merged write until then.
     Held(Instant),
-    /// The executor wants the shard back; a batch is part-way through.
+    /// The flusher's slice ended; a batch is part-way through.
     Interrupted,
 }
 
