@@ -938,16 +938,7 @@ mod tests {
                         senders,
                         crate::tasks::spawn,
                     ));
-                    crate::fanout::start_flusher();
-                    for (_, rx) in receivers {
-                        let shard = shard.clone();
-                        glommio::spawn_local(async move {
-                            while let Some(msg) = rx.recv().await {
-                                shard.on_message(msg);
-                            }
-                        })
-                        .detach();
-                    }
+                    shard.start_tasks(receivers);
                     if id == 0 {
                         let opened = open(&shard, &name, ClientMode::Publish).await;
                         let listed = async {

@@ -91,39 +91,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
             let listeners = listeners.clone();
             let accepting_tx = accepting_tx.clone();
             async move {
-                let started = async {
-                    let (senders, receivers) = mesh
-                        .join()
-                        .await
-                        .ok_or_else(|| "mesh join failed".to_string())?;
-                    let id = senders.peer_id();
-                    let shard = Rc::new(Shard::new(id, cfg, global, senders, crate::tasks::spawn));
-                    crate::fanout::start_flusher();
-                    for (peer, rx) in receivers {
-                        let shard = shard.clone();
-                        glommio::spawn_local(async move {
-                            while let Some(msg) = rx.recv().await {
-                                shard.on_message(msg);
-                            }
-                            warn!(shard = shard.id, peer, "cross-shard channel ended");
-                        })
-                        .detach();
-                    }
-                    let mine = listeners
-                        .get(id)
-                        .and_then(|m| m.lock().ok().and_then(|mut g| g.take()))
-                        .ok_or("no listeners for shard")?;
-                    let mut accepts = Accepts::new();
-                    for (service, addr, fd) in mine.fds {
-                        accepts.start(&shard, service, addr, fd);
-                    }
-                    Ok::<_, String>((shard, accepts))
-                };
                 // said at once: the process only reports it when every
                 // other shard has stopped too
-                let (shard, accepts) = started.await.inspect_err(|e| {
-                    error!("a shard failed to start: {e}");
-                })?;
+                let (shard, accepts) = start_shard(&mesh, cfg, global, &listeners)
+                    .await
+                    .inspect_err(|e| error!("a shard failed to start: {e}"))?;
                 let _ = accepting_tx.send(shard.id);
                 supervise(&shard, accepts).await;
                 Ok::<(), String>(())
@@ -154,6 +126,29 @@ pub fn run(cfg: Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Joins the mesh, starts the shard's tasks and its accept loops on the
+/// listeners bound for it.
+async fn start_shard(
+    mesh: &Mesh<ShardMsg>,
+    cfg: Arc<Config>,
+    global: Arc<Global>,
+    listeners: &[Mutex<Option<ShardListeners>>],
+) -> Result<(Rc<Shard>, Accepts), String> {
+    let (senders, receivers) = mesh.join().await.ok_or("mesh join failed")?;
+    let id = senders.peer_id();
+    let shard = Rc::new(Shard::new(id, cfg, global, senders, crate::tasks::spawn));
+    shard.start_tasks(receivers);
+    let mine = listeners
+        .get(id)
+        .and_then(|m| m.lock().ok().and_then(|mut g| g.take()))
+        .ok_or("no listeners for shard")?;
+    let mut accepts = Accepts::new();
+    for (service, addr, fd) in mine.fds {
+        accepts.start(&shard, service, addr, fd);
+    }
+    Ok((shard, accepts))
 }
 
 /// How long start-up waits for every shard to accept before it gives up

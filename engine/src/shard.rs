@@ -4,7 +4,7 @@
 use crate::consumer::Consumer;
 use crate::frame::Frame;
 use crate::ingest::Media;
-use crate::mesh::Senders;
+use crate::mesh::{Receivers, Senders};
 use crate::origins::OriginBook;
 use crate::redis_registry::{entry_value, StreamRegistry};
 use crate::stream::{Hub, LocalStream};
@@ -597,6 +597,22 @@ impl Shard {
                     self.send(self.owner(key), ShardMsg::Unsubscribe { id, from: self.id });
                 }
             }
+        }
+    }
+
+    /// Starts the shard's own tasks: its fan-out flusher, and one task per
+    /// peer shard that applies what that peer sends, in the order sent.
+    pub fn start_tasks(self: &Rc<Self>, receivers: Receivers<ShardMsg>) {
+        crate::fanout::start_flusher();
+        for (peer, rx) in receivers {
+            let shard = self.clone();
+            glommio::spawn_local(async move {
+                while let Some(msg) = rx.recv().await {
+                    shard.on_message(msg);
+                }
+                warn!(shard = shard.id, peer, "cross-shard channel ended");
+            })
+            .detach();
         }
     }
 
