@@ -85,6 +85,26 @@ thread_local! {
     static FLUSHING: RefCell<Vec<Rc<Fanout>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How many players ahead `deliver_each` has the CPU fetch a player's state.
+const PREFETCH_AHEAD: usize = 2;
+
+/// Hands `batch` to each of `consumers`, fetching the state of the players a
+/// little ahead into the cache: with thousands of players, each one's state
+/// has left the cache since the previous batch, and `deliver` would
+/// otherwise stall on that load for every player in turn while the kernel's
+/// `sendmsg` for the one before could have hidden it.
+fn deliver_each(consumers: &[Rc<Consumer>], batch: &[Rc<Frame>], has_video: bool) {
+    for c in consumers.iter().take(PREFETCH_AHEAD) {
+        c.prefetch();
+    }
+    for (i, c) in consumers.iter().enumerate() {
+        if let Some(next) = consumers.get(i + PREFETCH_AHEAD) {
+            next.prefetch();
+        }
+        c.deliver(batch, has_video);
+    }
+}
+
 impl Fanout {
     /// Queues `frame` for every player; they get it when the flusher runs.
     /// Frames that end a silence longer than the merged-write delay (an edge
@@ -148,9 +168,7 @@ impl Fanout {
             return;
         }
         let has_video = self.has_video.get();
-        for c in self.consumers.borrow().iter() {
-            c.deliver(&pending, has_video);
-        }
+        deliver_each(&self.consumers.borrow(), &pending, has_video);
         pending.clear();
         self.since.set(None);
     }
@@ -179,9 +197,7 @@ impl Fanout {
         let from = self.delivered.get().min(end);
         let to = from.saturating_add(players).min(end);
         let has_video = self.inflight_video.get();
-        for c in &consumers[from..to] {
-            c.deliver(&batch, has_video);
-        }
+        deliver_each(&consumers[from..to], &batch, has_video);
         if to == end {
             batch.clear();
             self.delivered.set(0);
