@@ -127,7 +127,7 @@ make_fixture "$FIX_1M" 1M
 # --- servers -----------------------------------------------------------------
 # Each start_* sets SRV_PIDS (comma list measured by play), SRV_STOP (pids to
 # stop), RTMP_PORT and, for ringcast, HTTP_PORT.
-start_ringcast() { # start_ringcast SHARDS MW_LATENCY_MS
+start_ringcast() { # start_ringcast SHARDS MW_LATENCY_MS [TCP_NODELAY]
   RTMP_PORT=$(free_port); HTTP_PORT=$(free_port)
   cat > "$WORK/ringcast.toml" <<EOF
 [server]
@@ -144,6 +144,7 @@ listen = ["127.0.0.1:$HTTP_PORT"]
 
 [vhosts.__defaultVhost__]
 mw_latency_ms = $2
+tcp_nodelay = ${3:-true}
 EOF
   "$S" -c "$WORK/ringcast.toml" > "$WORK/ringcast.log" 2>&1 &
   local pid=$!
@@ -235,6 +236,7 @@ run_one() {
   case $server in
     ringcast) start_ringcast 2 "$mw" ;;
     ringcast-1shard) start_ringcast 1 "$mw" ;;
+    ringcast-nagle) start_ringcast 2 "$mw" false ;;
     nginx-rtmp) start_nginx ;;
     raw) start_raw "$proto" "$fix" "$tick" ;;
   esac
@@ -457,10 +459,12 @@ for n in 2000 5000; do
     http-flv "$n" 1 "$FIX_200K" "$RAMP" ringcast raw
 done
 
+# ringcast-nagle: the same with `tcp_nodelay = false`, Nagle left on as
+# nginx-rtmp leaves it (and SRS by default): the like-for-like CPU figure.
 run_case "ll-streams-100x20" "RTMP, merged write off (mw_latency_ms = 0), 100 streams × 20 players, ~200 kbit/s" \
-  rtmp 2000 100 "$FIX_200K" "$RAMP" ringcast nginx-rtmp
+  rtmp 2000 100 "$FIX_200K" "$RAMP" ringcast ringcast-nagle nginx-rtmp
 run_case "ll-streams-1000x2" "RTMP, merged write off (mw_latency_ms = 0), 1000 streams × 2 players, ~200 kbit/s" \
-  rtmp 2000 1000 "$FIX_200K" "$RAMP" ringcast nginx-rtmp
+  rtmp 2000 1000 "$FIX_200K" "$RAMP" ringcast ringcast-nagle nginx-rtmp
 each_rep ingest_one "ingest-1000" "RTMP, 1000 streams published (~200 kbit/s), no players" 1000 "$FIX_200K" \
   ringcast nginx-rtmp
 # The merged-write curve: CPU per player-second against the added latency

@@ -10,9 +10,10 @@ use std::fmt::Write as _;
 use crate::table::{self, Case, Results};
 
 /// Colours per server, in the order bars are drawn within a case.
-const SERVERS: [(&str, &str); 4] = [
+const SERVERS: [(&str, &str); 5] = [
     ("ringcast", "#1f77b4"),
     ("ringcast-1shard", "#6baed6"),
+    ("ringcast-nagle", "#9ecae1"),
     ("nginx-rtmp", "#d62728"),
     ("raw", "#7f7f7f"),
 ];
