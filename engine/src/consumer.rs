@@ -196,9 +196,6 @@ impl Consumer {
         self.skip.set(u32::try_from(frames).unwrap_or(u32::MAX));
     }
 
-    /// Hands a batch of frames to the player: written at once with one
-    /// `sendmsg` when its task is parked with nothing owed (no wake-up, no
-    /// queue), else queued under the slow-consumer limits. Never blocks.
     /// Asks the CPU to bring this player's state into the cache, ahead of
     /// a `deliver` (see `fanout::deliver_each`). Only a hint: it reads
     /// nothing and cannot fault.
@@ -216,6 +213,9 @@ impl Consumer {
         }
     }
 
+    /// Hands a batch of frames to the player: written at once with one
+    /// `sendmsg` when its task is parked with nothing owed (no wake-up, no
+    /// queue), else queued under the slow-consumer limits. Never blocks.
     pub fn deliver(&self, batch: &[Rc<Frame>], has_video: bool) {
         if self.kicked.borrow().is_some() {
             return;

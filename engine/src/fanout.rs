@@ -410,6 +410,18 @@ mod tests {
     }
 
     #[test]
+    fn deliver_each_reaches_every_player_however_few_or_many() {
+        // fewer players than the prefetch looks ahead, as many, and more
+        for n in [0, 1, PREFETCH_AHEAD, PREFETCH_AHEAD + 1, 70] {
+            let players: Vec<_> = (0..n).map(|_| consumer()).collect();
+            deliver_each(&players, &[frame(0, 0x17), frame(40, 0x27)], true);
+            for (i, p) in players.iter().enumerate() {
+                assert_eq!(queued(p), 6, "player {i} of {n}: two tags");
+            }
+        }
+    }
+
+    #[test]
     fn frames_wait_for_the_flush_and_a_newcomer_gets_each_once() {
         let mut s = LocalStream::new(true, 100);
         let early = consumer();
