@@ -26,7 +26,8 @@ use tracing::{debug, error, info, warn};
 /// of a hash table sized from the ring: 8 buckets at 128 entries, so each
 /// cancel walked ~250 polls per 2,000 players (5 % of the server's CPU with
 /// merged write off, `perf`); 4,096 entries give the kernel's largest table,
-/// 256 buckets. The rings cost ~1 MiB per shard, mapped at start.
+/// 256 buckets. The three rings of a shard (main, latency, poll) cost
+/// ~1.2 MiB, mapped at start (README: the memlock limit on old kernels).
 const RING_DEPTH: usize = 4096;
 
 /// Messages in flight per shard pair before a sender sees "full".
